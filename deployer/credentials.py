@@ -1,0 +1,438 @@
+"""Cluster credentials: a short-lived kubeconfig from DigitalOcean, or the user's own kubeconfig.
+
+This module decides where the credentials come from (``--cluster`` with a DigitalOcean token,
+``--kubeconfig``/``KUBECONFIG``, ``--kubeconfig-data``, or ``~/.kube/config``), reads and merges kubeconfigs
+the way kubectl does, picks the context, and hands back a ``KubeCredentials`` holding the kubeconfig as a
+plain dict for deployer/cluster.py to load in memory. It also owns the only way a kubeconfig reaches disk
+(a 0600 file in a private directory, removed at exit, or the file ``deployer kubeconfig --output`` asks for)
+and the GitHub Actions masking of every secret it learns.
+
+It must not import the kubernetes client (deployer/cluster.py does) or requests (deployer/digitalocean.py
+does), and no token, password or key may reach a message, a repr or a file left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from deployer.digitalocean import (
+    DEFAULT_API_URL,
+    TOKEN_VARIABLE,
+    DigitalOceanAPI,
+    cluster_state_warning,
+)
+from deployer.errors import DigitalOceanError, OptionError
+
+CLUSTER_FLAG = "--cluster"
+KUBECONFIG_FLAG = "--kubeconfig"
+KUBECONFIG_DATA_FLAG = "--kubeconfig-data"
+CONTEXT_FLAG = "--kube-context"
+EXPIRY_FLAG = "--kubeconfig-expiry"
+KUBECONFIG_VARIABLE = "KUBECONFIG"
+
+# Applying, taking the deploy lock and diagnosing a failure also need the cluster; the margin covers them.
+EXPIRY_MARGIN_SECONDS = 180
+MINIMUM_EXPIRY_SECONDS = 300
+
+# Fields of a kubeconfig that hold secrets, to be masked in Actions logs (kubectl's names).
+SECRET_USER_FIELDS = ("token", "password", "client-key-data")
+# Fields holding file paths, which kubectl resolves against the directory of the kubeconfig that names them.
+CLUSTER_PATH_FIELDS = ("certificate-authority",)
+USER_PATH_FIELDS = ("client-certificate", "client-key", "tokenFile")
+
+
+@dataclass(frozen=True)
+class KubeCredentials:
+    """Everything cluster.py needs to talk to the cluster.
+
+    ``kubeconfig`` is a self-contained kubeconfig dict whose ``current-context`` is ``context``;
+    ``expires_at`` is when a DigitalOcean-issued token stops working (a lower bound), None for the user's
+    own kubeconfig;
+    ``secrets`` are the values to keep out of every output.
+    """
+
+    kubeconfig: dict[str, Any] = field(repr=False, compare=False)
+    context: str
+    description: str
+    expires_at: datetime | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def has_expired(self, now: datetime | None = None) -> bool:
+        """True once a DigitalOcean-issued token is past its expiry: a 401 then means "expired"."""
+        if self.expires_at is None:
+            return False
+        return (now or datetime.now(UTC)) >= self.expires_at
+
+
+def needed_expiry_seconds(rollout_timeout: float, rollback_timeout: float) -> int:
+    """How long a DigitalOcean token must live for this run: the rollout wait, then a whole rollback, plus a
+    margin for applying and diagnosing; never under 300 s. Fetch the kubeconfig after the build."""
+    if rollout_timeout < 0 or rollback_timeout < 0:
+        raise ValueError("timeouts must not be negative")
+    return max(MINIMUM_EXPIRY_SECONDS, math.ceil(rollout_timeout + rollback_timeout + EXPIRY_MARGIN_SECONDS))
+
+
+def actions_masker(env: Mapping[str, str], emit: Callable[[str], None]) -> Callable[[str], None]:
+    """A function that registers a secret with the GitHub Actions log masker (``::add-mask::``, one line at a
+    time as the runner expects) when running in Actions, and does nothing elsewhere. ``emit`` must write a
+    line to stdout and flush it, before anything else could print the value."""
+    if env.get("GITHUB_ACTIONS", "").lower() != "true":
+        return _mask_nothing
+
+    def mask(value: str) -> None:
+        for line in value.splitlines():
+            if line.strip():
+                emit(f"::add-mask::{line}")
+
+    return mask
+
+
+def _mask_nothing(value: str) -> None:
+    return None
+
+
+def resolve_credentials(
+    *,
+    cluster: str | None,
+    kubeconfig_path: str | None,
+    kubeconfig_data: str | None,
+    context: str | None,
+    digitalocean_token: str | None,
+    api_url: str = DEFAULT_API_URL,
+    expiry_seconds: int,
+    env: Mapping[str, str],
+    warn: Callable[[str], None],
+    mask: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> KubeCredentials:
+    """Credentials from exactly one source, chosen like this: ``cluster`` (DigitalOcean, token from
+    ``digitalocean_token`` or DIGITALOCEAN_ACCESS_TOKEN in ``env``); else ``kubeconfig_path``; else
+    ``kubeconfig_data``; else KUBECONFIG in ``env``; else ~/.kube/config. ``mask`` is called with each secret
+    as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings."""
+    given = [flag for flag, value in ((CLUSTER_FLAG, cluster), (KUBECONFIG_FLAG, kubeconfig_path),
+                                      (KUBECONFIG_DATA_FLAG, kubeconfig_data)) if value]
+    if len(given) > 1:
+        raise OptionError(given[1], f"cannot be combined with {given[0]}: pass one source of credentials")
+    if cluster:
+        token = digitalocean_token or env.get(TOKEN_VARIABLE, "")
+        if not token.strip():
+            raise OptionError(CLUSTER_FLAG, f"needs a DigitalOcean API token: set {TOKEN_VARIABLE}")
+        mask(token.strip())
+        return fetch_digitalocean_credentials(
+            cluster,
+            token=token,
+            api_url=api_url,
+            expiry_seconds=expiry_seconds,
+            context=context,
+            warn=warn,
+            mask=mask,
+            sleep=sleep,
+        )
+    if kubeconfig_path:
+        paths = [Path(kubeconfig_path)]
+        config, description = load_kubeconfig_files(paths, flag=KUBECONFIG_FLAG, merge=False)
+    elif kubeconfig_data:
+        config, description, blob_secrets = parse_kubeconfig_data(kubeconfig_data)
+        for secret in blob_secrets:
+            mask(secret)
+    elif env.get(KUBECONFIG_VARIABLE, "").strip():
+        paths = [Path(p) for p in env[KUBECONFIG_VARIABLE].split(os.pathsep) if p.strip()]
+        config, description = load_kubeconfig_files(paths, flag=KUBECONFIG_VARIABLE, merge=True)
+    else:
+        home = env.get("HOME") or str(Path.home())
+        default = Path(home) / ".kube" / "config"
+        if not default.is_file():
+            raise OptionError(
+                CLUSTER_FLAG,
+                f"no cluster credentials: pass {CLUSTER_FLAG} NAME with {TOKEN_VARIABLE}, "
+                f"{KUBECONFIG_FLAG} PATH or {KUBECONFIG_DATA_FLAG}, or set {KUBECONFIG_VARIABLE} "
+                f"({default} does not exist)",
+            )
+        config, description = load_kubeconfig_files([default], flag=KUBECONFIG_FLAG, merge=False)
+    secrets = kubeconfig_secrets(config)
+    for secret in secrets:
+        mask(secret)
+    chosen = select_context(config, context, source=description)
+    return KubeCredentials(
+        kubeconfig=config,
+        context=chosen,
+        description=f"{description}, context {chosen}",
+        expires_at=None,
+        secrets=secrets,
+    )
+
+
+def fetch_digitalocean_credentials(
+    cluster: str,
+    *,
+    token: str,
+    api_url: str,
+    expiry_seconds: int,
+    context: str | None,
+    warn: Callable[[str], None],
+    mask: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> KubeCredentials:
+    """Resolve ``cluster`` (name or UUID), check its state, and have DigitalOcean issue a kubeconfig whose
+    token lives ``expiry_seconds``."""
+    if expiry_seconds < 1:
+        raise OptionError(EXPIRY_FLAG, f"must be a positive number of seconds, not {expiry_seconds}")
+    with DigitalOceanAPI(token, api_url, sleep=sleep) as api:
+        found = api.find_cluster(cluster)
+        warning = cluster_state_warning(found)
+        if warning:
+            warn(warning)
+        issued = api.kubeconfig(found.id, expiry_seconds)
+    source = f"the kubeconfig DigitalOcean issued for cluster {found.label}"
+    try:
+        config = _load_yaml_mapping(issued.text, source=source, flag=CLUSTER_FLAG)
+    except OptionError as e:
+        # Not the user's input: DigitalOcean answered something that is not a kubeconfig.
+        raise DigitalOceanError(e.problem) from None
+    minted = kubeconfig_secrets(config)
+    for secret in minted:
+        mask(secret)
+    chosen = select_context(config, context, source=source)
+    region = f" in {found.region}" if found.region else ""
+    return KubeCredentials(
+        kubeconfig=config,
+        context=chosen,
+        description=(
+            f"DigitalOcean cluster {found.label}{region}, token valid until "
+            f"{issued.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        ),
+        expires_at=issued.expires_at,
+        secrets=(token.strip(), *minted),
+    )
+
+
+# --- reading kubeconfigs --------------------------------------------------------------------------------
+
+
+def load_kubeconfig_files(paths: Sequence[Path], *, flag: str, merge: bool) -> tuple[dict[str, Any], str]:
+    """Read one kubeconfig, or merge a KUBECONFIG list as kubectl does: missing files are skipped, and for
+    each cluster, user and context name (and current-context) the first file that sets it wins. Relative
+    file paths inside are resolved against the directory of the file that names them."""
+    loaded: list[tuple[Path, dict[str, Any]]] = []
+    for path in paths:
+        if not path.is_file():
+            if merge:
+                continue
+            raise OptionError(flag, f"{path} does not exist or is not a file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise OptionError(flag, f"cannot read {path}: {type(e).__name__}") from e
+        config = _load_yaml_mapping(text, source=str(path), flag=flag)
+        _resolve_local_paths(config, path.parent.absolute())
+        loaded.append((path, config))
+    if not loaded:
+        listed = os.pathsep.join(str(p) for p in paths)
+        raise OptionError(flag, f"none of the kubeconfig files exist: {listed}")
+    if len(loaded) == 1:
+        return _normalized(loaded[0][1]), f"kubeconfig {loaded[0][0]}"
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config"}
+    merged.update(clusters=[], contexts=[], users=[])
+    for _, config in loaded:
+        for section in ("clusters", "contexts", "users"):
+            seen = {entry["name"] for entry in merged[section]}
+            for entry in _named_entries(config, section):
+                if entry["name"] not in seen:
+                    merged[section].append(entry)
+                    seen.add(entry["name"])
+        if not merged.get("current-context") and config.get("current-context"):
+            merged["current-context"] = config["current-context"]
+    return merged, "kubeconfigs " + os.pathsep.join(str(p) for p, _ in loaded)
+
+
+def parse_kubeconfig_data(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
+    """A kubeconfig given inline, base64-encoded (as secrets usually hold it) or as plain YAML. Returns the
+    config, a description and the base64 blob itself when there was one (a secret of its own)."""
+    compact = "".join(data.split())
+    blob_secrets: tuple[str, ...] = ()
+    text = data
+    if compact and ":" not in compact:
+        try:
+            decoded = base64.b64decode(compact, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise OptionError(KUBECONFIG_DATA_FLAG, "is neither YAML nor base64-encoded YAML") from e
+        text = decoded
+        blob_secrets = (compact,)
+    config = _load_yaml_mapping(text, source="the kubeconfig", flag=KUBECONFIG_DATA_FLAG)
+    return _normalized(config), f"kubeconfig from {KUBECONFIG_DATA_FLAG}", blob_secrets
+
+
+def select_context(config: dict[str, Any], context: str | None, *, source: str) -> str:
+    """The context to use (``--kube-context`` or current-context), checked against what ``config`` defines;
+    sets current-context in ``config`` so that loading it needs no further choice."""
+    contexts = {entry["name"]: entry for entry in _named_entries(config, "contexts")}
+    available = ", ".join(sorted(contexts)) or "none"
+    if context:
+        if context not in contexts:
+            raise OptionError(CONTEXT_FLAG, f'no context "{context}" in {source}; available: {available}')
+        chosen = context
+    elif config.get("current-context"):
+        chosen = str(config["current-context"])
+        if chosen not in contexts:
+            raise OptionError(
+                CONTEXT_FLAG, f'current-context "{chosen}" of {source} is not defined; available: {available}'
+            )
+    elif len(contexts) == 1:
+        chosen = next(iter(contexts))
+    else:
+        raise OptionError(CONTEXT_FLAG, f"{source} sets no current-context; pick one of: {available}")
+    details = contexts[chosen].get("context")
+    if not isinstance(details, dict):
+        raise OptionError(CONTEXT_FLAG, f'context "{chosen}" in {source} is empty')
+    for section, key in (("clusters", "cluster"), ("users", "user")):
+        names = {entry["name"] for entry in _named_entries(config, section)}
+        wanted = details.get(key)
+        if key == "cluster" and wanted not in names:
+            raise OptionError(
+                CONTEXT_FLAG, f'context "{chosen}" in {source} names cluster "{wanted}", which is not defined'
+            )
+        if key == "user" and wanted is not None and wanted not in names:
+            raise OptionError(
+                CONTEXT_FLAG, f'context "{chosen}" in {source} names user "{wanted}", which is not defined'
+            )
+    config["current-context"] = chosen
+    return chosen
+
+
+def kubeconfig_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every secret value in a kubeconfig's users (tokens, passwords, client keys)."""
+    found: list[str] = []
+    for entry in _named_entries(config, "users"):
+        user = entry.get("user")
+        if not isinstance(user, dict):
+            continue
+        for key in SECRET_USER_FIELDS:
+            value = user.get(key)
+            if isinstance(value, str) and value and value not in found:
+                found.append(value)
+    return tuple(found)
+
+
+# --- writing kubeconfigs --------------------------------------------------------------------------------
+
+
+def kubeconfig_yaml(credentials: KubeCredentials) -> str:
+    """The kubeconfig as YAML text, for ``deployer kubeconfig`` (it holds the token: handle as a secret)."""
+    stream = io.StringIO()
+    yaml = YAML(typ="safe")
+    yaml.default_flow_style = False
+    yaml.dump(credentials.kubeconfig, stream)
+    return stream.getvalue()
+
+
+def write_kubeconfig(credentials: KubeCredentials, path: Path) -> None:
+    """Write the kubeconfig to ``path`` readable by its owner only (0600), replacing any file there
+    atomically so no reader ever sees half of it or a wider mode."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(kubeconfig_yaml(credentials))
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def private_kubeconfig_file(credentials: KubeCredentials) -> Iterator[Path]:
+    """A kubeconfig file for tools that need one on disk (kubectl): 0600 in a fresh 0700 directory, removed
+    when the block exits, even on error."""
+    directory = tempfile.mkdtemp(prefix="deployer-kubeconfig-")
+    try:
+        path = Path(directory) / "config"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(kubeconfig_yaml(credentials))
+        yield path
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- internals ----------------------------------------------------------------------------------------
+
+
+def _load_yaml_mapping(text: str, *, source: str, flag: str) -> dict[str, Any]:
+    """Parse with the safe loader. The message gives the position only: a YAML error's own text quotes
+    the surrounding lines, which may hold a token."""
+    try:
+        loaded = YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise OptionError(flag, f"{source} is not valid YAML{where}") from None
+    except YAMLError:
+        raise OptionError(flag, f"{source} is not valid YAML") from None
+    if not isinstance(loaded, dict):
+        raise OptionError(flag, f"{source} is not a kubeconfig (expected a mapping at the top)")
+    for section in ("clusters", "contexts", "users"):
+        entries = loaded.get(section)
+        if entries is None:
+            continue
+        if not isinstance(entries, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in entries
+        ):
+            raise OptionError(flag, f"{source}: {section} must be a list of entries with a name")
+    return loaded
+
+
+def _named_entries(config: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
+    entries = config.get(section)
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)] if entries else []
+
+
+def _normalized(config: dict[str, Any]) -> dict[str, Any]:
+    for section in ("clusters", "contexts", "users"):
+        config.setdefault(section, [])
+        if config[section] is None:
+            config[section] = []
+    return config
+
+
+def _resolve_local_paths(config: dict[str, Any], base: Path) -> None:
+    """Make the file paths inside a kubeconfig absolute, as kubectl does, so the dict works when loaded in
+    memory from another working directory."""
+
+    def resolve(holder: dict[str, Any], key: str) -> None:
+        value = holder.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            holder[key] = str(base / value)
+
+    for entry in _named_entries(config, "clusters"):
+        cluster = entry.get("cluster")
+        if isinstance(cluster, dict):
+            for key in CLUSTER_PATH_FIELDS:
+                resolve(cluster, key)
+    for entry in _named_entries(config, "users"):
+        user = entry.get("user")
+        if not isinstance(user, dict):
+            continue
+        for key in USER_PATH_FIELDS:
+            resolve(user, key)
+        exec_config = user.get("exec")
+        # A bare command name is looked up on PATH; only a relative path is relative to the kubeconfig.
+        if isinstance(exec_config, dict) and os.sep in str(exec_config.get("command", "")):
+            resolve(exec_config, "command")
