@@ -291,8 +291,7 @@ class RolloutFailedError(DeployerError):
 
     def __str__(self) -> str:
         restored = "; ".join(
-            f"{o.state} {o.kind.lower()}/{o.name}" + (f" {o.detail}" if o.detail else "")
-            for o in self.failure.outcomes
+            f"{o.state} {o.kind.lower()}/{o.name}" + (f" {o.detail}" if o.detail else "") for o in self.failure.outcomes
         )
         return f"{self.failure.reason}; {restored}" if restored else self.failure.reason
 

@@ -45,7 +45,9 @@ class TestRegistry:
     def url(self, path: str) -> str:
         return f"http://{self.host}{path}"
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """One authenticated HTTP request to the registry API; returns status, headers, body."""
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         all_headers = {"Authorization": f"Basic {token}", **(headers or {})}
@@ -96,9 +98,7 @@ def registry() -> TestRegistry:
     host = os.environ.get("DEPLOYER_TEST_REGISTRY", "")
     username = os.environ.get("DEPLOYER_TEST_REGISTRY_USERNAME", "deployer")
     password = os.environ.get("DEPLOYER_TEST_REGISTRY_PASSWORD", "")
-    require_real_part(
-        bool(host and password), "DEPLOYER_TEST_REGISTRY and DEPLOYER_TEST_REGISTRY_PASSWORD are not set"
-    )
+    require_real_part(bool(host and password), "DEPLOYER_TEST_REGISTRY and DEPLOYER_TEST_REGISTRY_PASSWORD are not set")
     reg = TestRegistry(host, username, password)
     try:
         status, _, _ = reg.request("GET", "/v2/")

@@ -1,0 +1,106 @@
+"""Image references: parsing, formatting and the tag deployer gives a commit.
+
+Pure: no I/O. Follows the grammar of the distribution reference (the one `docker` and the kubelet use):
+``[registry[:port]/]path[:tag][@algorithm:hex]``, where the first component is a registry only when it
+contains a dot or a colon or is ``localhost``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from deployer.errors import ImageReferenceError, RevisionError
+
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+_REGISTRY = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?|\[[0-9a-fA-F:]+\](?::[0-9]+)?"
+)
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A parsed image reference. ``registry`` is None for Docker Hub short names (``nginx:1.27``)."""
+
+    registry: str | None
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """The reference without tag or digest: ``ghcr.io/acme/web``."""
+        return f"{self.registry}/{self.path}" if self.registry else self.path
+
+    def with_tag(self, tag: str) -> ImageReference:
+        return replace(self, tag=tag, digest=None)
+
+    def with_digest(self, digest: str) -> ImageReference:
+        """Pinned to an immutable digest; the tag is dropped because a digest alone is what is pulled."""
+        return replace(self, tag=None, digest=digest)
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_image_reference(reference: str) -> ImageReference:
+    """Parse ``reference``; raises ImageReferenceError naming what is wrong."""
+    if not reference or reference != reference.strip():
+        raise ImageReferenceError(reference, "empty or surrounded by white space")
+    rest, digest = reference, None
+    if "@" in rest:
+        rest, digest = rest.split("@", 1)
+        if not _DIGEST.fullmatch(digest):
+            raise ImageReferenceError(reference, f"digest {digest!r} is not of the form sha256:<hex>")
+    tag = None
+    last_slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > last_slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG.fullmatch(tag):
+            raise ImageReferenceError(reference, f"tag {tag!r} may hold only letters, digits, _ . - (128 at most)")
+    registry = None
+    first, sep, remainder = rest.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+        if not _REGISTRY.fullmatch(first):
+            raise ImageReferenceError(reference, f"registry {first!r} is not a valid host[:port]")
+        registry, rest = first, remainder
+    if not rest:
+        raise ImageReferenceError(reference, "the repository path is empty")
+    for component in rest.split("/"):
+        if not _PATH_COMPONENT.fullmatch(component):
+            problem = (
+                "repository name must be lowercase"
+                if _PATH_COMPONENT.fullmatch(component.lower())
+                else f"path component {component!r} may hold only a-z, 0-9 and single separators . _ -"
+            )
+            raise ImageReferenceError(reference, problem)
+    return ImageReference(registry=registry, path=rest, tag=tag, digest=digest)
+
+
+def short_sha(sha: str, length: int) -> str:
+    """The first ``length`` characters of a commit SHA: the tag of the origin pipeline (7 by default)."""
+    sha = sha.strip().lower()
+    if not _HEX.fullmatch(sha) or len(sha) < 7:
+        raise RevisionError(f"commit SHA {sha!r} is not a hexadecimal git object name")
+    if not 4 <= length <= 40:
+        raise RevisionError(f"a SHA length of {length} is outside 4..40")
+    return sha[:length]
+
+
+def default_repository(registry: str, owner: str, name: str) -> str:
+    """``<registry>/<owner>/<name>``, lowercased as GHCR demands for owners like ``Acme``."""
+    return f"{registry.rstrip('/')}/{owner.lower()}/{name.lower()}"
+
+
+def image_for_commit(repository: str, tag: str) -> ImageReference:
+    """The reference deployer pushes and deploys: ``repository:tag``, validated."""
+    return parse_image_reference(f"{repository}:{tag}")

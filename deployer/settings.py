@@ -1,0 +1,169 @@
+"""The settings of one run, and what follows from them: the image reference, the change-cause.
+
+Pure: the CLI fills ``RunSettings`` from flags and DEPLOYER_* variables; the functions here derive
+values from settings and from facts the workspace gathered. Secrets are fields like any other but
+never appear in ``repr`` (a traceback or a debug print must not leak them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer import images, revisions
+from deployer.errors import OptionError
+from deployer.images import ImageReference
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds in ``text``: ``600``, ``90s``, ``10m``, ``1h30m``, ``1.5s``, as kubectl reads durations."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    position, total = 0, 0.0
+    unit_seconds = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * unit_seconds[match.group(2)]
+        position = match.end()
+    if position != len(text) or not text:
+        raise OptionError(flag, f"{text!r} is not a duration: use e.g. 600, 90s, 10m or 1h30m")
+    return total
+
+
+def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs (for --build-arg and --image-ref); the value may contain '='."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(flag, f"{pair!r} is not of the form KEY=VALUE")
+        parsed[key.strip()] = value
+    return parsed
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    registry: str = "ghcr.io"
+    repository: str | None = None  # --image: overrides <registry>/<owner>/<name>
+    name: str | None = None  # --image-name: overrides the repository name part
+    tag: str | None = None
+    sha_length: int = 7
+    build_context: str = "."
+    dockerfile: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    extra_tags: Sequence[str] = ()
+    build: bool = True
+    reuse_existing: bool = False
+    pin_digest: bool = False
+    registry_username: str | None = None
+    registry_password: str | None = field(default=None, repr=False)
+    docker_cli: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    cluster: str | None = None
+    digitalocean_token: str | None = field(default=None, repr=False)
+    digitalocean_api_url: str = "https://api.digitalocean.com"
+    kubeconfig: str | None = None
+    kubeconfig_data: str | None = field(default=None, repr=False)
+    kube_context: str | None = None
+    kubeconfig_expiry: int | None = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.cluster or self.kubeconfig or self.kubeconfig_data)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    timeout: float = 600.0
+    rollback_timeout: float = 300.0
+    rollback: bool = True
+    tolerate_failures_for: float = 0.0
+    create_namespace: bool = True
+    force_conflicts: bool = True
+    delete_created_on_failure: bool = False
+    lock_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    token: str | None = field(default=None, repr=False)
+    environment: str | None = None
+    environment_url: str | None = None
+    api_url: str = "https://api.github.com"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    manifests: Sequence[str] = ()
+    namespace: str | None = None
+    placeholder: str = "<IMAGE>"
+    image_refs: Mapping[str, str] = field(default_factory=dict)  # --image-ref NAME=REFERENCE
+    image: ImageSettings = field(default_factory=ImageSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    dry_run: bool = False
+    render_only: bool = False
+    output_dir: str | None = None
+    output_format: str = "text"
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """The image a run deploys, and the commit it came from."""
+
+    reference: ImageReference
+    commit: revisions.Commit | None
+    extra_references: tuple[ImageReference, ...] = ()
+
+
+def resolve_image_target(
+    settings: ImageSettings,
+    env: Mapping[str, str],
+    event: Mapping[str, Any] | None,
+    git: revisions.GitState,
+) -> ImageTarget:
+    """``<registry>/<owner>/<name>:<sha7>``, each part overridable, each missing part a clear error."""
+    if settings.repository:
+        repository = images.parse_image_reference(settings.repository)
+        if repository.tag or repository.digest:
+            raise OptionError(
+                "--image", f"{settings.repository!r} must name a repository without tag or digest; use --tag"
+            )
+        repository_text = repository.repository
+    else:
+        repo = revisions.choose_repository(env, git)
+        repository_text = images.default_repository(settings.registry, repo.owner, settings.name or repo.name)
+    commit: revisions.Commit | None = None
+    if settings.tag:
+        tag = settings.tag
+    else:
+        commit = revisions.choose_commit(env, event, git)
+        tag = revisions.tag_for_commit(images.short_sha(commit.sha, settings.sha_length), commit.dirty)
+    reference = images.image_for_commit(repository_text, tag)
+    extras = tuple(reference.with_tag(extra) for extra in settings.extra_tags if extra != tag)
+    for extra in extras:
+        images.parse_image_reference(str(extra))
+    return ImageTarget(reference=reference, commit=commit, extra_references=extras)
+
+
+def change_cause(target: ImageTarget, env: Mapping[str, str], run_url: str | None) -> str:
+    """What `kubectl rollout history` shows for this deploy: the image, the commit and the run."""
+    text = f"deployer: {target.reference}"
+    if target.commit is not None:
+        text += f" from commit {target.commit.sha[:12]}"
+    if run_url:
+        text += f" ({run_url})"
+    elif env.get("USER"):
+        text += f" by {env['USER']}"
+    return text
