@@ -1,0 +1,417 @@
+"""The command line: parses flags and DEPLOYER_* variables into settings, runs, maps errors to exit codes.
+
+Thin on purpose: the work is in deployer.pipeline. This module imports nothing heavy at start-up
+(no docker, kubernetes or github): ``deployer --help`` must stay fast (bench/startup.py). It is the
+only place that turns a DeployerError into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from deployer import __version__
+from deployer.errors import DeployerError, ExitCode, OptionError
+from deployer.settings import (
+    ClusterSettings,
+    GitHubSettings,
+    ImageSettings,
+    RolloutSettings,
+    RunSettings,
+    parse_duration,
+    parse_key_values,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success (or a dry run that found nothing wrong)
+  1  failure: a build, push, API or cluster error
+  2  bad input or configuration: a flag, a manifest, a missing owner or SHA
+  3  the rollout failed and every change was rolled back
+  4  the rollout failed and the rollback failed too
+"""
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value), param.opts[0] if param else "duration")
+        except OptionError as e:
+            self.fail(e.problem, param, ctx)
+
+
+class ListFromEnv(click.ParamType):
+    """A string option given many times; from its variable, one value per line (or per word if one line)."""
+
+    name = "text"
+
+    def __init__(self, metavar: str) -> None:
+        self.metavar = metavar
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+    def split_envvar_value(self, rv: str) -> Sequence[str]:
+        lines = [line.strip() for line in rv.splitlines() if line.strip()]
+        return lines if len(lines) > 1 else rv.split()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(value)
+
+
+def _option(*names: str, env: str | list[str] | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose DEPLOYER_* variable is derived from its long name unless given."""
+    long_name = next(name for name in names if name.startswith("--")).split("/")[0]
+    variable = env if env is not None else "DEPLOYER_" + long_name[2:].upper().replace("-", "_")
+    return click.option(*names, envvar=variable, show_envvar=True, **kwargs)
+
+
+def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+manifest_options = _compose(
+    _option(
+        "-f",
+        "--manifests",
+        multiple=True,
+        type=ListFromEnv("PATH"),
+        help="Manifest file or directory (*.yaml, *.yml, searched recursively). Repeatable.",
+    ),
+    _option("-n", "--namespace", help="Namespace for namespaced objects that name none; a different one is an error."),
+    _option(
+        "--placeholder",
+        default="<IMAGE>",
+        show_default=True,
+        help="Text replaced by the image reference; <IMAGE:name> forms take --image-ref images.",
+    ),
+    _option(
+        "--image-ref",
+        "image_refs",
+        multiple=True,
+        type=ListFromEnv("NAME=REFERENCE"),
+        help="Fill <IMAGE:NAME> with REFERENCE (an image built elsewhere). Repeatable.",
+    ),
+)
+
+image_options = _compose(
+    _option("--registry", default="ghcr.io", show_default=True, help="Registry the image is pushed to."),
+    _option("--image", "repository", help="Image repository, overriding <registry>/<owner>/<name>."),
+    _option("--image-name", help="Name part of the repository (default: the GitHub repository's name)."),
+    _option("--tag", help="Image tag (default: the first --sha-length characters of the commit)."),
+    _option(
+        "--sha-length",
+        type=click.IntRange(4, 40),
+        default=7,
+        show_default=True,
+        help="Characters of the commit SHA in the tag.",
+    ),
+    _option("--extra-tag", "extra_tags", multiple=True, type=ListFromEnv("TAG"), help="Also push as TAG. Repeatable."),
+    _option("--build-context", default=".", show_default=True, help="Docker build context."),
+    _option("--dockerfile", help="Dockerfile (default: <build-context>/Dockerfile)."),
+    _option(
+        "--build-arg", "build_args", multiple=True, type=ListFromEnv("KEY=VALUE"), help="Build argument. Repeatable."
+    ),
+    _option("--target", help="Build stage to stop at."),
+    _option("--no-build", is_flag=True, help="Do not build or push; deploy the computed reference as it is."),
+    _option("--reuse-existing", is_flag=True, help="Skip build and push when the tag is already in the registry."),
+    _option("--pin-digest", is_flag=True, help="Put repository@sha256:... into the manifests instead of the tag."),
+    _option("--registry-username", help="Registry user (in Actions: github.actor)."),
+    _option(
+        "--registry-password",
+        help="Registry password or token; prefer the variable to the flag, which other users can see in ps.",
+    ),
+    _option("--docker-cli", help="docker CLI used for BuildKit builds (default: the first on PATH that can)."),
+)
+
+cluster_options = _compose(
+    _option("--cluster", help="DigitalOcean Kubernetes cluster name or id (needs DIGITALOCEAN_ACCESS_TOKEN)."),
+    _option(
+        "--digitalocean-token",
+        env=["DEPLOYER_DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"],
+        help="DigitalOcean API token; prefer the variable to the flag.",
+    ),
+    _option(
+        "--digitalocean-api-url",
+        default="https://api.digitalocean.com",
+        show_default=True,
+        help="DigitalOcean API base URL (for proxies and tests).",
+    ),
+    _option("--kubeconfig", help="Kubeconfig file for any other cluster (default: KUBECONFIG when set)."),
+    _option("--kubeconfig-data", help="Kubeconfig content, plain or base64 (e.g. from a secret)."),
+    _option("--kube-context", help="Context of the kubeconfig to use (default: its current context)."),
+    _option(
+        "--kubeconfig-expiry",
+        type=Duration(),
+        help="Lifetime of the DigitalOcean credentials (default: what this run needs, at least 5m).",
+    ),
+)
+
+rollout_options = _compose(
+    _option("--timeout", type=Duration(), default="10m", show_default=True, help="How long the rollout may take."),
+    _option(
+        "--rollback-timeout",
+        type=Duration(),
+        default="5m",
+        show_default=True,
+        help="How long the rollback may take.",
+    ),
+    _option("--no-rollback", is_flag=True, help="On failure, leave the failed rollout in place."),
+    _option(
+        "--tolerate-failures-for",
+        type=Duration(),
+        default="0",
+        show_default=True,
+        help="Let pods crash or fail to pull this long before the rollout counts as failed.",
+    ),
+    _option(
+        "--create-namespace/--no-create-namespace",
+        default=True,
+        show_default=True,
+        help="Create the target namespace when missing.",
+    ),
+    _option(
+        "--force-conflicts/--no-force-conflicts",
+        default=True,
+        show_default=True,
+        help="Take over fields another manager (e.g. kubectl apply) owns.",
+    ),
+    _option(
+        "--delete-created-on-failure",
+        is_flag=True,
+        help="On failure, delete objects this run created (otherwise they are listed).",
+    ),
+    _option(
+        "--lock-timeout",
+        type=Duration(),
+        default="5m",
+        show_default=True,
+        help="How long to wait for another deploy to the same namespace.",
+    ),
+)
+
+github_options = _compose(
+    _option("--github-token", help="Token for GitHub Deployments (in Actions: github.token)."),
+    _option("--environment", help="GitHub environment to record a Deployment for (needs --github-token)."),
+    _option("--environment-url", help="URL shown on the GitHub Deployment."),
+    _option(
+        "--github-api-url",
+        env=["DEPLOYER_GITHUB_API_URL", "GITHUB_API_URL"],
+        default="https://api.github.com",
+        show_default=True,
+        help="GitHub API base URL.",
+    ),
+)
+
+output_options = _compose(
+    _option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Output of the plan and result.",
+    ),
+    _option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the result."),
+)
+
+
+def _image_settings(kw: dict[str, Any]) -> ImageSettings:
+    return ImageSettings(
+        registry=kw["registry"],
+        repository=kw["repository"],
+        name=kw["image_name"],
+        tag=kw["tag"],
+        sha_length=kw["sha_length"],
+        build_context=kw["build_context"],
+        dockerfile=kw["dockerfile"],
+        build_args=parse_key_values(kw["build_args"], "--build-arg"),
+        target=kw["target"],
+        extra_tags=tuple(kw["extra_tags"]),
+        build=not kw["no_build"],
+        reuse_existing=kw["reuse_existing"],
+        pin_digest=kw["pin_digest"],
+        registry_username=kw["registry_username"],
+        registry_password=kw["registry_password"],
+        docker_cli=kw["docker_cli"],
+    )
+
+
+def _cluster_settings(kw: dict[str, Any]) -> ClusterSettings:
+    expiry = kw["kubeconfig_expiry"]
+    return ClusterSettings(
+        cluster=kw["cluster"],
+        digitalocean_token=kw["digitalocean_token"],
+        digitalocean_api_url=kw["digitalocean_api_url"],
+        kubeconfig=kw["kubeconfig"],
+        kubeconfig_data=kw["kubeconfig_data"],
+        kube_context=kw["kube_context"],
+        kubeconfig_expiry=int(expiry) if expiry is not None else None,
+    )
+
+
+def _run_protected(quiet: bool, work: Callable[[Any], int]) -> NoReturn:
+    """Run ``work(console)``; a DeployerError becomes one line and its exit code, never a traceback."""
+    from deployer.console import Console
+
+    console = Console(quiet=quiet)
+    try:
+        code = work(console)
+    except DeployerError as e:
+        console.error(str(e), **_annotation_position(e))
+        code = e.exit_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        code = 130
+    sys.exit(code)
+
+
+def _annotation_position(error: DeployerError) -> dict[str, Any]:
+    from deployer.errors import ManifestError
+
+    if isinstance(error, ManifestError) and error.path:
+        return {"file": error.path, "line": error.line, "col": error.column}
+    return {}
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(__version__, "--version", prog_name="deployer")
+def cli() -> None:
+    """Take a commit to a verified rollout on Kubernetes, and roll back when it fails.
+
+    \b
+    deployer run        build, push, render, apply, wait; roll back on failure
+    deployer run --dry-run   render and show the plan, change nothing remote
+    deployer build      build and push the image only
+    deployer kubeconfig save a short-lived DigitalOcean kubeconfig
+
+    Every flag can also be set by the DEPLOYER_* variable shown in each command's --help.
+    """
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@manifest_options
+@image_options
+@cluster_options
+@rollout_options
+@github_options
+@_option("--dry-run", is_flag=True, help="Change nothing remote: build locally (unless --no-build), plan, render.")
+@_option("--render-only", is_flag=True, help="Print the rendered manifests to stdout and stop.")
+@_option("-o", "--output", "output_dir", type=click.Path(file_okay=False), help="Write rendered manifests here.")
+@output_options
+def run(**kw: Any) -> None:
+    """Build and push the image, apply the manifests, wait for the rollout, roll back on failure.
+
+    \b
+    Examples:
+      deployer run -f k8s/ -n web --cluster my-doks-cluster
+      deployer run --dry-run --no-build -f k8s/ --image ghcr.io/acme/web --tag test
+      deployer run --render-only -f k8s/ --image ghcr.io/acme/web --tag abc1234 > rendered.yaml
+    """
+    settings = RunSettings(
+        manifests=tuple(kw["manifests"]),
+        namespace=kw["namespace"],
+        placeholder=kw["placeholder"],
+        image_refs=parse_key_values(kw["image_refs"], "--image-ref"),
+        image=_image_settings(kw),
+        cluster=_cluster_settings(kw),
+        rollout=RolloutSettings(
+            timeout=kw["timeout"],
+            rollback_timeout=kw["rollback_timeout"],
+            rollback=not kw["no_rollback"],
+            tolerate_failures_for=kw["tolerate_failures_for"],
+            create_namespace=kw["create_namespace"],
+            force_conflicts=kw["force_conflicts"],
+            delete_created_on_failure=kw["delete_created_on_failure"],
+            lock_timeout=kw["lock_timeout"],
+        ),
+        github=GitHubSettings(
+            token=kw["github_token"],
+            environment=kw["environment"],
+            environment_url=kw["environment_url"],
+            api_url=kw["github_api_url"],
+        ),
+        dry_run=kw["dry_run"],
+        render_only=kw["render_only"],
+        output_dir=kw["output_dir"],
+        output_format=kw["output_format"],
+    )
+
+    def work(console: Any) -> int:
+        from deployer import pipeline
+
+        return pipeline.run(settings, console, dict(os.environ))
+
+    _run_protected(kw["quiet"] or kw["render_only"], work)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@image_options
+@output_options
+def build(**kw: Any) -> None:
+    """Build the image and push it (with --extra-tag tags); print the reference and digest."""
+    image = _image_settings(kw)
+
+    def work(console: Any) -> int:
+        from deployer import pipeline
+
+        return pipeline.build(image, kw["output_format"], console, dict(os.environ))
+
+    _run_protected(kw["quiet"], work)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@cluster_options
+@_option(
+    "-o",
+    "--output",
+    "output_file",
+    type=click.Path(dir_okay=False),
+    help="Write the kubeconfig to this file (mode 0600) instead of stdout.",
+)
+def kubeconfig(**kw: Any) -> None:
+    """Fetch a short-lived kubeconfig for a DigitalOcean cluster, like doctl kubernetes cluster kubeconfig save."""
+    cluster = _cluster_settings(kw)
+
+    def work(console: Any) -> int:
+        from deployer import pipeline
+
+        return pipeline.save_kubeconfig(cluster, kw["output_file"], console, dict(os.environ))
+
+    _run_protected(False, work)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: click's own usage errors also become one line and exit code 2."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="deployer", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        hint = ""
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            hint = f" (see '{e.ctx.command_path} --help')"
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
+        sys.exit(ExitCode.BAD_INPUT if isinstance(e, click.UsageError) else ExitCode.FAILURE)
+    sys.exit(ExitCode.OK)
