@@ -288,6 +288,7 @@ class PushProgress:
     def __init__(self, interval: float = 10.0) -> None:
         self.interval = interval
         self.digest: str | None = None
+        self.engine_retried = False  # the engine itself retried a layer upload during this push
         self._states: dict[str, str] = {}
         self._logged_at: dict[str, float] = {}
 
@@ -305,11 +306,15 @@ class PushProgress:
             if found is not None and self.digest is None:
                 self.digest = found.group(1)
             return [status]
-        changed = self._states.get(layer) != status
+        # The engine counts down "Retrying in 5 seconds" every second: one state, not five.
+        state = "Retrying" if status.startswith("Retrying in") else status
+        if state == "Retrying":
+            self.engine_retried = True
+        changed = self._states.get(layer) != state
         due = now - self._logged_at.get(layer, float("-inf")) >= self.interval
         if not changed and not due:
             return []
-        self._states[layer] = status
+        self._states[layer] = state
         self._logged_at[layer] = now
         return [f"{layer}: {status}{_percent(chunk.get('progressDetail'))}"]
 
@@ -350,6 +355,7 @@ _TRANSIENT_WORDS = (
     "503 service unavailable",
     "504 gateway timeout",
     "429 too many requests",
+    "http 429",
     "toomanyrequests",
     "http status: 5",
     "status code 5",
@@ -685,7 +691,12 @@ class DockerEngine:
             for chunk in stream:
                 # The SDK does not raise when the registry refuses: the refusal is a chunk of the stream.
                 if "error" in chunk or "errorDetail" in chunk:
-                    raise registry_error(reference, _scrub(_chunk_error(chunk), password))
+                    error = registry_error(reference, _scrub(_chunk_error(chunk), password))
+                    if error.retryable and progress.engine_retried:
+                        # The engine already retried the layer upload with its own backoff (5 attempts):
+                        # retrying the whole push on top would multiply the wait, not the odds.
+                        raise RegistryError(f"{error} (the Docker engine already retried the upload)")
+                    raise error
                 for line in progress.feed(chunk, time.monotonic()):
                     log(_scrub(line, password))
         except docker.errors.NotFound as e:
