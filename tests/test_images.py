@@ -1,0 +1,127 @@
+"""Image references: the distribution grammar (registries with ports, digests), short SHAs, GHCR names."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.errors import ImageReferenceError, RevisionError
+from deployer.images import ImageReference, default_repository, image_for_commit, parse_image_reference, short_sha
+
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nginx", ImageReference(None, "nginx")),
+        ("nginx:1.27", ImageReference(None, "nginx", tag="1.27")),
+        ("library/nginx:latest", ImageReference(None, "library/nginx", tag="latest")),
+        ("localhost/a", ImageReference("localhost", "a")),
+        ("localhost:5000/a/b:tag", ImageReference("localhost:5000", "a/b", tag="tag")),
+        ("127.0.0.1:5000/x/y:z", ImageReference("127.0.0.1:5000", "x/y", tag="z")),
+        ("ghcr.io/acme/web@" + DIGEST_A, ImageReference("ghcr.io", "acme/web", digest=DIGEST_A)),
+        ("ghcr.io/acme/web:v1@" + DIGEST_B, ImageReference("ghcr.io", "acme/web", tag="v1", digest=DIGEST_B)),
+        ("[::1]:5000/a:b", ImageReference("[::1]:5000", "a", tag="b")),
+        ("registry.example.com/team/app-name_x.y:1.0-rc.1", ImageReference(
+            "registry.example.com", "team/app-name_x.y", tag="1.0-rc.1"
+        )),
+        # Without a dot, colon or "localhost" the first component is a path, as docker reads it.
+        ("acme/web:abc1234", ImageReference(None, "acme/web", tag="abc1234")),
+    ],
+)
+def test_parse_splits_registry_path_tag_and_digest(text: str, expected: ImageReference) -> None:
+    parsed = parse_image_reference(text)
+    assert parsed == expected
+    assert str(parsed) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ghcr.io/Acme/web:1", "must be lowercase"),
+        ("Acme/web", "must be lowercase"),
+        ("", "empty"),
+        (" nginx", "white space"),
+        ("nginx:b!d", "tag 'b!d'"),
+        ("nginx:" + "x" * 129, "128 at most"),
+        ("nginx:-leading-dash", "tag '-leading-dash'"),
+        ("nginx@sha256:xyz", "digest 'sha256:xyz'"),
+        ("nginx@md5", "digest 'md5'"),
+        ("ghcr.io/:tag", "repository path is empty"),
+        ("ghcr.io/acme//web", "path component ''"),
+        ("ghcr.io/acme/we..b", "path component 'we..b'"),
+        ("bad_host.io:port/x", "registry 'bad_host.io:port'"),
+    ],
+)
+def test_parse_rejects_invalid_reference_naming_the_problem(text: str, message: str) -> None:
+    with pytest.raises(ImageReferenceError) as caught:
+        parse_image_reference(text)
+    assert message in str(caught.value)
+    assert repr(text) in str(caught.value)
+    assert caught.value.exit_code == 2
+
+
+def test_tag_with_non_ascii_letters_is_rejected() -> None:
+    # Docker's tag grammar is [A-Za-z0-9_][A-Za-z0-9_.-]*: a registry refuses anything else.
+    with pytest.raises(ImageReferenceError, match="tag"):
+        parse_image_reference("nginx:über")
+
+
+def test_with_tag_drops_digest_and_with_digest_drops_tag() -> None:
+    reference = parse_image_reference("ghcr.io/acme/web:v1@" + DIGEST_A)
+    assert str(reference.with_tag("v2")) == "ghcr.io/acme/web:v2"
+    assert str(reference.with_digest(DIGEST_B)) == "ghcr.io/acme/web@" + DIGEST_B
+    assert reference.repository == "ghcr.io/acme/web"
+
+
+@pytest.mark.parametrize(
+    ("sha", "length", "expected"),
+    [
+        ("0123456789abcdef0123456789abcdef01234567", 7, "0123456"),
+        ("0123456789ABCDEF0123456789ABCDEF01234567", 7, "0123456"),
+        ("0123456789abcdef0123456789abcdef01234567", 12, "0123456789ab"),
+        ("0123456789abcdef0123456789abcdef01234567", 40, "0123456789abcdef0123456789abcdef01234567"),
+        ("  0123456789abcdef0123456789abcdef01234567\n", 4, "0123"),
+    ],
+)
+def test_short_sha_takes_the_first_characters_lowercased(sha: str, length: int, expected: str) -> None:
+    assert short_sha(sha, length) == expected
+
+
+@pytest.mark.parametrize(
+    ("sha", "length", "message"),
+    [
+        ("not-a-sha", 7, "not a hexadecimal"),
+        ("abc12", 7, "not a hexadecimal"),
+        ("", 7, "not a hexadecimal"),
+        ("0123456789abcdef0123456789abcdef01234567", 3, "outside 4..40"),
+        ("0123456789abcdef0123456789abcdef01234567", 41, "outside 4..40"),
+    ],
+)
+def test_short_sha_rejects_what_is_not_a_commit(sha: str, length: int, message: str) -> None:
+    with pytest.raises(RevisionError, match=message):
+        short_sha(sha, length)
+
+
+@pytest.mark.parametrize(
+    ("registry", "owner", "name", "expected"),
+    [
+        ("ghcr.io", "acme", "web", "ghcr.io/acme/web"),
+        ("ghcr.io", "Acme-Corp", "Web", "ghcr.io/acme-corp/web"),
+        ("ghcr.io/", "ACME", "web", "ghcr.io/acme/web"),
+        ("127.0.0.1:5000", "Someone", "hello-app", "127.0.0.1:5000/someone/hello-app"),
+    ],
+)
+def test_default_repository_lowercases_owner_as_ghcr_demands(
+    registry: str, owner: str, name: str, expected: str
+) -> None:
+    assert default_repository(registry, owner, name) == expected
+    # The result must itself be a valid reference: GHCR refuses uppercase owners.
+    assert parse_image_reference(expected).repository == expected
+
+
+def test_image_for_commit_validates_the_result() -> None:
+    assert str(image_for_commit("ghcr.io/acme/web", "abc1234")) == "ghcr.io/acme/web:abc1234"
+    with pytest.raises(ImageReferenceError):
+        image_for_commit("ghcr.io/acme/web", "bad tag")
