@@ -23,9 +23,10 @@ DIGEST_B = "sha256:" + "0123456789abcdef" * 4
         ("ghcr.io/acme/web@" + DIGEST_A, ImageReference("ghcr.io", "acme/web", digest=DIGEST_A)),
         ("ghcr.io/acme/web:v1@" + DIGEST_B, ImageReference("ghcr.io", "acme/web", tag="v1", digest=DIGEST_B)),
         ("[::1]:5000/a:b", ImageReference("[::1]:5000", "a", tag="b")),
-        ("registry.example.com/team/app-name_x.y:1.0-rc.1", ImageReference(
-            "registry.example.com", "team/app-name_x.y", tag="1.0-rc.1"
-        )),
+        (
+            "registry.example.com/team/app-name_x.y:1.0-rc.1",
+            ImageReference("registry.example.com", "team/app-name_x.y", tag="1.0-rc.1"),
+        ),
         # Without a dot, colon or "localhost" the first component is a path, as docker reads it.
         ("acme/web:abc1234", ImageReference(None, "acme/web", tag="abc1234")),
     ],
