@@ -11,15 +11,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deployer import actions, manifests, plans, workspace
 from deployer.console import Console
-from deployer.errors import DockerError, ManifestError
+from deployer.errors import DockerError, ExitCode, ManifestError, OptionError, RegistryError
 from deployer.manifests import ManifestObject, RenderOptions
-from deployer.settings import ImageTarget, RunSettings, change_cause, resolve_image_target
+from deployer.settings import (
+    ClusterSettings,
+    ImageSettings,
+    ImageTarget,
+    RolloutSettings,
+    RunSettings,
+    change_cause,
+    resolve_image_target,
+)
 from deployer.workspace import ManifestSource
 
 
@@ -76,7 +85,80 @@ def _print_render_only(rendered: Rendered) -> None:
     sys.stdout.flush()
 
 
-def _build_locally(settings: RunSettings, target: ImageTarget, console: Console) -> str:
+@dataclass(frozen=True)
+class PublishedImage:
+    """The image a deploy uses: the reference put into the manifests and, when known, its digest."""
+
+    reference: str
+    digest: str | None
+    note: str
+
+
+def _build_request(image: ImageSettings, target: ImageTarget, env: Mapping[str, str]) -> Any:
+    from deployer import docker_engine
+
+    context = Path(image.build_context)
+    if not context.is_dir():
+        raise OptionError("--build-context", f"{image.build_context}: no such directory")
+    dockerfile = Path(image.dockerfile) if image.dockerfile else None
+    if not (dockerfile or context / "Dockerfile").is_file():
+        raise OptionError("--dockerfile", f"{dockerfile or context / 'Dockerfile'}: no such file")
+    server, repository = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")
+    source_url = f"{server.rstrip('/')}/{repository}" if server and repository else None
+    revision = target.commit.sha if target.commit else (target.reference.tag or "")
+    return docker_engine.BuildRequest(
+        context=context,
+        tags=[str(target.reference), *(str(extra) for extra in target.extra_references)],
+        dockerfile=dockerfile,
+        build_args=dict(image.build_args),
+        target=image.target,
+        labels=docker_engine.oci_labels(source_url, revision, datetime.now(UTC)),
+    )
+
+
+def _registry_login(image: ImageSettings, target: ImageTarget) -> Any:
+    """Explicit credentials, or None to let the engine use the docker config of this machine."""
+    from deployer import docker_engine
+
+    if not image.registry_username and not image.registry_password:
+        return None
+    if not (image.registry_username and image.registry_password):
+        missing = "--registry-password" if image.registry_username else "--registry-username"
+        raise OptionError(missing, "give both --registry-username and --registry-password, or neither")
+    registry = target.reference.registry or "docker.io"
+    return docker_engine.RegistryLogin(registry, image.registry_username, image.registry_password)
+
+
+def publish_image(
+    image: ImageSettings, target: ImageTarget, console: Console, env: Mapping[str, str]
+) -> PublishedImage:
+    """Build and push the target (and its extra tags), or reuse what the registry has; returns the digest."""
+    reference = str(target.reference)
+    if not image.build and not image.pin_digest:
+        return PublishedImage(reference, None, "not built (--no-build)")
+    from deployer import docker_engine
+
+    login = _registry_login(image, target)
+    with docker_engine.DockerEngine.connect(image.docker_cli) as engine:
+        if image.reuse_existing or not image.build:
+            digest = engine.remote_digest(reference, login)
+            if digest:
+                console.info(f"{reference} is already in the registry ({digest}): not building it again")
+                return PublishedImage(reference, digest, "reused from the registry")
+            if not image.build:
+                raise RegistryError(f"--pin-digest with --no-build: {reference} is not in the registry")
+        request = _build_request(image, target, env)
+        with console.phase(f"Build {reference} with {engine.builder_name()}"):
+            engine.build(request, console.detail)
+        with console.phase(f"Push {reference}"):
+            pushed = engine.push(reference, login, console.detail)
+            for extra in target.extra_references:
+                engine.push(str(extra), login, console.detail)
+    console.info(f"pushed {pushed.reference} ({pushed.digest})")
+    return PublishedImage(reference, pushed.digest, "built and pushed")
+
+
+def _build_locally(settings: RunSettings, target: ImageTarget, console: Console, env: Mapping[str, str]) -> str:
     """A dry run's build: local only, never pushed; skipped with a note where no engine answers."""
     if not settings.image.build:
         return "skipped (--no-build)"
@@ -87,7 +169,7 @@ def _build_locally(settings: RunSettings, target: ImageTarget, console: Console)
     except DockerError as e:
         console.warn(f"not building: {e}")
         return "skipped (no Docker engine)"
-    request = docker_engine.build_request(settings.image, target)
+    request = _build_request(settings.image, target, env)
     with console.phase(f"Build {target.reference} (local only, dry run)"):
         engine.build(request, console.detail)
     return f"built locally with {engine.builder_name()}, not pushed (dry run)"
@@ -105,7 +187,7 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
     target = resolve_target(settings, env)
     rendered = render(settings, target, env)
     _write_rendered_outputs(settings, rendered, console)
-    build_note = _build_locally(settings, target, console)
+    build_note = _build_locally(settings, target, console, env)
     plan = plans.make_plan(
         str(target.reference),
         build_note,
@@ -139,12 +221,56 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
     raise NotImplementedError
 
 
-def build(image: Any, output_format: str, console: Console, env: Mapping[str, str]) -> int:
-    raise NotImplementedError
+def build(image: ImageSettings, output_format: str, console: Console, env: Mapping[str, str]) -> int:
+    """``deployer build``: build and push, then print the reference and digest."""
+    console.add_secret(image.registry_password)
+    if not image.build:
+        raise OptionError("--no-build", "deployer build always builds; drop --no-build")
+    target = resolve_image_target(image, env, workspace.read_event_payload(env), workspace.read_git_state(Path.cwd()))
+    published = publish_image(image, target, console, env)
+    outputs = {"image": published.reference, "digest": published.digest or "", "tag": target.reference.tag or ""}
+    if output_format == "json":
+        sys.stdout.write(json.dumps(outputs, indent=2) + "\n")
+    else:
+        sys.stdout.write(
+            f"{published.reference}@{published.digest}\n" if published.digest else published.reference + "\n"
+        )
+    actions.write_outputs(env, outputs)
+    return ExitCode.OK
 
 
-def save_kubeconfig(cluster: Any, output_file: str | None, console: Console, env: Mapping[str, str]) -> int:
-    raise NotImplementedError
+def _credentials(cluster: ClusterSettings, rollout: RolloutSettings, console: Console, env: Mapping[str, str]) -> Any:
+    from deployer import credentials
+
+    expiry = cluster.kubeconfig_expiry or credentials.needed_expiry_seconds(rollout.timeout, rollout.rollback_timeout)
+    resolved = credentials.resolve_credentials(
+        cluster=cluster.cluster,
+        kubeconfig_path=cluster.kubeconfig or env.get("DEPLOYER_KUBECONFIG"),
+        kubeconfig_data=cluster.kubeconfig_data,
+        context=cluster.kube_context,
+        digitalocean_token=cluster.digitalocean_token,
+        api_url=cluster.digitalocean_api_url,
+        expiry_seconds=expiry,
+        env=env,
+        warn=console.warn,
+        mask=console.add_secret,
+    )
+    console.info(f"cluster: {resolved.description}")
+    return resolved
 
 
-__all__ = ["Rendered", "build", "deploy", "dry_run", "render", "replace", "run", "save_kubeconfig"]
+def save_kubeconfig(cluster: ClusterSettings, output_file: str | None, console: Console, env: Mapping[str, str]) -> int:
+    """``deployer kubeconfig``: a short-lived DigitalOcean kubeconfig, to a 0600 file or stdout."""
+    from deployer import credentials
+
+    if not cluster.cluster:
+        raise OptionError("--cluster", "deployer kubeconfig needs --cluster NAME (a DigitalOcean cluster)")
+    console.add_secret(cluster.digitalocean_token)
+    resolved = _credentials(cluster, RolloutSettings(), console, env)
+    if output_file:
+        credentials.write_kubeconfig(resolved, Path(output_file))
+        console.info(f"wrote the kubeconfig to {output_file} (mode 0600)")
+    else:
+        sys.stdout.write(credentials.kubeconfig_yaml(resolved))
+        sys.stdout.flush()
+    return ExitCode.OK
