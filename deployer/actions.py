@@ -17,14 +17,18 @@ become ``%25``, ``%0D`` and ``%0A``; a property value additionally escapes ``:``
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from deployer.errors import ManifestError, OptionError
+from deployer.errors import ExitCode, ManifestError, OptionError, WorkloadOutcome
 
 AnnotationLevel = Literal["error", "warning", "notice"]
 
@@ -252,8 +256,202 @@ def emit_lines(lines: list[str], emit: Callable[[str], None] = _print_line) -> N
         emit(line)
 
 
+# --- the deploy report: step summary and step outputs ------------------------------------------------
+
+DeployStatus = Literal["success", "dry-run", "failed", "rolled-back", "rollback-failed"]
+
+
+@dataclass
+class WorkloadResult:
+    """One workload's result, for the summary table and the ``revisions`` output."""
+
+    kind: str
+    name: str
+    namespace: str | None = None
+    result: str = ""  # e.g. "ready", "unchanged", "failed", "rolled back", "planned"
+    seconds: float | None = None
+    revision: str | None = None
+    previous_revision: str | None = None
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+@dataclass
+class DeployReport:
+    """What one ``deployer run`` did, as plain data; the CLI fills it, this module renders it."""
+
+    status: DeployStatus
+    image: str
+    tag: str = ""
+    digest: str | None = None
+    environment: str | None = None
+    environment_url: str | None = None
+    cluster: str | None = None
+    namespace: str | None = None
+    workloads: list[WorkloadResult] = field(default_factory=list)
+    error: str | None = None
+    diagnosis: str = ""
+    rollback: list[WorkloadOutcome] = field(default_factory=list)
+    plan: str | None = None
+    run_url: str | None = None
+    seconds: float | None = None
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.status == "rolled-back"
+
+
+def status_for_exit_code(exit_code: int, *, dry_run: bool = False) -> DeployStatus:
+    """The report status that goes with a process exit code (see deployer.errors.ExitCode)."""
+    if exit_code == ExitCode.OK:
+        return "dry-run" if dry_run else "success"
+    if exit_code == ExitCode.ROLLED_BACK:
+        return "rolled-back"
+    if exit_code == ExitCode.ROLLBACK_FAILED:
+        return "rollback-failed"
+    return "failed"
+
+
+def revisions_json(workloads: list[WorkloadResult]) -> str:
+    """The ``revisions`` output: ``{"deployment/web": {"namespace", "revision", "previous_revision", "result"}}``."""
+    return json.dumps(
+        {
+            w.key: {
+                "namespace": w.namespace,
+                "revision": w.revision,
+                "previous_revision": w.previous_revision,
+                "result": w.result,
+            }
+            for w in workloads
+        },
+        sort_keys=True,
+    )
+
+
+def report_outputs(report: DeployReport) -> dict[str, str]:
+    """The action's step outputs for a report (image, digest, tag, status, rolled-back, revisions)."""
+    return {
+        "image": report.image,
+        "digest": report.digest or "",
+        "tag": report.tag,
+        "status": report.status,
+        "rolled-back": "true" if report.rolled_back else "false",
+        "revisions": revisions_json(report.workloads),
+    }
+
+
+_HEADLINES: dict[str, str] = {
+    "success": "✅ Deployed",
+    "dry-run": "📝 Dry run of",
+    "failed": "❌ Deploy failed:",
+    "rolled-back": "↩️ Rolled back:",
+    "rollback-failed": "🚨 Rollback failed:",
+}
+
+
+def _cell(text: str) -> str:
+    """Text for a table cell: no HTML, no pipe that ends the cell early, line breaks kept."""
+    escaped = html.escape(text, quote=False).replace("|", "\\|")
+    return "<br>".join(line for line in escaped.splitlines()) if "\n" in escaped else escaped
+
+
+def _code(text: str) -> str:
+    """Inline code that survives backticks inside the text."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
+    return f"{fence}{padded}{fence}"
+
+
+def _block(text: str, language: str = "text") -> str:
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}{language}\n{text.rstrip()}\n{fence}"
+
+
+def _link_target(url: str) -> str:
+    # A space or parenthesis would end a Markdown link target early.
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def _revision(workload: WorkloadResult) -> str:
+    if workload.revision is None:
+        return "–"
+    if workload.previous_revision and workload.previous_revision != workload.revision:
+        return f"{_cell(workload.revision)} (was {_cell(workload.previous_revision)})"
+    return _cell(workload.revision)
+
+
+def summary_markdown(report: DeployReport) -> str:
+    """The job summary for a deploy: what was deployed where, per-workload results, and on failure why."""
+    lines = [f"## {_HEADLINES[report.status]} {_code(report.image)}", ""]
+    facts: list[tuple[str, str]] = [("Image", _code(report.image))]
+    if report.digest:
+        facts.append(("Digest", _code(report.digest)))
+    if report.environment:
+        name = _cell(report.environment)
+        url = report.environment_url
+        facts.append(("Environment", f"[{name}]({_link_target(url)})" if url else name))
+    if report.cluster:
+        facts.append(("Cluster", _cell(report.cluster)))
+    if report.namespace:
+        facts.append(("Namespace", _cell(report.namespace)))
+    if report.seconds is not None:
+        facts.append(("Duration", _duration(report.seconds)))
+    if report.run_url:
+        facts.append(("Run", f"[log]({_link_target(report.run_url)})"))
+    lines += ["| | |", "|---|---|", *(f"| **{label}** | {value} |" for label, value in facts), ""]
+
+    if report.workloads:
+        lines += ["### Workloads", "", "| Workload | Namespace | Result | Time | Revision |", "|---|---|---|---|---|"]
+        for w in report.workloads:
+            result = _cell(w.result) + (f": {_cell(w.detail)}" if w.detail else "")
+            lines.append(
+                f"| {_cell(w.key)} | {_cell(w.namespace or '–')} | {result} | {_duration(w.seconds)} | {_revision(w)} |"
+            )
+        lines.append("")
+
+    if report.error or report.diagnosis:
+        lines += ["### What went wrong", ""]
+        if report.error:
+            lines += [f"> {_cell(report.error)}", ""]
+        if report.diagnosis:
+            lines += [_block(report.diagnosis), ""]
+
+    if report.rollback:
+        lines += ["### Rollback", "", "| Workload | State | Detail |", "|---|---|---|"]
+        for outcome in report.rollback:
+            workload = f"{outcome.kind.lower()}/{outcome.name}"
+            lines.append(f"| {_cell(workload)} | {_cell(outcome.state)} | {_cell(outcome.detail or '–')} |")
+        lines.append("")
+
+    if report.plan:
+        opened = " open" if report.status == "dry-run" else ""
+        lines += [f"<details{opened}><summary>Plan</summary>", "", _block(report.plan), "", "</details>", ""]
+    return "\n".join(lines)
+
+
 __all__ = [
     "AnnotationLevel",
+    "DeployReport",
+    "DeployStatus",
+    "WorkloadResult",
+    "report_outputs",
+    "revisions_json",
+    "status_for_exit_code",
+    "summary_markdown",
     "annotation",
     "append_step_summary",
     "command",

@@ -1,0 +1,378 @@
+"""Workflow commands and workflow files, read back the way the Actions runner reads them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from deployer import actions
+from deployer.actions import DeployReport, WorkloadResult
+from deployer.errors import ManifestSyntaxError, OptionError, WorkloadOutcome
+
+# --- a reader that follows the runner's rules (actions/runner: ActionCommand, file commands) ---------
+
+_COMMAND = re.compile(r"^::(?P<name>[A-Za-z-]+)(?: (?P<properties>[^:]*))?::(?P<data>.*)$")
+
+
+def unescape_data(text: str) -> str:
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+
+
+def unescape_property(text: str) -> str:
+    return (
+        text.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
+    )
+
+
+def read_command(line: str) -> tuple[str, dict[str, str], str]:
+    """Command name, properties and message as the runner understands the line."""
+    assert "\n" not in line and "\r" not in line, "a command must be one line"
+    match = _COMMAND.match(line)
+    assert match, f"not a workflow command: {line!r}"
+    properties = {}
+    for pair in filter(None, (match["properties"] or "").split(",")):
+        key, _, value = pair.partition("=")
+        properties[key] = unescape_property(value)
+    return match["name"], properties, unescape_data(match["data"])
+
+
+def read_output_file(text: str) -> dict[str, str]:
+    """$GITHUB_OUTPUT as the runner parses it: ``name=value`` or ``name<<DELIMITER`` ... ``DELIMITER``."""
+    values: dict[str, str] = {}
+    lines = iter(text.split("\n"))
+    for line in lines:
+        if not line:
+            continue
+        equals, heredoc = line.find("="), line.find("<<")
+        if equals >= 0 and (heredoc < 0 or equals < heredoc):
+            values[line[:equals]] = line[equals + 1 :]
+            continue
+        name, delimiter = line[:heredoc], line[heredoc + 2 :]
+        assert name and delimiter
+        body = []
+        for candidate in lines:
+            if candidate == delimiter:
+                break
+            body.append(candidate)
+        else:
+            raise AssertionError(f"no closing delimiter for {name}")
+        values[name] = "\n".join(body)
+    return values
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+TRICKY = [
+    "plain",
+    "100% done",
+    "two\nlines",
+    "crlf\r\nline",
+    "a:b,c=d",
+    "%0A literally",
+    "::error::inside",
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped_data", "escaped_property"),
+    [
+        ("plain", "plain", "plain"),
+        ("100%", "100%25", "100%25"),
+        ("a\nb", "a%0Ab", "a%0Ab"),
+        ("a\r\nb", "a%0D%0Ab", "a%0D%0Ab"),
+        ("k8s/app.yaml:3,4", "k8s/app.yaml:3,4", "k8s/app.yaml%3A3%2C4"),
+        ("%0A", "%250A", "%250A"),
+    ],
+)
+def test_escaping_follows_the_runner(text: str, escaped_data: str, escaped_property: str) -> None:
+    assert actions.escape_data(text) == escaped_data
+    assert actions.escape_property(text) == escaped_property
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_message_and_properties_read_back_unchanged(text: str) -> None:
+    line = actions.annotation("warning", text, file=text or None, title="t: x, y")
+
+    name, properties, message = read_command(line)
+
+    assert name == "warning"
+    assert message == text
+    assert properties.get("file") == (text or None)
+    assert properties["title"] == "t: x, y"
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda: actions.error_annotation("bad"), "::error::bad"),
+        (lambda: actions.error_annotation("bad", file="k8s/app.yaml"), "::error file=k8s/app.yaml::bad"),
+        (
+            lambda: actions.error_annotation("bad", file="k8s/app.yaml", line=3, col=7),
+            "::error file=k8s/app.yaml,line=3,col=7::bad",
+        ),
+        (lambda: actions.warning_annotation("slow", line=2), "::warning line=2::slow"),
+        (
+            lambda: actions.annotation("notice", "n", file="f", line=1, end_line=2, col=3, end_column=4),
+            "::notice file=f,line=1,endLine=2,col=3,endColumn=4::n",
+        ),
+    ],
+)
+def test_annotations_name_the_file_position(call: object, expected: str) -> None:
+    assert callable(call)
+    assert call() == expected
+
+
+@pytest.mark.parametrize(
+    ("secret", "masked"),
+    [
+        ("s3cret", ["s3cret"]),
+        ("50% off:x,y", ["50% off:x,y"]),
+        ("line-one\nline-two\n", ["line-one\nline-two\n", "line-one", "line-two"]),
+        ("  \n", []),
+    ],
+)
+def test_mask_registers_the_secret_and_each_of_its_lines(secret: str, masked: list[str]) -> None:
+    commands = [read_command(line) for line in actions.mask(secret)]
+
+    assert [name for name, _, _ in commands] == ["add-mask"] * len(masked)
+    assert [message for _, _, message in commands] == masked
+
+
+def test_group_opens_and_closes_even_when_the_body_fails() -> None:
+    emitted: list[str] = []
+
+    with pytest.raises(RuntimeError), actions.group("Apply: 3 objects", emit=emitted.append):
+        emitted.append("inside")
+        raise RuntimeError("boom")
+
+    assert emitted == ["::group::Apply: 3 objects", "inside", "::endgroup::"]
+
+
+def test_stopped_commands_resume_only_with_a_fresh_random_token() -> None:
+    first: list[str] = []
+    second: list[str] = []
+    with actions.commands_stopped(emit=first.append):
+        pass
+    with actions.commands_stopped(emit=second.append):
+        pass
+
+    name, _, token = read_command(first[0])
+    assert name == "stop-commands"
+    assert first[1] == f"::{token}::"
+    assert len(token) > 30
+    assert token != read_command(second[0])[2]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({"GITHUB_ACTIONS": "true"}, True), ({"GITHUB_ACTIONS": "false"}, False), ({}, False), ({"CI": "true"}, False)],
+)
+def test_is_github_actions_reads_the_runner_variable(env: dict[str, str], expected: bool) -> None:
+    assert actions.is_github_actions(env) is expected
+
+
+def test_manifest_error_annotation_points_at_the_yaml_line_relative_to_the_workspace(tmp_path: Path) -> None:
+    error = ManifestSyntaxError(
+        "mapping values are not allowed here", path=str(tmp_path / "k8s" / "app.yaml"), document=2, line=7, column=12
+    )
+
+    name, properties, message = read_command(
+        actions.manifest_error_annotation(error, {"GITHUB_WORKSPACE": str(tmp_path)})
+    )
+
+    assert name == "error"
+    assert properties == {"file": "k8s/app.yaml", "line": "7", "col": "12", "title": "deployer: invalid manifest"}
+    assert message == "mapping values are not allowed here"
+
+
+def test_manifest_error_outside_the_workspace_keeps_its_path_and_names_the_document() -> None:
+    error = ManifestSyntaxError("missing kind", path="/elsewhere/app.yaml", document=3, field_path="kind")
+
+    _, properties, message = read_command(actions.manifest_error_annotation(error, {"GITHUB_WORKSPACE": "/w"}))
+
+    assert properties["file"] == "/elsewhere/app.yaml"
+    assert message == "document 3: kind: missing kind"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/app", "GITHUB_RUN_ID": "9"},
+            "https://github.com/acme/app/actions/runs/9",
+        ),
+        (
+            {
+                "GITHUB_SERVER_URL": "https://github.com",
+                "GITHUB_REPOSITORY": "acme/app",
+                "GITHUB_RUN_ID": "9",
+                "GITHUB_RUN_ATTEMPT": "2",
+            },
+            "https://github.com/acme/app/actions/runs/9/attempts/2",
+        ),
+        ({"GITHUB_REPOSITORY": "acme/app"}, None),
+    ],
+)
+def test_run_url_is_built_from_the_runner_variables(env: dict[str, str], expected: str | None) -> None:
+    assert actions.run_url(env) == expected
+
+
+# --- workflow files ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", TRICKY + ["ends with newline\n", "name=value", "x<<EOF\ny\nEOF"])
+def test_outputs_read_back_unchanged_by_the_runner(tmp_path: Path, value: str) -> None:
+    output_file = tmp_path / "output"
+    output_file.write_text("earlier=1\n")
+
+    assert actions.write_outputs({"GITHUB_OUTPUT": str(output_file)}, {"value": value, "other": "o"})
+
+    with output_file.open(encoding="utf-8", newline="") as handle:
+        written = handle.read()
+    assert read_output_file(written) == {"earlier": "1", "value": value, "other": "o"}
+
+
+def test_a_value_cannot_end_the_heredoc_early_and_set_another_output() -> None:
+    attack = "ok\nghadelimiter_x\nstatus<<EOF\nsuccess\nEOF"
+
+    text = actions.output_lines({"revisions": attack})
+
+    assert read_output_file(text) == {"revisions": attack}
+    delimiter = text.split("\n")[0].partition("<<")[2]
+    assert text.endswith(f"\n{delimiter}\n") and delimiter not in attack
+
+
+@pytest.mark.parametrize("name", ["", "a=b", "two\nlines", "x<<y", "spaced name"])
+def test_invalid_output_names_are_refused(name: str) -> None:
+    with pytest.raises(OptionError, match="invalid output name"):
+        actions.output_lines({name: "v"})
+
+
+def test_outside_actions_nothing_is_written() -> None:
+    assert actions.write_outputs({}, {"a": "b"}) is False
+    assert actions.append_step_summary({}, "# hi") is False
+
+
+def test_step_summary_is_appended_with_a_final_newline(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+
+    actions.append_step_summary(env, "# one")
+    actions.append_step_summary(env, "two\n")
+
+    assert summary.read_text() == "# one\ntwo\n"
+
+
+def test_a_step_summary_over_the_limit_is_cut_with_a_note(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("x" * 1000)
+
+    actions.append_step_summary({"GITHUB_STEP_SUMMARY": str(summary)}, "é" * actions.STEP_SUMMARY_LIMIT)
+
+    text = summary.read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) <= actions.STEP_SUMMARY_LIMIT
+    assert text.rstrip().endswith("the job log has everything._")
+
+
+# --- the deploy report -------------------------------------------------------------------------------
+
+IMAGE = "ghcr.io/acme/hello-app:0123456"
+DIGEST = "sha256:" + "ab" * 32
+
+
+def web(**changes: object) -> WorkloadResult:
+    fields: dict[str, object] = {
+        "kind": "Deployment", "name": "web", "namespace": "default", "result": "ready",
+        "seconds": 12.5, "revision": "3", "previous_revision": "2",
+    }
+    fields.update(changes)
+    return WorkloadResult(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "dry_run", "status"),
+    [(0, False, "success"), (0, True, "dry-run"), (1, False, "failed"), (2, False, "failed"),
+     (3, False, "rolled-back"), (4, False, "rollback-failed")],
+)
+def test_status_follows_the_exit_code(exit_code: int, dry_run: bool, status: str) -> None:
+    assert actions.status_for_exit_code(exit_code, dry_run=dry_run) == status
+
+
+@pytest.mark.parametrize(
+    ("status", "rolled_back"),
+    [("success", "false"), ("rolled-back", "true"), ("rollback-failed", "false"), ("failed", "false")],
+)
+def test_outputs_of_a_report(status: str, rolled_back: str) -> None:
+    report = DeployReport(status=status, image=IMAGE, tag="0123456", digest=DIGEST,  # type: ignore[arg-type]
+                          workloads=[web(), web(kind="StatefulSet", name="db", revision=None, previous_revision=None)])
+
+    outputs = actions.report_outputs(report)
+
+    assert outputs["image"] == IMAGE and outputs["digest"] == DIGEST and outputs["tag"] == "0123456"
+    assert outputs["status"] == status and outputs["rolled-back"] == rolled_back
+    assert json.loads(outputs["revisions"]) == {
+        "deployment/web": {"namespace": "default", "revision": "3", "previous_revision": "2", "result": "ready"},
+        "statefulset/db": {"namespace": "default", "revision": None, "previous_revision": None, "result": "ready"},
+    }
+
+
+def test_summary_of_a_success_lists_image_digest_environment_and_each_workload() -> None:
+    report = DeployReport(
+        status="success", image=IMAGE, tag="0123456", digest=DIGEST, environment="production",
+        environment_url="https://hello.example.com", namespace="default", workloads=[web()], seconds=75,
+    )
+
+    markdown = actions.summary_markdown(report)
+
+    assert markdown.startswith(f"## ✅ Deployed `{IMAGE}`\n")
+    assert f"| **Digest** | `{DIGEST}` |" in markdown
+    assert "| **Environment** | [production](https://hello.example.com) |" in markdown
+    assert "| **Duration** | 1 min 15 s |" in markdown
+    assert "| deployment/web | default | ready | 12.5 s | 3 (was 2) |" in markdown
+    assert "What went wrong" not in markdown and "Rollback" not in markdown
+
+
+def test_summary_of_a_rollback_explains_the_failure_and_what_was_restored() -> None:
+    report = DeployReport(
+        status="rolled-back", image=IMAGE, tag="0123456",
+        workloads=[web(result="failed", detail="ImagePullBackOff")],
+        error="deployment/web did not become ready: ImagePullBackOff",
+        diagnosis="pod web-7d9f: Back-off pulling image \"ghcr.io/acme/hello-app:0123456\"",
+        rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")],
+    )
+
+    markdown = actions.summary_markdown(report)
+
+    assert markdown.startswith("## ↩️ Rolled back:")
+    assert "| deployment/web | default | failed: ImagePullBackOff | 12.5 s | 3 (was 2) |" in markdown
+    assert "> deployment/web did not become ready: ImagePullBackOff" in markdown
+    assert '```text\npod web-7d9f: Back-off pulling image "ghcr.io/acme/hello-app:0123456"\n```' in markdown
+    assert "| deployment/web | rolled back | to revision 2 |" in markdown
+
+
+def test_summary_cannot_be_broken_by_text_from_the_cluster() -> None:
+    hostile = "a | b <script>x</script>\n```\n# heading"
+    report = DeployReport(status="failed", image=IMAGE, workloads=[web(detail=hostile)], diagnosis=hostile,
+                          error=hostile)
+
+    markdown = actions.summary_markdown(report)
+
+    fenced = "````text\n" + hostile + "\n````"
+    assert fenced in markdown, "in a code block longer fences keep the text literal"
+    assert "<script>" not in markdown.replace(fenced, "")
+    row = next(line for line in markdown.splitlines() if line.startswith("| deployment/web"))
+    assert len(re.findall(r"(?<!\\)\|", row)) == 6, "a pipe in the text must not add a column"
+
+
+def test_summary_of_a_dry_run_shows_the_plan_unfolded() -> None:
+    report = DeployReport(status="dry-run", image=IMAGE, plan="create deployment/web\ncreate service/web")
+
+    markdown = actions.summary_markdown(report)
+
+    assert markdown.startswith(f"## 📝 Dry run of `{IMAGE}`")
+    plan = "```text\ncreate deployment/web\ncreate service/web\n```"
+    assert f"<details open><summary>Plan</summary>\n\n{plan}" in markdown
