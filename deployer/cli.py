@@ -38,7 +38,8 @@ Exit codes:
 """
 
 
-class Duration(click.ParamType):
+# click 8.5 made ParamType generic; subscripting it would break older clicks at run time.
+class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
@@ -50,7 +51,7 @@ class Duration(click.ParamType):
             self.fail(e.problem, param, ctx)
 
 
-class ListFromEnv(click.ParamType):
+class ListFromEnv(click.ParamType):  # type: ignore[type-arg]
     """A string option given many times; from its variable, one value per line (or per word if one line)."""
 
     name = "text"
