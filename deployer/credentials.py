@@ -18,6 +18,7 @@ import binascii
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -31,6 +32,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from deployer import actions
 from deployer.digitalocean import (
     DEFAULT_API_URL,
     TOKEN_VARIABLE,
@@ -45,6 +47,7 @@ KUBECONFIG_DATA_FLAG = "--kubeconfig-data"
 CONTEXT_FLAG = "--kube-context"
 EXPIRY_FLAG = "--kubeconfig-expiry"
 KUBECONFIG_VARIABLE = "KUBECONFIG"
+BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 
 # Applying, taking the deploy lock and diagnosing a failure also need the cluster; the margin covers them.
 EXPIRY_MARGIN_SECONDS = 180
@@ -89,16 +92,15 @@ def needed_expiry_seconds(rollout_timeout: float, rollback_timeout: float) -> in
 
 
 def actions_masker(env: Mapping[str, str], emit: Callable[[str], None]) -> Callable[[str], None]:
-    """A function that registers a secret with the GitHub Actions log masker (``::add-mask::``, one line at a
-    time as the runner expects) when running in Actions, and does nothing elsewhere. ``emit`` must write a
-    line to stdout and flush it, before anything else could print the value."""
+    """A function that registers a secret with the GitHub Actions log masker (``::add-mask::``, whole and
+    line by line) when running in Actions, and does nothing elsewhere. ``emit`` must write a line to stdout
+    and flush it. (Console.add_secret does the same and also redacts the console's own lines.)"""
     if env.get("GITHUB_ACTIONS", "").lower() != "true":
         return _mask_nothing
 
     def mask(value: str) -> None:
-        for line in value.splitlines():
-            if line.strip():
-                emit(f"::add-mask::{line}")
+        for line in actions.mask(value):
+            emit(line)
 
     return mask
 
@@ -125,8 +127,15 @@ def resolve_credentials(
     ``digitalocean_token`` or DIGITALOCEAN_ACCESS_TOKEN in ``env``); else ``kubeconfig_path``; else
     ``kubeconfig_data``; else KUBECONFIG in ``env``; else ~/.kube/config. ``mask`` is called with each secret
     as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings."""
-    given = [flag for flag, value in ((CLUSTER_FLAG, cluster), (KUBECONFIG_FLAG, kubeconfig_path),
-                                      (KUBECONFIG_DATA_FLAG, kubeconfig_data)) if value]
+    given = [
+        flag
+        for flag, value in (
+            (CLUSTER_FLAG, cluster),
+            (KUBECONFIG_FLAG, kubeconfig_path),
+            (KUBECONFIG_DATA_FLAG, kubeconfig_data),
+        )
+        if value
+    ]
     if len(given) > 1:
         raise OptionError(given[1], f"cannot be combined with {given[0]}: pass one source of credentials")
     if cluster:
@@ -267,13 +276,13 @@ def parse_kubeconfig_data(data: str) -> tuple[dict[str, Any], str, tuple[str, ..
     compact = "".join(data.split())
     blob_secrets: tuple[str, ...] = ()
     text = data
-    if compact and ":" not in compact:
+    # A kubeconfig in YAML always has a colon, which base64 never has.
+    if BASE64_TEXT.match(compact):
         try:
-            decoded = base64.b64decode(compact, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as e:
-            raise OptionError(KUBECONFIG_DATA_FLAG, "is neither YAML nor base64-encoded YAML") from e
-        text = decoded
-        blob_secrets = (compact,)
+            text = base64.b64decode(compact, validate=True).decode("utf-8")
+            blob_secrets = (compact,)
+        except (binascii.Error, UnicodeDecodeError):
+            text = data  # not base64 after all: let the YAML parser say what is wrong
     config = _load_yaml_mapping(text, source="the kubeconfig", flag=KUBECONFIG_DATA_FLAG)
     return _normalized(config), f"kubeconfig from {KUBECONFIG_DATA_FLAG}", blob_secrets
 

@@ -118,9 +118,7 @@ def cluster_state_warning(cluster: Cluster) -> str | None:
         return None
     detail = f": {cluster.status_message}" if cluster.status_message else ""
     if state in BLOCKING_STATES:
-        raise ClusterLookupError(
-            f"DigitalOcean cluster {cluster.label} is {state}{detail}; it cannot take a deploy"
-        )
+        raise ClusterLookupError(f"DigitalOcean cluster {cluster.label} is {state}{detail}; it cannot take a deploy")
     if state in WARNING_STATES:
         return f"DigitalOcean cluster {cluster.label} is {state}{detail}; deploying anyway"
     return f"DigitalOcean cluster {cluster.label} is in state {state!r}{detail}; deploying anyway"
@@ -234,6 +232,14 @@ class DigitalOceanAPI:
             scope=ACCESS_SCOPE,
             cluster_id=cluster_id,
         )
+        content_type = response.headers.get("content-type", "")
+        if "html" in content_type or "json" in content_type:
+            # A login page from a proxy, or JSON from something that is not DigitalOcean.
+            raise self._unexpected(
+                response,
+                f"issue a kubeconfig for cluster {cluster_id}",
+                f"content type {content_type}, not a kubeconfig",
+            )
         response.encoding = response.encoding or "utf-8"
         return IssuedKubeconfig(text=response.text, expires_at=sent_at + _lifetime(expiry_seconds))
 
@@ -256,9 +262,7 @@ class DigitalOceanAPI:
         if not isinstance(server, str) or not isinstance(ca_data, str) or not isinstance(token, str | None):
             raise self._unexpected(response, action, "server, certificate_authority_data or token is missing")
         expires_at = _parse_timestamp(body.get("expires_at")) or sent_at + _lifetime(expiry_seconds)
-        return ClusterCredentials(
-            server=server, certificate_authority_data=ca_data, token=token, expires_at=expires_at
-        )
+        return ClusterCredentials(server=server, certificate_authority_data=ca_data, token=token, expires_at=expires_at)
 
     # --- plumbing ------------------------------------------------------------------------------------
 
@@ -308,8 +312,9 @@ class DigitalOceanAPI:
             except requests.RequestException as e:
                 # The exception's text names host and path only; the token is in a header it never quotes.
                 error = DigitalOceanError(
-                    self._redact(f"cannot reach the DigitalOcean API at {self.api_url} to {action}: "
-                                 f"{type(e).__name__}"),
+                    self._redact(
+                        f"cannot reach the DigitalOcean API at {self.api_url} to {action}: {type(e).__name__}"
+                    ),
                     retryable=True,
                 )
                 raise _TransientFailure(error, None) from e
@@ -360,8 +365,7 @@ class DigitalOceanAPI:
             )
         if status == 404 and cluster_id is not None:
             raise ClusterLookupError(
-                f"DigitalOcean has no Kubernetes cluster with id {cluster_id} that this token can see "
-                f"({quoted})",
+                f"DigitalOcean has no Kubernetes cluster with id {cluster_id} that this token can see ({quoted})",
                 status=status,
                 request_id=request_id,
             )
@@ -374,9 +378,7 @@ class DigitalOceanAPI:
                 retryable=True,
             )
             raise _TransientFailure(error, self._advised_wait(response))
-        raise DigitalOceanError(
-            f"DigitalOcean refused to {action} ({quoted})", status=status, request_id=request_id
-        )
+        raise DigitalOceanError(f"DigitalOcean refused to {action} ({quoted})", status=status, request_id=request_id)
 
     def _advised_wait(self, response: requests.Response) -> float | None:
         """Seconds the server asks us to wait: retry-after (seconds or HTTP date), else, once the quota is

@@ -23,30 +23,16 @@ from deployer.errors import (
     OptionError,
 )
 from tests.fakes.digitalocean_api import (
+    CountingMinter,
     Exchange,
     FakeCluster,
     FakeDigitalOceanAPI,
     Fault,
+    RecordedSleeps,
     openapi_problems,
 )
 
 TOKEN = "dop_v1_" + "7a3f" * 16
-
-
-class Sleeps(list[float]):
-    """An injectable sleep that records the waits instead of spending them."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-class Minter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, expiry_seconds: int) -> str:
-        self.count += 1
-        return f"doks-minted-{self.count:04d}-{expiry_seconds}-c0ffee"
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +46,7 @@ def fake(ca_pem: bytes) -> Iterator[FakeDigitalOceanAPI]:
         token=TOKEN,
         server_url="https://127.0.0.1:6443",
         ca_pem=ca_pem,
-        mint_token=Minter(),
+        mint_token=CountingMinter(),
         clusters=[FakeCluster("staging"), FakeCluster("production", region="fra1")],
     )
     with api:
@@ -70,12 +56,12 @@ def fake(ca_pem: bytes) -> Iterator[FakeDigitalOceanAPI]:
 
 
 @pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
+def sleeps() -> RecordedSleeps:
+    return RecordedSleeps()
 
 
 @pytest.fixture
-def client(fake: FakeDigitalOceanAPI, sleeps: Sleeps) -> Iterator[DigitalOceanAPI]:
+def client(fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps) -> Iterator[DigitalOceanAPI]:
     with DigitalOceanAPI(TOKEN, fake.url, sleep=sleeps) as api:
         yield api
 
@@ -113,15 +99,12 @@ def test_unknown_name_lists_the_clusters_the_token_can_see(client: DigitalOceanA
     with pytest.raises(ClusterLookupError) as caught:
         client.find_cluster("prod")
     assert str(caught.value) == (
-        'no DigitalOcean Kubernetes cluster goes by the name "prod"; '
-        "clusters this token can see: production, staging"
+        'no DigitalOcean Kubernetes cluster goes by the name "prod"; clusters this token can see: production, staging'
     )
     assert caught.value.exit_code == ExitCode.FAILURE
 
 
-def test_name_shared_by_several_clusters_lists_their_ids(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI
-) -> None:
+def test_name_shared_by_several_clusters_lists_their_ids(client: DigitalOceanAPI, fake: FakeDigitalOceanAPI) -> None:
     twin = FakeCluster("staging", region="sfo3")
     fake.clusters.append(twin)
     with pytest.raises(ClusterLookupError) as caught:
@@ -169,7 +152,7 @@ def test_cluster_state_decides_whether_a_deploy_may_go_ahead(
 
 
 def test_kubeconfig_asks_for_a_token_kubeconfig_with_the_expiry(
-    fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     sent = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     cluster = fake.clusters[0]
@@ -198,7 +181,7 @@ def test_credentials_endpoint_gives_server_ca_token_and_expiry(
 
 
 def test_unknown_cluster_id_is_a_lookup_error_with_the_request_id(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     with pytest.raises(ClusterLookupError) as caught:
@@ -216,7 +199,7 @@ def test_unknown_cluster_id_is_a_lookup_error_with_the_request_id(
 
 
 def test_rejected_token_is_not_retried_and_names_the_variable(
-    fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     wrong = "dop_v1_" + "0" * 64
     with DigitalOceanAPI(wrong, fake.url, sleep=sleeps) as api, pytest.raises(DigitalOceanAuthError) as caught:
@@ -238,7 +221,7 @@ def test_rejected_token_is_not_retried_and_names_the_variable(
     [("list", "kubernetes:read"), ("kubeconfig", "kubernetes:access_cluster")],
 )
 def test_missing_scope_is_named(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps, operation: str, scope: str
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps, operation: str, scope: str
 ) -> None:
     fake.scopes = frozenset({"kubernetes:read", "kubernetes:access_cluster"} - {scope})
     with pytest.raises(DigitalOceanAuthError) as caught:
@@ -254,7 +237,9 @@ def test_missing_scope_is_named(
     assert_secret_free(message, repr(caught.value))
 
 
-def test_not_implemented_is_not_retried(client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps) -> None:
+def test_not_implemented_is_not_retried(
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
+) -> None:
     fake.add_fault(Fault(501, times=None))
     with pytest.raises(DigitalOceanError) as caught:
         client.list_clusters()
@@ -268,7 +253,7 @@ def test_not_implemented_is_not_retried(client: DigitalOceanAPI, fake: FakeDigit
 
 
 def test_rate_limit_with_retry_after_is_waited_out_then_succeeds(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     fake.add_fault(Fault(429, operation="list", times=2, retry_after="7"))
     cluster = client.find_cluster("production")
@@ -278,7 +263,7 @@ def test_rate_limit_with_retry_after_is_waited_out_then_succeeds(
 
 
 def test_spent_quota_waits_until_ratelimit_reset(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     fake.add_fault(Fault(429, operation="kubeconfig", times=1, reset_in=20))
     client.kubeconfig(fake.clusters[0].id, 300)
@@ -289,7 +274,7 @@ def test_spent_quota_waits_until_ratelimit_reset(
 
 
 def test_server_error_is_retried_with_backoff(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     fake.add_fault(Fault(500, times=2))
     assert len(client.list_clusters()) == 2
@@ -298,9 +283,7 @@ def test_server_error_is_retried_with_backoff(
     assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 3.0  # 1 s, 2 s, each plus up to 1 s of jitter
 
 
-def test_unavailable_forever_gives_up_after_bounded_attempts(
-    fake: FakeDigitalOceanAPI, sleeps: Sleeps
-) -> None:
+def test_unavailable_forever_gives_up_after_bounded_attempts(fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps) -> None:
     fake.add_fault(Fault(503, times=None))
     with DigitalOceanAPI(TOKEN, fake.url, sleep=sleeps, max_attempts=5) as api:
         with pytest.raises(DigitalOceanError) as caught:
@@ -318,7 +301,7 @@ def test_unavailable_forever_gives_up_after_bounded_attempts(
 
 
 def test_retry_after_beyond_a_minute_gives_up_at_once(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: Sleeps
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, sleeps: RecordedSleeps
 ) -> None:
     fake.add_fault(Fault(429, times=None, retry_after="3600"))
     with pytest.raises(DigitalOceanError) as caught:
@@ -328,7 +311,7 @@ def test_retry_after_beyond_a_minute_gives_up_at_once(
     assert "asks to wait 3600 s, retry later" in str(caught.value)
 
 
-def test_unreachable_api_is_retried_then_reported(sleeps: Sleeps) -> None:
+def test_unreachable_api_is_retried_then_reported(sleeps: RecordedSleeps) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

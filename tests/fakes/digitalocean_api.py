@@ -54,6 +54,24 @@ ERROR_MESSAGES = {
 }
 
 
+class RecordedSleeps(list[float]):
+    """An injectable sleep that records the waits instead of spending them."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+class CountingMinter:
+    """A ``mint_token`` for tests without the Kubernetes simulator: distinct, recognisable tokens."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, expiry_seconds: int) -> str:
+        self.count += 1
+        return f"doks-minted-{self.count:04d}-{expiry_seconds}-c0ffee"
+
+
 @dataclass
 class FakeCluster:
     name: str
@@ -428,9 +446,7 @@ def openapi_problems(exchange: Exchange) -> list[str]:
         headers=exchange.request_headers,
     )
     media_type = exchange.content_type.split(";")[0].strip()
-    response = MockResponse(
-        exchange.body, exchange.status, headers=exchange.response_headers, content_type=media_type
-    )
+    response = MockResponse(exchange.body, exchange.status, headers=exchange.response_headers, content_type=media_type)
     problems: list[str] = []
     api = _openapi()
     checks: tuple[tuple[str, Callable[[], None]], ...] = (

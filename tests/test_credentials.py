@@ -1,0 +1,607 @@
+"""deployer/credentials.py: where the cluster credentials come from, how kubeconfigs are read and merged,
+what is masked, and that no secret is left in output, errors or files."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from deployer.credentials import (
+    KubeCredentials,
+    actions_masker,
+    kubeconfig_yaml,
+    needed_expiry_seconds,
+    private_kubeconfig_file,
+    resolve_credentials,
+    write_kubeconfig,
+)
+from deployer.errors import (
+    ClusterLookupError,
+    DeployerError,
+    DigitalOceanAuthError,
+    DigitalOceanError,
+    ExitCode,
+    OptionError,
+)
+from tests.fakes.digitalocean_api import (
+    CountingMinter,
+    FakeCluster,
+    FakeDigitalOceanAPI,
+    Fault,
+    RecordedSleeps,
+    openapi_problems,
+)
+
+TOKEN = "dop_v1_" + "c4fe" * 16
+USER_TOKEN = "user-static-token-" + "9b" * 12
+
+
+@pytest.fixture(scope="module")
+def ca_pem() -> bytes:
+    return trustme.CA().cert_pem.bytes()
+
+
+@pytest.fixture
+def fake(ca_pem: bytes) -> Iterator[FakeDigitalOceanAPI]:
+    api = FakeDigitalOceanAPI(
+        token=TOKEN,
+        server_url="https://127.0.0.1:6443",
+        ca_pem=ca_pem,
+        mint_token=CountingMinter(),
+        clusters=[FakeCluster("web"), FakeCluster("batch", state="degraded", message="1 node not ready")],
+    )
+    with api:
+        yield api
+    problems = {f"{e.status} {e.path}": openapi_problems(e) for e in api.exchanges}
+    assert not any(problems.values()), problems
+
+
+class Events(list[str]):
+    """Everything the run would show, in order: masks, warnings."""
+
+    def mask(self, value: str) -> None:
+        self.append(f"mask:{value}")
+
+    def warn(self, text: str) -> None:
+        self.append(f"warn:{text}")
+
+
+def resolve(
+    events: Events,
+    *,
+    cluster: str | None = None,
+    kubeconfig_path: str | None = None,
+    kubeconfig_data: str | None = None,
+    context: str | None = None,
+    token: str | None = None,
+    api_url: str = "https://api.digitalocean.com",
+    expiry_seconds: int = 900,
+    env: dict[str, str] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> KubeCredentials:
+    return resolve_credentials(
+        cluster=cluster,
+        kubeconfig_path=kubeconfig_path,
+        kubeconfig_data=kubeconfig_data,
+        context=context,
+        digitalocean_token=token,
+        api_url=api_url,
+        expiry_seconds=expiry_seconds,
+        env=env if env is not None else {"HOME": "/nonexistent"},
+        warn=events.warn,
+        mask=events.mask,
+        sleep=sleep or RecordedSleeps(),
+    )
+
+
+def kubeconfig_text(
+    *,
+    contexts: dict[str, tuple[str, str]],
+    clusters: dict[str, str],
+    users: dict[str, dict[str, Any]],
+    current: str | None = None,
+) -> str:
+    """A kubeconfig in YAML; contexts map name -> (cluster, user), clusters name -> server."""
+    lines = ["apiVersion: v1", "kind: Config", "clusters:"]
+    for name, server in clusters.items():
+        lines += [f"- name: {name}", "  cluster:", f"    server: {server}", "    certificate-authority: ca.crt"]
+    lines.append("contexts:")
+    for name, (cluster, user) in contexts.items():
+        lines += [f"- name: {name}", "  context:", f"    cluster: {cluster}", f"    user: {user}"]
+    lines.append("users:")
+    for name, fields in users.items():
+        lines += [f"- name: {name}", "  user:"] + [f"    {k}: {v}" for k, v in fields.items()]
+    if current:
+        lines.append(f"current-context: {current}")
+    return "\n".join(lines) + "\n"
+
+
+USER_KUBECONFIG = kubeconfig_text(
+    contexts={"kind-dev": ("kind", "dev"), "prod": ("gke", "ci")},
+    clusters={"kind": "https://127.0.0.1:40000", "gke": "https://35.1.2.3"},
+    users={"dev": {"token": USER_TOKEN}, "ci": {"client-certificate": "certs/ci.crt", "client-key": "certs/ci.key"}},
+    current="kind-dev",
+)
+
+
+# --- how long the DigitalOcean token must live ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rollout", "rollback", "expected"),
+    [
+        (0, 0, 300),
+        (60, 30, 300),  # 270 s needed: the floor wins
+        (600, 0, 780),  # a 10-minute wait alone outlives 600 s
+        (600, 300, 1080),
+        (600.2, 300, 1081),  # rounded up, never down
+        (3600, 1800, 5580),
+    ],
+)
+def test_expiry_covers_rollout_rollback_and_a_margin(rollout: float, rollback: float, expected: int) -> None:
+    assert needed_expiry_seconds(rollout, rollback) == expected
+
+
+# --- DigitalOcean ------------------------------------------------------------------------------------
+
+
+def test_cluster_name_gives_an_issued_kubeconfig_in_memory(fake: FakeDigitalOceanAPI) -> None:
+    events = Events()
+    before = datetime.now(UTC)
+    credentials = resolve(events, cluster="web", token=TOKEN, api_url=fake.url, expiry_seconds=1200)
+    after = datetime.now(UTC)
+    web = fake.clusters[0]
+    (minted,) = fake.minted
+    assert credentials.context == "do-nyc1-web"
+    assert credentials.kubeconfig["current-context"] == "do-nyc1-web"
+    assert credentials.kubeconfig["users"][0]["user"]["token"] == minted
+    assert credentials.kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+    assert credentials.secrets == (TOKEN, minted)
+    assert credentials.expires_at is not None
+    assert before + timedelta(seconds=1200) <= credentials.expires_at <= after + timedelta(seconds=1200)
+    assert not credentials.has_expired()
+    assert credentials.has_expired(credentials.expires_at)
+    assert credentials.description.startswith(f"DigitalOcean cluster web ({web.id}) in nyc1, token valid until ")
+    assert events == [f"mask:{TOKEN}", f"mask:{minted}"]
+    assert fake.requests_for("kubeconfig")[0].query == {"expiry_seconds": "1200", "type": "token"}
+    for text in (repr(credentials), str(credentials), credentials.description):
+        assert TOKEN not in text and minted not in text
+
+
+def test_token_can_come_from_the_environment(fake: FakeDigitalOceanAPI) -> None:
+    credentials = resolve(
+        Events(), cluster=fake.clusters[0].id, api_url=fake.url, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN}
+    )
+    assert credentials.context == "do-nyc1-web"
+    assert fake.requests_for("list") == []  # a UUID needs no lookup
+
+
+def test_degraded_cluster_is_a_warning_after_the_token_is_masked(fake: FakeDigitalOceanAPI) -> None:
+    events = Events()
+    resolve(events, cluster="batch", token=TOKEN, api_url=fake.url)
+    assert events[0] == f"mask:{TOKEN}"
+    assert events[1].startswith(f"warn:DigitalOcean cluster batch ({fake.clusters[1].id}) is degraded")
+    assert "1 node not ready" in events[1]
+    assert events[2] == f"mask:{fake.minted[0]}"
+
+
+@pytest.mark.parametrize("state", ["provisioning", "deleting", "error"])
+def test_cluster_that_cannot_take_a_deploy_stops_before_any_token_is_issued(
+    fake: FakeDigitalOceanAPI, state: str
+) -> None:
+    fake.clusters[0].state = state
+    with pytest.raises(ClusterLookupError) as caught:
+        resolve(Events(), cluster="web", token=TOKEN, api_url=fake.url)
+    assert f"is {state}" in str(caught.value)
+    assert caught.value.exit_code == ExitCode.FAILURE
+    assert fake.requests_for("kubeconfig") == [] and fake.minted == []
+
+
+def test_in_github_actions_secrets_are_masked_before_anything_else(fake: FakeDigitalOceanAPI) -> None:
+    shown: list[str] = []
+    env = {"GITHUB_ACTIONS": "true", "DIGITALOCEAN_ACCESS_TOKEN": TOKEN}
+    resolve_credentials(
+        cluster="batch",
+        kubeconfig_path=None,
+        kubeconfig_data=None,
+        context=None,
+        digitalocean_token=None,
+        api_url=fake.url,
+        expiry_seconds=600,
+        env=env,
+        warn=lambda text: shown.append(f"warning: {text}"),
+        mask=actions_masker(env, shown.append),
+    )
+    assert shown[0] == f"::add-mask::{TOKEN}"
+    assert shown[1].startswith("warning: ")
+    assert shown[2] == f"::add-mask::{fake.minted[0]}"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        ({"GITHUB_ACTIONS": "true"}, "abc123secret", ["::add-mask::abc123secret"]),
+        ({"GITHUB_ACTIONS": "true"}, "line-one\nline-two\n", None),
+        ({}, "abc123secret", []),
+        ({"GITHUB_ACTIONS": "false"}, "abc123secret", []),
+    ],
+)
+def test_actions_masker_masks_only_in_actions(env: dict[str, str], value: str, expected: list[str] | None) -> None:
+    emitted: list[str] = []
+    actions_masker(env, emitted.append)(value)
+    if expected is not None:
+        assert emitted == expected
+    else:  # multi-line: every line is masked on its own
+        assert "::add-mask::line-one" in emitted and "::add-mask::line-two" in emitted
+
+
+def test_cluster_without_a_token_is_bad_input() -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), cluster="web", env={})
+    assert str(caught.value) == "--cluster: needs a DigitalOcean API token: set DIGITALOCEAN_ACCESS_TOKEN"
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+@pytest.mark.parametrize("expiry", [0, -5])
+def test_expiry_must_be_positive(fake: FakeDigitalOceanAPI, expiry: int) -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), cluster="web", token=TOKEN, api_url=fake.url, expiry_seconds=expiry)
+    assert str(caught.value).startswith("--kubeconfig-expiry: must be a positive number of seconds")
+    assert fake.exchanges == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "problem"),
+    [
+        ("application/yaml", "is not valid YAML at line 2, column 8"),
+        ("text/html; charset=utf-8", "unexpected response"),
+    ],
+)
+def test_kubeconfig_that_is_not_yaml_is_a_digitalocean_error(content_type: str, problem: str) -> None:
+    # An API URL that answers 200 with garbage: a misconfigured proxy. Served by a tiny fake of its own
+    # (the DigitalOcean fake only gives answers the OpenAPI excerpt allows).
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"<html>token: [{TOKEN}\n</html>".encode()
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    thread = Thread(target=lambda: server.serve_forever(poll_interval=0.05), daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(DigitalOceanError) as caught:
+            resolve(
+                Events(),
+                cluster="bd5f5959-5e1e-4205-a714-a914373942af",
+                token=TOKEN,
+                api_url=f"http://127.0.0.1:{server.server_address[1]}",
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    message = str(caught.value)
+    assert problem in message and "bd5f5959-5e1e-4205-a714-a914373942af" in message
+    assert TOKEN not in message and "<html>" not in message
+
+
+# --- the user's kubeconfig ---------------------------------------------------------------------------
+
+
+def test_kubeconfig_file_gives_its_current_context_with_paths_made_absolute(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(USER_KUBECONFIG)
+    events = Events()
+    credentials = resolve(events, kubeconfig_path=str(path))
+    assert credentials.context == "kind-dev"
+    assert credentials.expires_at is None and not credentials.has_expired()
+    assert credentials.secrets == (USER_TOKEN,)
+    assert events == [f"mask:{USER_TOKEN}"]
+    assert credentials.description == f"kubeconfig {path}, context kind-dev"
+    clusters = {c["name"]: c["cluster"] for c in credentials.kubeconfig["clusters"]}
+    users = {u["name"]: u["user"] for u in credentials.kubeconfig["users"]}
+    assert clusters["kind"]["certificate-authority"] == str(tmp_path / "ca.crt")
+    assert users["ci"]["client-key"] == str(tmp_path / "certs" / "ci.key")
+    assert USER_TOKEN not in repr(credentials)
+
+
+def test_kube_context_picks_another_context(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(USER_KUBECONFIG)
+    credentials = resolve(Events(), kubeconfig_path=str(path), context="prod")
+    assert credentials.context == "prod"
+    assert credentials.kubeconfig["current-context"] == "prod"
+
+
+def test_unknown_kube_context_names_it_and_the_contexts_available(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(USER_KUBECONFIG)
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), kubeconfig_path=str(path), context="staging")
+    assert str(caught.value) == f'--kube-context: no context "staging" in kubeconfig {path}; available: kind-dev, prod'
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_kubeconfig_list_merges_with_the_first_file_winning(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    second = tmp_path / "sub" / "second"
+    second.parent.mkdir()
+    first.write_text(
+        kubeconfig_text(
+            contexts={"shared": ("one", "u1")},
+            clusters={"one": "https://first.example"},
+            users={"u1": {"token": "first-token-abcdef"}},
+        )
+    )
+    second.write_text(
+        kubeconfig_text(
+            contexts={"shared": ("two", "u2"), "extra": ("two", "u2")},
+            clusters={"one": "https://second.example", "two": "https://two.example"},
+            users={"u2": {"token": "second-token-abcdef"}},
+            current="extra",
+        )
+    )
+    missing = tmp_path / "missing"
+    env = {"KUBECONFIG": os.pathsep.join([str(missing), str(first), str(second)]), "HOME": "/nonexistent"}
+    credentials = resolve(Events(), env=env)
+    config = credentials.kubeconfig
+    assert credentials.context == "extra"  # the first file sets no current-context; the second does
+    assert {c["name"]: c["cluster"]["server"] for c in config["clusters"]} == {
+        "one": "https://first.example",
+        "two": "https://two.example",
+    }
+    assert {c["name"]: c["context"]["cluster"] for c in config["contexts"]} == {"shared": "one", "extra": "two"}
+    two = next(c["cluster"] for c in config["clusters"] if c["name"] == "two")
+    assert two["certificate-authority"] == str(second.parent / "ca.crt")
+    assert credentials.secrets == ("first-token-abcdef", "second-token-abcdef")
+
+
+def test_kubeconfig_list_with_no_existing_file_is_bad_input(tmp_path: Path) -> None:
+    env = {"KUBECONFIG": f"{tmp_path}/a{os.pathsep}{tmp_path}/b"}
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), env=env)
+    assert str(caught.value).startswith("KUBECONFIG: none of the kubeconfig files exist: ")
+
+
+@pytest.mark.parametrize("encoding", ["plain", "base64", "base64-wrapped"])
+def test_kubeconfig_data_is_read_plain_or_base64(encoding: str) -> None:
+    data = USER_KUBECONFIG
+    if encoding != "plain":
+        data = base64.b64encode(USER_KUBECONFIG.encode()).decode()
+        if encoding == "base64-wrapped":  # as `base64` prints it, 76 columns
+            data = "\n".join(data[i : i + 76] for i in range(0, len(data), 76)) + "\n"
+    events = Events()
+    credentials = resolve(events, kubeconfig_data=data, context="prod")
+    assert credentials.context == "prod"
+    assert credentials.description == "kubeconfig from --kubeconfig-data, context prod"
+    assert f"mask:{USER_TOKEN}" in events
+    assert len(credentials.kubeconfig["users"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("bm90IHlhbWw6IFs=", "--kubeconfig-data: the kubeconfig is not valid YAML at line 1, column 12"),
+        (
+            "bm90IGEga3ViZWNvbmZpZw==",
+            "--kubeconfig-data: the kubeconfig is not a kubeconfig (expected a mapping at the top)",
+        ),
+        ("notbase64", "--kubeconfig-data: the kubeconfig is not a kubeconfig (expected a mapping at the top)"),
+        ("- a\n- b\n", "--kubeconfig-data: the kubeconfig is not a kubeconfig (expected a mapping at the top)"),
+        ("users: {name: x}\n", "--kubeconfig-data: the kubeconfig: users must be a list of entries with a name"),
+    ],
+)
+def test_unreadable_kubeconfig_data_is_bad_input(data: str, expected: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), kubeconfig_data=data)
+    assert str(caught.value) == expected
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_yaml_error_names_the_position_but_never_the_content(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(f"users:\n- name: a\n  user:\n    token: {USER_TOKEN}\n    password: [unclosed\n")
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), kubeconfig_path=str(path))
+    assert str(caught.value).startswith(f"--kubeconfig: {path} is not valid YAML at line ")
+    assert USER_TOKEN not in str(caught.value) and "unclosed" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is not None
+    assert caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"cluster": "web", "kubeconfig_path": "/x"}, "--kubeconfig: cannot be combined with --cluster"),
+        ({"cluster": "web", "kubeconfig_data": "x"}, "--kubeconfig-data: cannot be combined with --cluster"),
+        ({"kubeconfig_path": "/x", "kubeconfig_data": "x"}, "--kubeconfig-data: cannot be combined with --kubeconfig"),
+    ],
+)
+def test_only_one_source_of_credentials_is_accepted(kwargs: dict[str, str], expected: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), token=TOKEN, **kwargs)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(expected)
+
+
+def test_missing_kubeconfig_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), kubeconfig_path=str(tmp_path / "nope"))
+    assert str(caught.value) == f"--kubeconfig: {tmp_path / 'nope'} does not exist or is not a file"
+
+
+def test_without_any_source_the_default_kubeconfig_is_used_or_all_sources_are_named(tmp_path: Path) -> None:
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), env={"HOME": str(tmp_path)})
+    assert str(caught.value).startswith(
+        "--cluster: no cluster credentials: pass --cluster NAME with DIGITALOCEAN_ACCESS_TOKEN, "
+        "--kubeconfig PATH or --kubeconfig-data, or set KUBECONFIG"
+    )
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(USER_KUBECONFIG)
+    assert resolve(Events(), env={"HOME": str(tmp_path)}).context == "kind-dev"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            kubeconfig_text(contexts={"a": ("c", "u"), "b": ("c", "u")}, clusters={"c": "https://c"}, users={"u": {}}),
+            "--kube-context: kubeconfig {path} sets no current-context; pick one of: a, b",
+        ),
+        (
+            kubeconfig_text(contexts={"a": ("c", "u")}, clusters={"c": "https://c"}, users={"u": {}}, current="z"),
+            '--kube-context: current-context "z" of kubeconfig {path} is not defined; available: a',
+        ),
+        (
+            kubeconfig_text(contexts={"a": ("gone", "u")}, clusters={"c": "https://c"}, users={"u": {}}),
+            '--kube-context: context "a" in kubeconfig {path} names cluster "gone", which is not defined',
+        ),
+    ],
+)
+def test_context_must_be_chosen_and_complete(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config"
+    path.write_text(text)
+    with pytest.raises(OptionError) as caught:
+        resolve(Events(), kubeconfig_path=str(path))
+    assert str(caught.value) == expected.format(path=path)
+
+
+def test_single_context_without_current_context_is_used(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text(kubeconfig_text(contexts={"only": ("c", "u")}, clusters={"c": "https://c"}, users={"u": {}}))
+    assert resolve(Events(), kubeconfig_path=str(path)).context == "only"
+
+
+# --- files -------------------------------------------------------------------------------------------
+
+
+def _credentials(tmp_path: Path) -> KubeCredentials:
+    path = tmp_path / "config"
+    path.write_text(USER_KUBECONFIG)
+    return resolve(Events(), kubeconfig_path=str(path))
+
+
+def test_private_kubeconfig_file_is_owner_only_and_removed_after(tmp_path: Path) -> None:
+    credentials = _credentials(tmp_path)
+    with private_kubeconfig_file(credentials) as path:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert USER_TOKEN in path.read_text()
+        assert "current-context: kind-dev" in path.read_text()
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_private_kubeconfig_file_is_removed_on_error(tmp_path: Path) -> None:
+    credentials = _credentials(tmp_path)
+    kept: list[Path] = []
+    with pytest.raises(RuntimeError), private_kubeconfig_file(credentials) as path:
+        kept.append(path)
+        raise RuntimeError("the deploy failed")
+    assert not kept[0].exists() and not kept[0].parent.exists()
+
+
+def test_written_kubeconfig_is_owner_only_and_loads_back(tmp_path: Path) -> None:
+    credentials = _credentials(tmp_path)
+    target = tmp_path / "out" / "kubeconfig"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o644)
+    write_kubeconfig(credentials, target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert target.read_text() == kubeconfig_yaml(credentials)
+    assert os.listdir(target.parent) == ["kubeconfig"]
+    again = resolve(Events(), kubeconfig_path=str(target))
+    assert again.kubeconfig == credentials.kubeconfig
+
+
+# --- no secret left anywhere -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    ["success", "rejected token", "missing scope", "unavailable", "unknown name", "context", "private file"],
+)
+def test_tokens_never_reach_output_errors_logs_or_files(
+    fake: FakeDigitalOceanAPI,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    scenario: str,
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    token = TOKEN
+    if scenario == "rejected token":
+        token = "dop_v1_" + "e" * 64
+    if scenario == "missing scope":
+        fake.scopes = frozenset({"kubernetes:read"})
+    if scenario == "unavailable":
+        fake.add_fault(Fault(503, times=None))
+    error: DeployerError | None = None
+    try:
+        credentials = resolve_credentials(
+            cluster="nope" if scenario == "unknown name" else "web",
+            kubeconfig_path=None,
+            kubeconfig_data=None,
+            context="other" if scenario == "context" else None,
+            digitalocean_token=token,
+            api_url=fake.url,
+            expiry_seconds=600,
+            env={},
+            warn=seen.append,
+            mask=lambda value: None,
+            sleep=RecordedSleeps(),
+        )
+        seen += [repr(credentials), str(credentials), credentials.description]
+        if scenario == "private file":
+            with private_kubeconfig_file(credentials) as path:
+                assert path.is_relative_to(scratch)
+    except DeployerError as e:
+        error = e
+    expected_error = {
+        "rejected token": DigitalOceanAuthError,
+        "missing scope": DigitalOceanAuthError,
+        "unavailable": DigitalOceanError,
+        "unknown name": ClusterLookupError,
+        "context": OptionError,
+    }.get(scenario)
+    if expected_error is None:
+        assert error is None
+    else:
+        assert isinstance(error, expected_error)
+        chain: BaseException | None = error
+        while chain is not None:
+            seen += [str(chain), repr(chain), *map(str, chain.args)]
+            chain = chain.__cause__ or chain.__context__
+    out, err = capfd.readouterr()
+    seen += [out, err, caplog.text, *(r.getMessage() for r in caplog.records)]
+    for file in scratch.rglob("*"):
+        seen.append(file.read_text(errors="replace") if file.is_file() else file.name)
+    assert list(scratch.iterdir()) == []
+    secrets = [token, *fake.minted]
+    leaks = [(secret[:16], text[:80]) for secret in secrets for text in seen if secret in text]
+    assert leaks == []
