@@ -122,11 +122,13 @@ def resolve_credentials(
     warn: Callable[[str], None],
     mask: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
 ) -> KubeCredentials:
     """Credentials from exactly one source, chosen like this: ``cluster`` (DigitalOcean, token from
     ``digitalocean_token`` or DIGITALOCEAN_ACCESS_TOKEN in ``env``); else ``kubeconfig_path``; else
     ``kubeconfig_data``; else KUBECONFIG in ``env``; else ~/.kube/config. ``mask`` is called with each secret
-    as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings."""
+    as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings.
+    ``sleep`` and ``now`` (epoch seconds, the clock ``expires_at`` is read from) are for tests."""
     given = [
         flag
         for flag, value in (
@@ -152,6 +154,7 @@ def resolve_credentials(
             warn=warn,
             mask=mask,
             sleep=sleep,
+            now=now,
         )
     if kubeconfig_path:
         paths = [Path(kubeconfig_path)]
@@ -197,12 +200,13 @@ def fetch_digitalocean_credentials(
     warn: Callable[[str], None],
     mask: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.time,
 ) -> KubeCredentials:
     """Resolve ``cluster`` (name or UUID), check its state, and have DigitalOcean issue a kubeconfig whose
     token lives ``expiry_seconds``."""
     if expiry_seconds < 1:
         raise OptionError(EXPIRY_FLAG, f"must be a positive number of seconds, not {expiry_seconds}")
-    with DigitalOceanAPI(token, api_url, sleep=sleep) as api:
+    with DigitalOceanAPI(token, api_url, sleep=sleep, now=now) as api:
         found = api.find_cluster(cluster)
         warning = cluster_state_warning(found)
         if warning:
