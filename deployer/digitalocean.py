@@ -169,15 +169,10 @@ class DigitalOceanAPI:
         self._now = now
         self.max_attempts = max_attempts
         self._session = requests.Session()
-        self._session.headers.update(
-            {
-                "Authorization": f"Bearer {self._token}",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            }
-        )
-        # A proxy or netrc from the environment must not swap our Authorization header.
-        self._session.trust_env = False
+        self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        # Auth set on the session (not as a plain header) so that requests never replaces it with a
+        # ~/.netrc entry; proxies and CA bundles from the environment still apply.
+        self._session.auth = _BearerAuth(self._token)
 
     def __repr__(self) -> str:
         return f"DigitalOceanAPI(api_url={self.api_url!r})"
@@ -421,6 +416,18 @@ class DigitalOceanAPI:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "[token]")
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth([token])"
 
 
 class _TransientFailure(Exception):

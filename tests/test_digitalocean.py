@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import trustme
@@ -411,3 +412,15 @@ def test_openapi_check_rejects_a_kubeconfig_served_as_json_and_a_page_too_large(
         body=b'{"kubernetes_clusters": [], "meta": {"total": 0}}',
     )
     assert any(p.startswith("request: ") for p in openapi_problems(listing))
+
+
+def test_a_netrc_entry_for_the_api_host_does_not_replace_the_token(
+    fake: FakeDigitalOceanAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with DigitalOceanAPI(TOKEN, fake.url) as api:
+        assert len(api.list_clusters()) == 2
+    assert fake.exchanges[0].request_headers["authorization"] == f"Bearer {TOKEN}"
