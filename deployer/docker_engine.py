@@ -237,36 +237,56 @@ class BuildKitOutput:
 
 
 class ClassicBuildOutput:
-    """Follows the classic builder's JSON stream (``Step 2/3 : RUN ...``, output, ``error``)."""
+    """Follows the classic builder's JSON stream (``Step 2/3 : RUN ...``, output, ``error``).
+
+    The engine splits lines across chunks and colours stderr with ANSI codes; lines are reassembled and
+    the codes dropped before anything is logged."""
 
     _STEP = re.compile(r"^Step \d+/\d+ : (.*)$")
+    _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+    _BOOKKEEPING = (" ---> ", "Removing intermediate container ")
 
     def __init__(self) -> None:
         self.step: str | None = None
         self.step_lines: list[str] = []
         self.image_id: str | None = None
         self.error: str | None = None
+        self._partial = ""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[str]:
-        """Takes one decoded chunk, returns the lines to log."""
+        """Takes one decoded chunk, returns the complete lines to log."""
         lines: list[str] = []
         if "stream" in chunk:
-            for line in str(chunk["stream"]).splitlines():
-                if not line.strip():
-                    continue
-                lines.append(line)
-                step = self._STEP.match(line)
-                if step is not None:
-                    self.step, self.step_lines = step.group(1), []
-                elif not line.startswith(" ---> "):
-                    self.step_lines = [*self.step_lines[-LAST_LINES + 1 :], line]
+            text = self._partial + self._ANSI.sub("", str(chunk["stream"]))
+            *complete, self._partial = text.split("\n")
+            lines += self._take(complete)
         aux = chunk.get("aux")
         if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
             self.image_id = aux["ID"]
         if "error" in chunk or "errorDetail" in chunk:
+            lines += self.flush()
             self.error = _chunk_error(chunk)
             lines.append(f"ERROR: {self.error}")
         return lines
+
+    def flush(self) -> list[str]:
+        """The last line when the stream ended without a newline."""
+        rest, self._partial = self._partial, ""
+        return self._take([rest])
+
+    def _take(self, lines: list[str]) -> list[str]:
+        taken = []
+        for line in lines:
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            taken.append(line)
+            step = self._STEP.match(line)
+            if step is not None:
+                self.step, self.step_lines = step.group(1), []
+            elif not line.startswith(self._BOOKKEEPING):
+                self.step_lines = [*self.step_lines[-LAST_LINES + 1 :], line]
+        return taken
 
 
 def _chunk_error(chunk: Mapping[str, Any]) -> str:
@@ -637,6 +657,8 @@ class DockerEngine:
                     log(line)
                 if output.error is not None:
                     break
+            for line in output.flush():
+                log(line)
         except docker.errors.APIError as e:
             raise BuildError(
                 f"docker build failed: {e.explanation or e}", step=output.step, last_lines=output.step_lines
@@ -691,7 +713,10 @@ class DockerEngine:
             for chunk in stream:
                 # The SDK does not raise when the registry refuses: the refusal is a chunk of the stream.
                 if "error" in chunk or "errorDetail" in chunk:
-                    error = registry_error(reference, _scrub(_chunk_error(chunk), password))
+                    message = _scrub(_chunk_error(chunk), password)
+                    if "does not exist locally" in message:
+                        raise DockerError(f"cannot push {reference}: no such local image ({message})")
+                    error = registry_error(reference, message)
                     if error.retryable and progress.engine_retried:
                         # The engine already retried the layer upload with its own backoff (5 attempts):
                         # retrying the whole push on top would multiply the wait, not the odds.

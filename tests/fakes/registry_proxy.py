@@ -154,7 +154,7 @@ class RegistryProxy:
 
             def _read_body(self) -> bytes:
                 if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    parts = []
+                    parts: list[bytes] = []
                     while True:
                         size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                         if size == 0:
@@ -178,7 +178,13 @@ class RegistryProxy:
                     self.wfile.write(message)
                     proxy._record(ProxiedRequest(self.command, self.path, status, True))
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                # The engine sends Accept once per media type; a dict would keep only the last one and make
+                # the registry answer with another manifest format (and digest). Join them, as HTTP allows.
+                headers: dict[str, str] = {}
+                for name, value in self.headers.items():
+                    if name.lower() in _HOP_BY_HOP or name.lower() == "content-length":
+                        continue
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
                 headers["Content-Length"] = str(len(body))
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 try:
