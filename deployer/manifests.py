@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 
@@ -261,8 +262,19 @@ def _syntax_error(path: str, error: YAMLError) -> ManifestSyntaxError:
     return ManifestSyntaxError(f"invalid YAML: {problem}", path=path, line=mark.line + 1, column=mark.column + 1)
 
 
+class _TimestampAsTextConstructor(SafeConstructor):
+    """Unquoted timestamps stay the text written: kubectl sends ``2024-01-01 10:00:00`` as that string,
+    and a ConfigMap value must not become ``2024-01-01T10:00:00`` on the way."""
+
+
+# add_constructor on the subclass leaves SafeConstructor, which other code may use, untouched.
+_TimestampAsTextConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+
+
 def _safe_yaml() -> YAML:
-    return YAML(typ="safe")
+    yaml = YAML(typ="safe")
+    yaml.Constructor = _TimestampAsTextConstructor
+    return yaml
 
 
 _KEY_LINE = re.compile(r"^( *)[^\s#-][^#]*:\s*(?:#.*)?$")
