@@ -51,6 +51,7 @@ USER_AGENT = "deployer (+https://github.com/digitalocean/openapi)"
 PAGE_SIZE = 200
 # A token that sees more than 100 pages of clusters is not a real account; stop rather than loop forever.
 MAX_PAGES = 100
+MAX_NAMES_LISTED = 20  # in an error message, which must stay one readable line
 # What DigitalOcean means by expiry_seconds=0: a 7-day token.
 DEFAULT_TOKEN_LIFETIME = timedelta(days=7)
 # doctl retries 1-30 s apart; a server asking for a longer wait (the hourly limit) will not be served
@@ -204,7 +205,10 @@ class DigitalOceanAPI:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            visible = ", ".join(sorted(c.name or c.id for c in clusters)) or "none"
+            names = sorted(c.name or c.id for c in clusters)
+            visible = ", ".join(names[:MAX_NAMES_LISTED]) or "none"
+            if len(names) > MAX_NAMES_LISTED:
+                visible += f" and {len(names) - MAX_NAMES_LISTED} more"
             raise ClusterLookupError(
                 f'no DigitalOcean Kubernetes cluster goes by the name "{name_or_uuid}"; '
                 f"clusters this token can see: {visible}"

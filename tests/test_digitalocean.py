@@ -105,6 +105,17 @@ def test_unknown_name_lists_the_clusters_the_token_can_see(client: DigitalOceanA
     assert caught.value.exit_code == ExitCode.FAILURE
 
 
+def test_unknown_name_among_many_clusters_lists_twenty_and_counts_the_rest(
+    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI
+) -> None:
+    fake.clusters = [FakeCluster(f"c{i:03d}") for i in range(250)]
+    with pytest.raises(ClusterLookupError) as caught:
+        client.find_cluster("prod")
+    assert str(caught.value).endswith(
+        "clusters this token can see: " + ", ".join(f"c{i:03d}" for i in range(20)) + " and 230 more"
+    )
+
+
 def test_name_shared_by_several_clusters_lists_their_ids(client: DigitalOceanAPI, fake: FakeDigitalOceanAPI) -> None:
     twin = FakeCluster("staging", region="sfo3")
     fake.clusters.append(twin)
