@@ -48,7 +48,12 @@ class Console:
         """Hide ``value`` from every line from now on (and from the Actions log, via ::add-mask::)."""
         if not value or len(value) < 4 or value in self._secrets:
             return
-        self._secrets.append(value)
+        # Each line of a multi-line secret (a key, a certificate) is hidden on its own too, as the runner's
+        # masks are: one line of it quoted in an error message must not leak. Longest first, so a line
+        # replaced early cannot break up a longer secret that contains it.
+        pieces = [value, *(line.strip() for line in value.splitlines())]
+        self._secrets.extend(dict.fromkeys(p for p in pieces if len(p) >= 4 and p not in self._secrets))
+        self._secrets.sort(key=len, reverse=True)
         if self.in_actions:
             # Mask commands go to stdout, which the runner reads for workflow commands.
             for line in actions.mask(value):
