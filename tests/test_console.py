@@ -1,0 +1,194 @@
+"""What a person sees: secrets redacted everywhere, workflow commands in Actions, progress once per change."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+
+from deployer.console import Console
+
+ACTIONS = {"GITHUB_ACTIONS": "true", "CI": "true"}
+PLAIN_CI = {"CI": "true"}
+SECRET = "dop_v1_0123456789abcdef"
+OTHER_SECRET = "ghp_ABCDEFGHIJKLMNOP"
+
+
+def make_console(env: dict[str, str], *, interactive: bool = False, quiet: bool = False) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(out=out, env=env, interactive=interactive, quiet=quiet), out
+
+
+def write_everything(console: Console, text: str) -> None:
+    console.info(text)
+    console.detail(text)
+    console.warn(text)
+    console.error(text, file="k8s/app.yaml", line=3, col=1)
+    console.progress("deployment/web", f"deployment/web: {text}")
+    with console.phase(f"Phase {text}"):
+        console.info(text)
+
+
+@pytest.mark.parametrize(
+    ("env", "interactive"),
+    [({}, False), (PLAIN_CI, False), (ACTIONS, False), ({}, True)],
+    ids=["terminal-plain", "ci", "actions", "terminal-live"],
+)
+def test_added_secrets_never_appear_in_what_the_console_writes(
+    env: dict[str, str], interactive: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    console, out = make_console(env, interactive=interactive)
+    console.add_secret(SECRET)
+    console.add_secret(OTHER_SECRET)
+    console.add_secret(None)
+    write_everything(console, f"token={SECRET} and {OTHER_SECRET}, twice {SECRET}")
+    written = out.getvalue()
+    assert SECRET not in written
+    assert OTHER_SECRET not in written
+    assert "token=*** and ***, twice ***" in written
+    # The mask commands are the only place the runner may see the value, and only in Actions.
+    stdout = capsys.readouterr().out
+    if env is ACTIONS:
+        assert stdout.splitlines() == [f"::add-mask::{SECRET}", f"::add-mask::{OTHER_SECRET}"]
+    else:
+        assert stdout == ""
+
+
+def test_each_line_of_a_multi_line_secret_is_redacted_on_its_own() -> None:
+    key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----"
+    console, out = make_console({})
+    console.add_secret(key)
+    console.info(f"whole: {key}")
+    console.info("one line: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC")
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in out.getvalue()
+    assert "one line: ***" in out.getvalue()
+
+
+def test_a_secret_added_later_is_redacted_from_then_on() -> None:
+    console, out = make_console({})
+    console.add_secret(SECRET)
+    console.add_secret(SECRET)  # twice is harmless
+    console.info(SECRET)
+    assert out.getvalue() == "***\n"
+
+
+def test_add_mask_lines_in_actions_go_to_stdout_before_anything_is_written(capsys: pytest.CaptureFixture[str]) -> None:
+    console, out = make_console(ACTIONS)
+    console.add_secret("multi-line\nsecret-value")
+    assert capsys.readouterr().out.splitlines() == [
+        "::add-mask::multi-line%0Asecret-value",
+        "::add-mask::multi-line",
+        "::add-mask::secret-value",
+    ]
+    assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda c: c.warn("disk almost full"), "::warning::disk almost full\n"),
+        (lambda c: c.error("it broke"), "::error::it broke\n"),
+        (
+            lambda c: c.error("bad YAML: 100% wrong\nsecond line", file="k8s/app.yaml", line=3, col=5),
+            "::error file=k8s/app.yaml,line=3,col=5::bad YAML: 100%25 wrong%0Asecond line\n",
+        ),
+        (lambda c: c.error("x", file="dir,with:colon/a.yaml"), "::error file=dir%2Cwith%3Acolon/a.yaml::x\n"),
+    ],
+)
+def test_warnings_and_errors_are_workflow_commands_in_actions(call: Callable[[Console], None], expected: str) -> None:
+    console, out = make_console(ACTIONS)
+    call(console)
+    assert out.getvalue() == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda c: c.warn("disk almost full"), "warning: disk almost full\n"),
+        (lambda c: c.error("it broke", file="k8s/app.yaml", line=3), "error: it broke\n"),
+    ],
+)
+def test_warnings_and_errors_are_plain_lines_outside_actions(call: Callable[[Console], None], expected: str) -> None:
+    console, out = make_console(PLAIN_CI)
+    call(console)
+    assert out.getvalue() == expected
+
+
+def test_phases_are_groups_in_actions_and_headings_elsewhere() -> None:
+    for env, expected in [
+        (ACTIONS, "::group::Build ghcr.io/acme/web:abc1234\nstep 1\n::endgroup::\n"),
+        (PLAIN_CI, "==> Build ghcr.io/acme/web:abc1234\nstep 1\n"),
+    ]:
+        console, out = make_console(env)
+        with console.phase("Build ghcr.io/acme/web:abc1234"):
+            console.info("step 1")
+        assert out.getvalue() == expected
+
+
+def test_progress_in_ci_prints_one_line_per_change() -> None:
+    console, out = make_console(PLAIN_CI)
+    updates = [
+        ("deployment/web", "deployment/web: 0 of 2 updated"),
+        ("deployment/web", "deployment/web: 0 of 2 updated"),
+        ("deployment/api", "deployment/api: 0 of 1 updated"),
+        ("deployment/web", "deployment/web: 0 of 2 updated"),
+        ("deployment/web", "deployment/web: 1 of 2 updated"),
+        ("deployment/api", "deployment/api: 0 of 1 updated"),
+        ("deployment/web", "deployment/web: 1 of 2 updated"),
+        ("deployment/web", "deployment/web: 2 of 2 updated"),
+    ]
+    for key, text in updates:
+        console.progress(key, text)
+    assert out.getvalue().splitlines() == [
+        "deployment/web: 0 of 2 updated",
+        "deployment/api: 0 of 1 updated",
+        "deployment/web: 1 of 2 updated",
+        "deployment/web: 2 of 2 updated",
+    ]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_progress_starts_afresh_after_a_phase() -> None:
+    console, out = make_console(PLAIN_CI)
+    with console.phase("Rollout"):
+        console.progress("deployment/web", "deployment/web: 2 of 2 updated")
+    with console.phase("Rollback"):
+        console.progress("deployment/web", "deployment/web: 2 of 2 updated")
+    assert out.getvalue().count("deployment/web: 2 of 2 updated") == 2
+
+
+def test_quiet_console_keeps_warnings_and_errors_only() -> None:
+    console, out = make_console(PLAIN_CI, quiet=True)
+    console.info("info")
+    console.detail("build output")
+    console.progress("deployment/web", "progress")
+    console.warn("careful")
+    console.error("failed")
+    assert out.getvalue() == "warning: careful\nerror: failed\n"
+
+
+def test_live_progress_on_a_terminal_redraws_the_block_in_place() -> None:
+    console, out = make_console({}, interactive=True)
+    console.progress("a", "a: 0/2")
+    console.progress("b", "b: 0/1")
+    console.progress("a", "a: 1/2")
+    console.info("a log line")
+    # Each redraw moves up over the block (ESC[nF), clears it (ESC[J) and writes the current state.
+    assert out.getvalue() == (
+        "a: 0/2\n\x1b[1F\x1b[Ja: 0/2\nb: 0/1\n\x1b[2F\x1b[Ja: 1/2\nb: 0/1\n\x1b[2F\x1b[Ja log line\na: 1/2\nb: 0/1\n"
+    )
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, True), ({"CI": "true"}, False), ({"CI": "TRUE"}, False), ({"GITHUB_ACTIONS": "true"}, False)],
+)
+def test_console_is_live_only_on_a_terminal_outside_ci(env: dict[str, str], expected: bool) -> None:
+    assert Console(out=FakeTerminal(), env=env).interactive is expected
+    assert Console(out=io.StringIO(), env=env).interactive is False
