@@ -409,6 +409,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)
+    except DeployerError as e:
+        # Raised while flags become settings (e.g. --build-arg NOEQUALS), before _run_protected starts.
+        from deployer.console import Console
+
+        Console().error(str(e))
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
