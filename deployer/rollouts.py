@@ -385,6 +385,9 @@ def newest_revision_pods(
         )
     if not uid:
         return None
+    if kind in ("StatefulSet", "DaemonSet") and not _generation_observed(workload):
+        # Until the controller saw the new spec, its newest revision is still the previous one.
+        return None
     if kind == "StatefulSet":
         update_revision = _section(workload, "status").get("updateRevision")
         if not update_revision:
@@ -538,6 +541,8 @@ def find_workload_failures(obj: Mapping[str, Any]) -> list[WorkloadFailure]:
     """Conditions that say the rollout will not finish: ProgressDeadlineExceeded, ReplicaFailure, a failed Job."""
     kind, name = str(obj.get("kind")), _name(obj)
     failures: list[WorkloadFailure] = []
+    if kind != "Job" and not _generation_observed(obj):
+        return failures  # conditions of the previous generation: a stale deadline says nothing about this one
     progressing = condition(obj, "Progressing")
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         failures.append(WorkloadFailure(kind, name, "ProgressDeadlineExceeded", str(progressing.get("message") or "")))

@@ -1,0 +1,1212 @@
+"""Talking to the Kubernetes API: record, apply, lock, watch a rollout, diagnose and roll back.
+
+The only module that imports the kubernetes client. It turns the client into plain JSON requests (the
+objects stay dicts shaped like the API's JSON) and leaves every decision to the pure modules: rollouts.py
+judges workloads and finds failures, rollbacks.py plans and judges the rollback, diagnoses.py explains a
+failure. It never sleeps to poll: waiting is list+watch with resourceVersion resumption (re-listing on
+410 Gone), and one overall deadline. It must not print (progress goes to the ``on_progress`` callback),
+call sys.exit, or let a token or kubeconfig reach a message: errors are deployer.errors, chained.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+
+from deployer import diagnoses, rollbacks, rollouts
+from deployer.credentials import KubeCredentials
+from deployer.errors import (
+    ApplyError,
+    CredentialsExpiredError,
+    KubernetesError,
+    LockTimeoutError,
+    WorkloadOutcome,
+)
+from deployer.plans import apply_rank
+from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef, RollbackAction, RollbackStep, RollbackTarget
+from deployer.rollouts import PodFailure, RolloutVerdict, WorkloadFailure
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "deployer"
+LOCK_NAME = "deployer-lock"
+DEFAULT_LEASE_SECONDS = 60
+# A watch is re-opened from its last resourceVersion after this long: one request per window, not polling.
+WATCH_WINDOW_SECONDS = 300
+# How often the waiting loop looks at the clock without news from a watch: for the cancel event, the
+# deadline and failures whose tolerance window runs out. Local only, never a request.
+TICK_SECONDS = 0.1
+CONNECT_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 60.0
+
+Failure = PodFailure | WorkloadFailure
+
+
+# --- where each kind lives ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How the API addresses one kind: ``/apis/apps/v1/namespaces/NS/deployments``."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        if self.namespaced:
+            if not namespace:
+                raise ValueError(f"{self.kind} is namespaced: a namespace is needed")
+            base += f"/namespaces/{urllib.parse.quote(namespace)}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{urllib.parse.quote(name)}"
+        if subresource is not None:
+            base += f"/{subresource}"
+        return base
+
+
+# The kinds deployer touches most: known without a discovery request (saves requests per deploy).
+_KNOWN_RESOURCES = {
+    (r.api_version, r.kind): r
+    for r in (
+        Resource("v1", "Namespace", "namespaces", False),
+        Resource("v1", "ConfigMap", "configmaps", True),
+        Resource("v1", "Secret", "secrets", True),
+        Resource("v1", "Service", "services", True),
+        Resource("v1", "ServiceAccount", "serviceaccounts", True),
+        Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),
+        Resource("v1", "Pod", "pods", True),
+        Resource("v1", "Event", "events", True),
+        Resource("apps/v1", "Deployment", "deployments", True),
+        Resource("apps/v1", "StatefulSet", "statefulsets", True),
+        Resource("apps/v1", "DaemonSet", "daemonsets", True),
+        Resource("apps/v1", "ReplicaSet", "replicasets", True),
+        Resource("apps/v1", "ControllerRevision", "controllerrevisions", True),
+        Resource("batch/v1", "Job", "jobs", True),
+        Resource("batch/v1", "CronJob", "cronjobs", True),
+        Resource("networking.k8s.io/v1", "Ingress", "ingresses", True),
+        Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
+        Resource("rbac.authorization.k8s.io/v1", "Role", "roles", True),
+        Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
+        Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
+        Resource("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),
+        Resource("coordination.k8s.io/v1", "Lease", "leases", True),
+        Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+        Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True),
+    )
+}
+NAMESPACES = _KNOWN_RESOURCES[("v1", "Namespace")]
+PODS = _KNOWN_RESOURCES[("v1", "Pod")]
+EVENTS = _KNOWN_RESOURCES[("v1", "Event")]
+REPLICA_SETS = _KNOWN_RESOURCES[("apps/v1", "ReplicaSet")]
+CONTROLLER_REVISIONS = _KNOWN_RESOURCES[("apps/v1", "ControllerRevision")]
+LEASES = _KNOWN_RESOURCES[("coordination.k8s.io/v1", "Lease")]
+WORKLOAD_RESOURCES = {
+    kind: _KNOWN_RESOURCES[(api_version, kind)]
+    for api_version, kind in (
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("batch/v1", "Job"),
+    )
+}
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One applied object: ``action`` is created, configured or unchanged; ``taken_over`` maps each other
+    field manager to the fields this apply took from it (with force)."""
+
+    ref: ObjectRef
+    action: str
+    taken_over: dict[str, list[str]] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        text = f"{self.ref} {self.action}"
+        for manager, fields in sorted(self.taken_over.items()):
+            text += f"; took {', '.join(fields)} from {manager}"
+        return text
+
+
+class WaitOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class WaitResult:
+    """How the wait ended, with the last state seen: enough to diagnose without fetching it again."""
+
+    outcome: WaitOutcome
+    reason: str
+    verdicts: dict[ObjectRef, RolloutVerdict] = field(default_factory=dict)
+    failures: dict[ObjectRef, list[Failure]] = field(default_factory=dict)
+    workloads: dict[ObjectRef, dict[str, Any]] = field(default_factory=dict, repr=False)
+    pods: dict[ObjectRef, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is WaitOutcome.DONE
+
+    @property
+    def unfinished(self) -> list[ObjectRef]:
+        """The workloads that failed or were not done when the wait ended."""
+        return [ref for ref, verdict in self.verdicts.items() if not verdict.done or self.failures.get(ref)]
+
+
+@dataclass
+class RollbackResult:
+    """What the rollback did to each object; ``problems`` is empty when everything is back and ready."""
+
+    outcomes: list[WorkloadOutcome]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- the lock -----------------------------------------------------------------------------------------------
+
+
+class Lock:
+    """The per-namespace deploy lock: a Lease this run holds and renews until ``release``."""
+
+    def __init__(self, cluster: Cluster, namespace: str, holder: str, lease_seconds: int) -> None:
+        self.namespace = namespace
+        self.holder = holder
+        self._cluster = cluster
+        self._lease_seconds = lease_seconds
+        self._released = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_until_released, name="deployer-lock-renewer", daemon=True)
+        self._renewer.start()
+
+    def _renew_until_released(self) -> None:
+        while not self._released.wait(self._lease_seconds / 3):
+            try:
+                self._cluster._renew_lease(self.namespace, self.holder, self._lease_seconds)
+            except Exception as e:  # noqa: BLE001 - a renewal that fails is retried; the lease expires otherwise
+                log.warning("could not renew the deploy lock in %s: %s", self.namespace, e)
+
+    def release(self) -> None:
+        """Give the lock up (idempotent). A run that dies without it lets the Lease expire on its own."""
+        if self._released.is_set():
+            return
+        self._released.set()
+        self._renewer.join(timeout=5)
+        self._cluster._release_lease(self.namespace, self.holder)
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# --- the cluster --------------------------------------------------------------------------------------------
+
+
+class Cluster:
+    """One connection to one cluster. Create with ``Cluster.connect(credentials)``; ``close()`` when done."""
+
+    def __init__(self, api: Any, credentials: KubeCredentials, default_namespace: str) -> None:
+        self._api = api
+        self._credentials = credentials
+        self.default_namespace = default_namespace
+        self._resources: dict[tuple[str, str], Resource] = dict(_KNOWN_RESOURCES)
+        self._discovered: set[str] = set()
+        self._resources_lock = threading.Lock()
+        self.host = str(api.configuration.host)
+
+    @classmethod
+    def connect(cls, credentials: KubeCredentials) -> Cluster:
+        """A client for the credentials' context, loaded in memory. Makes no request."""
+        try:
+            api = kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+                credentials.kubeconfig, context=credentials.context, persist_config=False
+            )
+        except Exception as e:  # the loader raises ConfigException, ValueError, KeyError...
+            raise KubernetesError(f"cannot use the kubeconfig from {credentials.description}: {e}") from e
+        contexts = {c.get("name"): c.get("context") or {} for c in credentials.kubeconfig.get("contexts") or ()}
+        namespace = str(contexts.get(credentials.context, {}).get("namespace") or "default")
+        return cls(api, credentials, namespace)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- HTTP ---------------------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: Any = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
+    ) -> Any:
+        """One request; returns the urllib3 response, unread (the caller reads or streams it)."""
+        headers = {"Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()]
+        try:
+            serialized = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=params,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*serialized, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubernetesError(f"cannot reach the Kubernetes API at {self.host}: {e}", retryable=True) from e
+        except kubernetes.client.exceptions.ApiException as e:
+            raise KubernetesError(f"{method} {path}: {e.reason}", status=e.status or None) from e
+        return response.response
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        allow: tuple[int, ...] = (),
+    ) -> tuple[int, Any]:
+        """A request whose answer is JSON; raises for a status outside 2xx unless it is in ``allow``."""
+        response = self._send(method, path, query=query, body=body, content_type=content_type)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        status = int(response.status)
+        parsed: Any = None
+        if data:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = data.decode("utf-8", "replace")
+        if 200 <= status < 300 or status in allow:
+            return status, parsed
+        raise self._error(method, path, status, parsed, response.headers)
+
+    def _error(self, method: str, path: str, status: int, body: Any, headers: Any) -> KubernetesError:
+        message = body.get("message") if isinstance(body, Mapping) else None
+        request_id = headers.get("Audit-Id") if headers is not None else None
+        if status == 401:
+            if self._credentials.has_expired():
+                expired = self._credentials.expires_at
+                return CredentialsExpiredError(
+                    f"the cluster refused the credentials from {self._credentials.description}: they expired at "
+                    f"{expired.isoformat() if expired else 'an unknown time'}",
+                    status=status,
+                    request_id=request_id,
+                )
+            return KubernetesError(
+                f"the cluster refused the credentials from {self._credentials.description}",
+                status=status,
+                request_id=request_id,
+            )
+        text = message or (body if isinstance(body, str) and body else f"{method} {path} failed")
+        retryable = status == 429 or status >= 500
+        return KubernetesError(str(text), status=status, request_id=request_id, retryable=retryable)
+
+    def _get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        status, body = self._request("GET", resource.path(namespace, name), allow=(404,))
+        return None if status == 404 else dict(body)
+
+    def _list(
+        self, resource: Resource, namespace: str | None, query: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        _, body = self._request("GET", resource.path(namespace if resource.namespaced else None), query=query)
+        listed = dict(body)
+        # A list's items come without kind and apiVersion; the pure modules read them.
+        for item in listed.get("items") or ():
+            item.setdefault("kind", resource.kind)
+            item.setdefault("apiVersion", resource.api_version)
+        return listed
+
+    # --- discovery --------------------------------------------------------------------------------------
+
+    def resource_for(self, api_version: str, kind: str) -> Resource:
+        """Where a kind lives; asks the API (once per group version) for kinds it does not know."""
+        with self._resources_lock:
+            known = self._resources.get((api_version, kind))
+            if known is not None:
+                return known
+            if api_version not in self._discovered:
+                self._discover(api_version)
+            known = self._resources.get((api_version, kind))
+        if known is None:
+            raise ApplyError(
+                f'resource mapping not found: no matches for kind "{kind}" in version "{api_version}"; '
+                "ensure CRDs are installed first"
+            )
+        return known
+
+    def _discover(self, api_version: str) -> None:
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        status, body = self._request("GET", path, allow=(404,))
+        if status == 404 or not isinstance(body, Mapping):
+            return  # unknown group version: not remembered, so a CRD applied later is found
+        self._discovered.add(api_version)
+        for entry in body.get("resources") or ():
+            if "/" in str(entry.get("name", "")):
+                continue  # subresources such as deployments/status
+            resource = Resource(api_version, str(entry["kind"]), str(entry["name"]), bool(entry.get("namespaced")))
+            self._resources.setdefault((api_version, resource.kind), resource)
+
+    def ref_of(self, obj: Mapping[str, Any]) -> ObjectRef:
+        """The object's address, with the default namespace filled in for namespaced kinds."""
+        resource = self.resource_for(str(obj.get("apiVersion")), str(obj.get("kind")))
+        ref = ObjectRef.of(obj)
+        if resource.namespaced and not ref.namespace:
+            return ObjectRef(ref.api_version, ref.kind, self.default_namespace, ref.name)
+        if not resource.namespaced and ref.namespace:
+            return ObjectRef(ref.api_version, ref.kind, None, ref.name)
+        return ref
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The live object, or None when it does not exist."""
+        return self._get(self.resource_for(ref.api_version, ref.kind), ref.namespace, ref.name)
+
+    def fetch(self, refs: Sequence[ObjectRef]) -> dict[ObjectRef, dict[str, Any] | None]:
+        """The live state of each object (None when absent), e.g. for ``rollbacks.plan_rollback``."""
+        return {ref: self.get(ref) for ref in refs}
+
+    # --- record and apply -------------------------------------------------------------------------------
+
+    def record(self, objects: Sequence[Mapping[str, Any]]) -> LiveRecord:
+        """What is live for each object before apply, in apply order, with each workload's current revision.
+
+        One GET per object, and one LIST of ReplicaSets / ControllerRevisions per namespace that has
+        Deployments / StatefulSets or DaemonSets.
+        """
+        records: list[ObjectRecord] = []
+        replica_sets: dict[str, list[dict[str, Any]]] = {}
+        revisions: dict[str, list[dict[str, Any]]] = {}
+        for obj in sorted(objects, key=lambda o: apply_rank(str(o.get("kind")))):
+            ref = self.ref_of(obj)
+            live = self.get(ref)
+            revision = None
+            if live is not None and ref.kind in rollbacks.ROLLED_BACK_KINDS and ref.namespace:
+                if ref.kind == "Deployment":
+                    if ref.namespace not in replica_sets:
+                        replica_sets[ref.namespace] = self._list(REPLICA_SETS, ref.namespace).get("items") or []
+                    revision = rollbacks.record_revision(live, replica_sets=replica_sets[ref.namespace])
+                else:
+                    if ref.namespace not in revisions:
+                        listed = self._list(CONTROLLER_REVISIONS, ref.namespace)
+                        revisions[ref.namespace] = listed.get("items") or []
+                    revision = rollbacks.record_revision(live, controller_revisions=revisions[ref.namespace])
+            records.append(ObjectRecord(ref, live is not None, live, revision))
+        return LiveRecord(records)
+
+    def ensure_namespace(self, name: str, *, create: bool = True) -> bool:
+        """Make sure the namespace exists; True when this call created it.
+
+        Raises KubernetesError when it is missing and ``create`` is False (--no-create-namespace).
+        """
+        if self._get(NAMESPACES, None, name) is not None:
+            return False
+        if not create:
+            raise KubernetesError(f'namespace "{name}" does not exist (--no-create-namespace)', status=404)
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        status, _ = self._request("POST", NAMESPACES.path(None), body=body, allow=(409,))
+        return status != 409
+
+    def apply(
+        self,
+        objects: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = FIELD_MANAGER,
+        force: bool = True,
+        record: LiveRecord | None = None,
+        origins: Mapping[ObjectRef, str] | None = None,
+    ) -> list[ApplyResult]:
+        """Server-side apply of every object, in dependency order.
+
+        With ``force`` the fields other managers own (``kubectl-client-side-apply``, ``kubectl-edit``...)
+        are taken over and reported; without it a conflict raises ApplyError naming the fields and their
+        managers. ``record`` (from ``record()``) tells created from configured from unchanged and which
+        fields were taken; ``origins`` names each object's file and document in error messages.
+        """
+        results = []
+        for obj in sorted(objects, key=lambda o: apply_rank(str(o.get("kind")))):
+            ref = self.ref_of(obj)
+            resource = self.resource_for(ref.api_version, ref.kind)
+            where = f"{origins[ref]}: " if origins and ref in origins else ""
+            query = {"fieldManager": field_manager, "force": force}
+            try:
+                status, live = self._request(
+                    "PATCH",
+                    resource.path(ref.namespace, ref.name),
+                    query=query,
+                    body=dict(obj),
+                    content_type="application/apply-patch+yaml",
+                    allow=(409,),
+                )
+            except CredentialsExpiredError:
+                raise
+            except KubernetesError as e:
+                raise ApplyError(
+                    f"{where}{ref} was refused: {e.message}",
+                    status=e.status,
+                    request_id=e.request_id,
+                    retryable=e.retryable,
+                ) from e
+            if status == 409:
+                raise ApplyError(
+                    f"{where}{ref} conflicts with other field managers: {_conflict_text(live)}; "
+                    "without --no-force-conflicts deployer takes these fields over",
+                    status=409,
+                )
+            before = record.find(ref) if record is not None else None
+            results.append(_apply_result(ref, status, live, before, field_manager))
+        return results
+
+    # --- the deploy lock --------------------------------------------------------------------------------
+
+    def acquire_lock(
+        self,
+        namespace: str,
+        holder: str,
+        timeout: float,
+        *,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        cancel: threading.Event | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Lock:
+        """Take the namespace's deploy lock (Lease ``deployer-lock``), waiting up to ``timeout`` seconds.
+
+        ``holder`` names this run (its URL) and is told to whoever waits; a unique suffix is added. A lease
+        not renewed for ``lease_seconds`` belongs to a run that died and is taken over. Raises
+        LockTimeoutError naming the holder.
+        """
+        identity = f"{holder} ({uuid.uuid4().hex[:8]})"
+        deadline = time.monotonic() + timeout
+        announced: str | None = None
+        # Expiry is judged on this machine's clock: since when has the holder's record stayed unchanged?
+        unchanged_since: tuple[str, float] | None = None
+        while True:
+            lease = self._get(LEASES, namespace, LOCK_NAME)
+            if lease is None:
+                if self._create_lease(namespace, identity, lease_seconds):
+                    return Lock(self, namespace, identity, lease_seconds)
+                continue
+            spec = lease.get("spec") or {}
+            current = str(spec.get("holderIdentity") or "")
+            duration = int(spec.get("leaseDurationSeconds") or lease_seconds)
+            signature = f"{current}@{spec.get('renewTime')}"
+            if unchanged_since is None or unchanged_since[0] != signature:
+                unchanged_since = (signature, time.monotonic())
+            stale = time.monotonic() - unchanged_since[1] >= duration
+            if not current or stale or _lease_expired(spec, duration):
+                if self._take_lease(namespace, lease, identity, lease_seconds):
+                    return Lock(self, namespace, identity, lease_seconds)
+                continue
+            if announced != current and on_progress is not None:
+                on_progress(f"waiting for the deploy lock in {namespace}, held by {current}")
+                announced = current
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockTimeoutError(
+                    f"the deploy lock in namespace {namespace} is held by {current}; gave up after {timeout:g}s "
+                    "(--lock-timeout)"
+                )
+            if cancel is not None and cancel.is_set():
+                raise LockTimeoutError(f"cancelled while waiting for the deploy lock held by {current}")
+            # Wake on any change of the lease, or when it would expire, whichever comes first.
+            self._watch_once(
+                LEASES,
+                namespace,
+                str((lease.get("metadata") or {}).get("resourceVersion") or ""),
+                min(remaining, duration - (time.monotonic() - unchanged_since[1]) + 0.5),
+                field_selector=f"metadata.name={LOCK_NAME}",
+                cancel=cancel,
+            )
+
+    def _lease_body(self, holder: str | None, lease_seconds: int, acquired: bool) -> dict[str, Any]:
+        now = _micro_time(datetime.now(UTC))
+        spec: dict[str, Any] = {"holderIdentity": holder, "leaseDurationSeconds": lease_seconds, "renewTime": now}
+        if acquired:
+            spec["acquireTime"] = now
+        return spec
+
+    def _create_lease(self, namespace: str, holder: str, lease_seconds: int) -> bool:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LOCK_NAME, "namespace": namespace},
+            "spec": self._lease_body(holder, lease_seconds, True),
+        }
+        status, _ = self._request("POST", LEASES.path(namespace), body=body, allow=(409,))
+        return status != 409
+
+    def _take_lease(self, namespace: str, lease: dict[str, Any], holder: str, lease_seconds: int) -> bool:
+        body = dict(lease)
+        body["spec"] = {**(lease.get("spec") or {}), **self._lease_body(holder, lease_seconds, True)}
+        # The resourceVersion in the body makes this a compare-and-swap: 409 when another run was faster.
+        status, _ = self._request("PUT", LEASES.path(namespace, LOCK_NAME), body=body, allow=(409, 404))
+        return status < 300
+
+    def _renew_lease(self, namespace: str, holder: str, lease_seconds: int) -> None:
+        lease = self._get(LEASES, namespace, LOCK_NAME)
+        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
+            log.warning("the deploy lock in %s is no longer held by this run", namespace)
+            return
+        body = dict(lease)
+        body["spec"] = {**(lease.get("spec") or {}), **self._lease_body(holder, lease_seconds, False)}
+        self._request("PUT", LEASES.path(namespace, LOCK_NAME), body=body, allow=(409,))
+
+    def _release_lease(self, namespace: str, holder: str) -> None:
+        lease = self._get(LEASES, namespace, LOCK_NAME)
+        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
+            return
+        version = (lease.get("metadata") or {}).get("resourceVersion")
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": version}}
+        self._request("DELETE", LEASES.path(namespace, LOCK_NAME), body=body, allow=(404, 409))
+
+    # --- watching ---------------------------------------------------------------------------------------
+
+    def _watch_once(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str,
+        seconds: float,
+        *,
+        field_selector: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Block until one change arrives on a watch, the time is up, or ``cancel`` is set."""
+        changed = threading.Event()
+        watcher = _Watcher(self, resource, namespace, lambda _: changed.set(), field_selector=field_selector)
+        watcher.start(resource_version=resource_version)
+        deadline = time.monotonic() + max(seconds, 0.0)
+        try:
+            while not changed.is_set() and time.monotonic() < deadline:
+                if cancel is not None and cancel.is_set():
+                    return
+                changed.wait(min(TICK_SECONDS * 5, max(deadline - time.monotonic(), 0.0)))
+        finally:
+            watcher.stop()
+
+    def wait(
+        self,
+        workloads: Sequence[ObjectRef],
+        *,
+        timeout: float,
+        tolerate_failures_for: float = 0.0,
+        unschedulable_grace: float = rollouts.DEFAULT_UNSCHEDULABLE_GRACE.total_seconds(),
+        on_progress: Callable[[str], None] = lambda line: None,
+        cancel: threading.Event | None = None,
+    ) -> WaitResult:
+        """Wait for every workload as ``kubectl rollout status`` would (Jobs: to completion), all at once.
+
+        Returns on the first failure that cannot heal (see rollouts.find_pod_failures; with
+        ``tolerate_failures_for`` a failure must persist that long), when all are done, at the deadline
+        (``timeout`` seconds; 0 waits forever) or when ``cancel`` is set. ``on_progress`` gets a line per
+        change of a workload's progress. Requests: one LIST and one WATCH per kind and namespace,
+        whatever the number of workloads.
+        """
+        started = time.monotonic()
+        deadline = started + timeout if timeout > 0 else None
+        view = _ClusterView(self, workloads, with_revision_objects=True)
+        tolerate = timedelta(seconds=tolerate_failures_for)
+        grace = timedelta(seconds=unschedulable_grace)
+        first_seen: dict[ObjectRef, dict[str, datetime]] = {}
+        shown: dict[ObjectRef, str] = {}
+        verdicts: dict[ObjectRef, RolloutVerdict] = {}
+        failures: dict[ObjectRef, list[Failure]] = {}
+
+        def result(outcome: WaitOutcome, reason: str) -> WaitResult:
+            return WaitResult(
+                outcome,
+                reason,
+                dict(verdicts),
+                {ref: list(found) for ref, found in failures.items() if found},
+                {ref: obj for ref in workloads if (obj := view.workload(ref)) is not None},
+                {ref: view.revision_pods(ref) for ref in workloads},
+                time.monotonic() - started,
+            )
+
+        with view:
+            while True:
+                view.pump(TICK_SECONDS)
+                if cancel is not None and cancel.is_set():
+                    return result(WaitOutcome.CANCELLED, "cancelled while waiting for the rollout")
+                if view.synced:
+                    now = datetime.now(UTC)
+                    for ref in workloads:
+                        obj = view.workload(ref)
+                        if obj is None:
+                            failures[ref] = [WorkloadFailure(ref.kind, ref.name, "NotFound", f"{ref} was deleted")]
+                            verdicts[ref] = RolloutVerdict(
+                                ref.kind,
+                                ref.name,
+                                rollouts.RolloutState.FAILED,
+                                f"{ref} not found",
+                                f"{ref.name}: gone",
+                            )
+                            continue
+                        verdict = rollouts.judge_workload(obj)
+                        verdicts[ref] = verdict
+                        if shown.get(ref) != verdict.progress:
+                            shown[ref] = verdict.progress
+                            on_progress(verdict.progress)
+                        found: list[Failure] = list(rollouts.find_workload_failures(obj))
+                        scan = rollouts.find_pod_failures(
+                            view.pods_in(ref.namespace),
+                            view.revision(ref),
+                            now=now,
+                            first_seen=first_seen.get(ref),
+                            tolerate_failures_for=tolerate,
+                            unschedulable_grace=grace,
+                        )
+                        first_seen[ref] = scan.first_seen
+                        found.extend(scan.failures)
+                        failures[ref] = found
+                    failed = [ref for ref in workloads if failures.get(ref)]
+                    if failed:
+                        first = failed[0]
+                        return result(WaitOutcome.FAILED, f"{first}: {failures[first][0].describe()}")
+                    if all(verdicts[ref].done for ref in workloads):
+                        return result(WaitOutcome.DONE, "every workload rolled out")
+                if deadline is not None and time.monotonic() >= deadline:
+                    waiting = [verdicts[ref] for ref in workloads if ref in verdicts and not verdicts[ref].done]
+                    detail = f": {waiting[0].message}" if waiting else ""
+                    return result(WaitOutcome.TIMED_OUT, f"timed out after {_duration(timeout)}{detail}")
+
+    # --- diagnosis --------------------------------------------------------------------------------------
+
+    def diagnose(self, result: WaitResult, *, refs: Sequence[ObjectRef] | None = None) -> list[diagnoses.Diagnosis]:
+        """Explain the failed or unfinished workloads of ``result``: their pods, latest events and crash logs.
+
+        One LIST of events per namespace and one log request per container worth reading (at most three
+        per workload). Problems fetching these are noted in the diagnosis, never raised.
+        """
+        chosen = list(refs) if refs is not None else result.unfinished
+        events_by_namespace: dict[str, list[dict[str, Any]]] = {}
+        found: list[diagnoses.Diagnosis] = []
+        for ref in chosen:
+            workload = result.workloads.get(ref) or {"kind": ref.kind, "metadata": {"name": ref.name}}
+            failures = result.failures.get(ref, [])
+            pods = result.pods.get(ref, [])
+            namespace = ref.namespace or self.default_namespace
+            if namespace not in events_by_namespace:
+                try:
+                    events_by_namespace[namespace] = self._list(EVENTS, namespace).get("items") or []
+                except KubernetesError as e:
+                    log.warning("could not list events in %s: %s", namespace, e)
+                    events_by_namespace[namespace] = []
+            logs: dict[diagnoses.LogRequest, list[str]] = {}
+            for request in diagnoses.logs_to_collect(failures, pods):
+                logs[request] = self.container_log(namespace, request)
+            reason = None
+            if not failures:
+                verdict = result.verdicts.get(ref)
+                reason = f"{result.reason}" if verdict is None else f"{result.outcome}: {verdict.message}"
+            found.append(
+                diagnoses.diagnose(workload, failures, pods, events_by_namespace[namespace], logs, reason=reason)
+            )
+        return found
+
+    def container_log(self, namespace: str, request: diagnoses.LogRequest, tail_lines: int = 20) -> list[str]:
+        """The last lines of one container's log (the previous instance's when asked); a note if unavailable."""
+        query = {"container": request.container, "tailLines": tail_lines, "previous": request.previous}
+        try:
+            response = self._send("GET", PODS.path(namespace, request.pod, "log"), query=query, accept="text/plain")
+            try:
+                data, status = response.data, int(response.status)
+            finally:
+                response.release_conn()
+        except KubernetesError as e:
+            return [f"(logs unavailable: {e})"]
+        text: str = data.decode("utf-8", "replace")
+        if status >= 300:
+            try:
+                text = str(json.loads(text).get("message") or text)
+            except (ValueError, AttributeError):
+                pass
+            return [f"(logs unavailable: {text.strip()})"]
+        return text.splitlines()
+
+    # --- rollback ---------------------------------------------------------------------------------------
+
+    def plan_rollback(self, record: LiveRecord, *, delete_created_on_failure: bool = False) -> list[RollbackStep]:
+        """What to do to put back everything in ``record``, from what is live now (rollbacks.plan_rollback)."""
+        current = self.fetch([r.ref for r in record.objects])
+        return rollbacks.plan_rollback(record, current, delete_created_on_failure=delete_created_on_failure)
+
+    def rollback(
+        self,
+        steps: Sequence[RollbackStep],
+        *,
+        timeout: float,
+        on_progress: Callable[[str], None] = lambda line: None,
+        cancel: threading.Event | None = None,
+    ) -> RollbackResult:
+        """Carry out the steps, then wait (up to ``timeout`` seconds, 0 = forever) until every restored
+        workload's recorded revision is ready again (rollbacks.rollback_verdict). A step that fails does not
+        stop the others; its problem is reported."""
+        started = time.monotonic()
+        outcomes: dict[ObjectRef, WorkloadOutcome] = {}
+        problems: list[str] = []
+        waiting: dict[ObjectRef, RollbackTarget] = {}
+        for step in steps:
+            on_progress(step.summary)
+            try:
+                self._carry_out(step)
+            except KubernetesError as e:
+                problems.append(f"{step.ref}: {e}")
+                outcomes[step.ref] = WorkloadOutcome(step.ref.kind, step.ref.name, "not restored", str(e))
+                continue
+            if step.problem:
+                problems.append(f"{step.ref}: {step.problem}")
+            outcomes[step.ref] = WorkloadOutcome(step.ref.kind, step.ref.name, step.outcome, step.summary)
+            if step.waits and step.target is not None:
+                waiting[step.ref] = step.target
+        if waiting:
+            remaining = max(timeout - (time.monotonic() - started), 0.001) if timeout > 0 else 0.0
+            for ref, problem in self._wait_restored(waiting, remaining, on_progress, cancel).items():
+                problems.append(f"{ref}: {problem}")
+                outcome = outcomes[ref]
+                outcomes[ref] = WorkloadOutcome(ref.kind, ref.name, "not ready", f"{outcome.detail}; {problem}")
+        return RollbackResult([outcomes[step.ref] for step in steps if step.ref in outcomes], problems)
+
+    def _carry_out(self, step: RollbackStep) -> None:
+        ref = step.ref
+        resource = self.resource_for(ref.api_version, ref.kind)
+        path = resource.path(ref.namespace, ref.name)
+        if step.action is RollbackAction.PATCH:
+            content_type = (
+                "application/json-patch+json" if step.patch_type == "json" else "application/strategic-merge-patch+json"
+            )
+            self._request("PATCH", path, body=step.body, content_type=content_type)
+        elif step.action is RollbackAction.REPLACE:
+            self._request("PUT", path, body=step.body)
+        elif step.action is RollbackAction.CREATE:
+            self._request("POST", resource.path(ref.namespace), body=step.body)
+        elif step.action is RollbackAction.DELETE:
+            body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+            self._request("DELETE", path, body=body, allow=(404,))
+
+    def _wait_restored(
+        self,
+        targets: Mapping[ObjectRef, RollbackTarget],
+        timeout: float,
+        on_progress: Callable[[str], None],
+        cancel: threading.Event | None,
+    ) -> dict[ObjectRef, str]:
+        """Wait until each target is ready; returns what is still wrong per workload (empty: all ready)."""
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        refs = list(targets)
+        view = _ClusterView(self, refs, with_revision_objects=True)
+        shown: dict[ObjectRef, str] = {}
+        verdicts: dict[ObjectRef, RolloutVerdict] = {}
+        with view:
+            while True:
+                view.pump(TICK_SECONDS)
+                if view.synced:
+                    for ref, target in targets.items():
+                        obj = view.workload(ref)
+                        if obj is None:
+                            verdicts[ref] = RolloutVerdict(
+                                ref.kind, ref.name, rollouts.RolloutState.FAILED, "deleted during the rollback", ""
+                            )
+                            continue
+                        verdict = rollbacks.rollback_verdict(obj, target, replica_sets=view.replica_sets(ref.namespace))
+                        verdicts[ref] = verdict
+                        if shown.get(ref) != verdict.progress:
+                            shown[ref] = verdict.progress
+                            on_progress(verdict.progress)
+                    if all(v.done or v.failed for v in verdicts.values()) and len(verdicts) == len(refs):
+                        return {ref: v.message for ref, v in verdicts.items() if not v.done}
+                if cancel is not None and cancel.is_set():
+                    return {ref: "rollback wait cancelled" for ref in refs if not verdicts.get(ref, _NOT_YET).done}
+                if deadline is not None and time.monotonic() >= deadline:
+                    return {
+                        ref: f"not ready after {_duration(timeout)} (--rollback-timeout): "
+                        f"{verdicts[ref].message if ref in verdicts else 'no status seen'}"
+                        for ref in refs
+                        if not verdicts.get(ref, _NOT_YET).done
+                    }
+
+
+_NOT_YET = RolloutVerdict("", "", rollouts.RolloutState.WAITING, "", "")
+
+
+# --- list + watch ---------------------------------------------------------------------------------------------
+
+
+class _Watcher:
+    """List, then watch from the list's resourceVersion, forever: re-watch when the server ends a watch,
+    re-list on 410 Gone. Hands every list (``("sync", items)``) and event (``("event", type, obj)``) to
+    ``sink``; ``("error", exception)`` when it gives up. Runs in a daemon thread until ``stop``."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        resource: Resource,
+        namespace: str | None,
+        sink: Callable[[tuple[Any, ...]], None],
+        *,
+        field_selector: str | None = None,
+    ) -> None:
+        self._cluster = cluster
+        self.resource = resource
+        self.namespace = namespace
+        self._sink = sink
+        self._field_selector = field_selector
+        self._stopped = threading.Event()
+        self._response: Any = None
+        self._response_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, *, resource_version: str | None = None) -> None:
+        """Start; with ``resource_version``, skip the first list and watch from there."""
+        self._thread = threading.Thread(
+            target=self._run, args=(resource_version,), name=f"deployer-watch-{self.resource.plural}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._response_lock:
+            response = self._response
+        if response is not None:
+            try:
+                response.shutdown()  # unblocks the read in the watching thread
+            except Exception:  # noqa: BLE001 - already closed or released: nothing left to stop
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _query(self) -> dict[str, Any]:
+        return {"fieldSelector": self._field_selector} if self._field_selector else {}
+
+    def _run(self, resource_version: str | None) -> None:
+        failures_in_a_row = 0
+        while not self._stopped.is_set():
+            try:
+                if not resource_version:
+                    listed = self._cluster._list(self.resource, self.namespace, self._query())
+                    resource_version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                    self._sink(("sync", listed.get("items") or []))
+                resource_version = self._watch(resource_version)
+                failures_in_a_row = 0
+            except _Gone:
+                resource_version = None
+            except Exception as e:  # noqa: BLE001 - reported to the waiting loop, which raises it
+                if self._stopped.is_set():
+                    return
+                failures_in_a_row += 1
+                if failures_in_a_row >= 3 or (isinstance(e, KubernetesError) and not e.retryable):
+                    self._sink(("error", e))
+                    return
+                resource_version = None
+                self._stopped.wait(0.5 * failures_in_a_row)
+
+    def _watch(self, resource_version: str) -> str:
+        """One watch request; returns the resourceVersion to resume from."""
+        query = {
+            **self._query(),
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": WATCH_WINDOW_SECONDS,
+        }
+        path = self.resource.path(self.namespace if self.resource.namespaced else None)
+        response = self._cluster._send("GET", path, query=query, timeout=(CONNECT_TIMEOUT_SECONDS, None))
+        with self._response_lock:
+            self._response = response
+        try:
+            if self._stopped.is_set():
+                return resource_version
+            if response.status == 410:
+                raise _Gone()
+            if response.status >= 300:
+                body = response.data
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = body.decode("utf-8", "replace")
+                raise self._cluster._error("GET", path, int(response.status), parsed, response.headers)
+            for line in _lines(response):
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone()
+                    raise KubernetesError(str(obj.get("message") or "watch error"), status=obj.get("code"))
+                resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
+                if kind != "BOOKMARK":
+                    self._sink(("event", kind, obj))
+            return resource_version
+        finally:
+            with self._response_lock:
+                self._response = None
+            try:
+                response.release_conn()
+            except Exception:  # noqa: BLE001 - the connection was shut down by stop()
+                pass
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): list again."""
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The newline-delimited JSON of a watch, as it arrives."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+class _ClusterView:
+    """What the waiting loop sees: workloads, their ReplicaSets/ControllerRevisions and pods, kept current by
+    one watcher per kind and namespace."""
+
+    def __init__(self, cluster: Cluster, workloads: Sequence[ObjectRef], *, with_revision_objects: bool) -> None:
+        self._cluster = cluster
+        self._events: queue.Queue[tuple[tuple[str, str | None], tuple[Any, ...]]] = queue.Queue()
+        self._store: dict[tuple[str, str | None], dict[str, dict[str, Any]]] = {}
+        self._workloads = list(workloads)
+        self._watchers: list[_Watcher] = []
+        wanted: dict[tuple[str, str | None], Resource] = {}
+        for ref in workloads:
+            namespace = ref.namespace or cluster.default_namespace
+            wanted[(ref.kind, namespace)] = WORKLOAD_RESOURCES[ref.kind]
+            wanted[("Pod", namespace)] = PODS
+            if with_revision_objects and ref.kind == "Deployment":
+                wanted[("ReplicaSet", namespace)] = REPLICA_SETS
+            if with_revision_objects and ref.kind == "DaemonSet":
+                wanted[("ControllerRevision", namespace)] = CONTROLLER_REVISIONS
+        for key, resource in wanted.items():
+            self._watchers.append(_Watcher(cluster, resource, key[1], self._sink_for(key)))
+        self._pending = {(w.resource.kind, w.namespace) for w in self._watchers}
+
+    def _sink_for(self, key: tuple[str, str | None]) -> Callable[[tuple[Any, ...]], None]:
+        def sink(item: tuple[Any, ...]) -> None:
+            self._events.put((key, item))
+
+        return sink
+
+    def __enter__(self) -> _ClusterView:
+        for watcher in self._watchers:
+            watcher.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for watcher in self._watchers:
+            watcher._stopped.set()
+        for watcher in self._watchers:
+            watcher.stop()
+
+    @property
+    def synced(self) -> bool:
+        """Every watcher has listed once."""
+        return not self._pending
+
+    def pump(self, wait: float) -> None:
+        """Take in what the watchers sent, waiting up to ``wait`` seconds for the first item."""
+        try:
+            item = self._events.get(timeout=wait)
+        except queue.Empty:
+            return
+        while True:
+            self._take(*item)
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _take(self, key: tuple[str, str | None], message: tuple[Any, ...]) -> None:
+        if message[0] == "error":
+            error = message[1]
+            if isinstance(error, KubernetesError):
+                raise error
+            raise KubernetesError(f"watching {key[0]} in {key[1]} failed: {error}") from error
+        store = self._store.setdefault(key, {})
+        if message[0] == "sync":
+            store.clear()
+            for obj in message[1]:
+                store[str(obj["metadata"]["name"])] = obj
+            self._pending.discard(key)
+            return
+        _, event_type, obj = message
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        if event_type == "DELETED":
+            store.pop(name, None)
+        else:
+            store[name] = obj
+
+    def _items(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        return list(self._store.get((kind, namespace or self._cluster.default_namespace), {}).values())
+
+    def workload(self, ref: ObjectRef) -> dict[str, Any] | None:
+        return self._store.get((ref.kind, ref.namespace or self._cluster.default_namespace), {}).get(ref.name)
+
+    def pods_in(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self._items("Pod", namespace)
+
+    def replica_sets(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self._items("ReplicaSet", namespace)
+
+    def revision(self, ref: ObjectRef) -> rollouts.RevisionPods | None:
+        obj = self.workload(ref)
+        if obj is None:
+            return None
+        return rollouts.newest_revision_pods(
+            obj,
+            replica_sets=self._items("ReplicaSet", ref.namespace),
+            controller_revisions=self._items("ControllerRevision", ref.namespace),
+        )
+
+    def revision_pods(self, ref: ObjectRef) -> list[dict[str, Any]]:
+        return [dict(p) for p in rollouts.pods_of(self.revision(ref), self.pods_in(ref.namespace))]
+
+
+# --- small pure pieces kept here because only this module needs them ---------------------------------------
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _lease_expired(spec: Mapping[str, Any], duration: int) -> bool:
+    renewed = spec.get("renewTime") or spec.get("acquireTime")
+    if not renewed:
+        return True
+    try:
+        when = datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return datetime.now(UTC) > when + timedelta(seconds=duration)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{seconds:g}s"
+
+
+def _conflict_text(body: Any) -> str:
+    """The fields and managers of a 409 apply conflict, from the Status's causes (or its message)."""
+    if not isinstance(body, Mapping):
+        return str(body or "conflict")
+    causes = (body.get("details") or {}).get("causes") or ()
+    by_manager: dict[str, list[str]] = {}
+    for cause in causes:
+        message = str(cause.get("message") or "")
+        manager = message.split('"')[1] if message.count('"') >= 2 else "another manager"
+        by_manager.setdefault(manager, []).append(str(cause.get("field") or message))
+    if not by_manager:
+        return str(body.get("message") or "conflict")
+    return "; ".join(f"{', '.join(fields)} owned by {manager}" for manager, fields in sorted(by_manager.items()))
+
+
+def field_paths(fields: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The leaf field paths of a managedFields ``fieldsV1`` set, written as the API server writes them in
+    conflict messages: ``.spec.template.spec.containers[name="web"].image``."""
+    paths: set[str] = set()
+    for key, sub in fields.items():
+        if key == ".":
+            continue
+        kind, _, rest = key.partition(":")
+        if kind == "f":
+            path = f"{prefix}.{rest}"
+        elif kind == "k":
+            try:
+                keys = json.loads(rest)
+                path = prefix + "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]"
+            except ValueError:
+                path = f"{prefix}[{rest}]"
+        elif kind == "v":
+            path = f"{prefix}[={rest}]"
+        elif kind == "i":
+            path = f"{prefix}[{rest}]"
+        else:
+            path = f"{prefix}.{key}"
+        if isinstance(sub, Mapping) and any(k != "." for k in sub):
+            paths |= field_paths(sub, path)
+        else:
+            paths.add(path)
+    return paths
+
+
+def _managed_fields(obj: Mapping[str, Any] | None, operation: str | None = None) -> dict[str, set[str]]:
+    owned: dict[str, set[str]] = {}
+    for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or ():
+        if operation is not None and entry.get("operation") != operation:
+            continue
+        fields = entry.get("fieldsV1") or {}
+        owned.setdefault(str(entry.get("manager", "")), set()).update(field_paths(fields))
+    return owned
+
+
+def _apply_result(
+    ref: ObjectRef, status: int, live: Any, before: ObjectRecord | None, field_manager: str
+) -> ApplyResult:
+    live_obj = dict(live) if isinstance(live, Mapping) else {}
+    previous = before.content if before is not None else None
+    if status == 201 or (before is not None and not before.existed):
+        action = "created"
+    elif previous is not None and (previous.get("metadata") or {}).get("resourceVersion") == (
+        live_obj.get("metadata") or {}
+    ).get("resourceVersion"):
+        action = "unchanged"
+    else:
+        action = "configured"
+    taken: dict[str, list[str]] = {}
+    if previous is not None:
+        owned_before, owned_after = _managed_fields(previous), _managed_fields(live_obj)
+        mine = owned_after.get(field_manager, set())
+        for manager, fields in owned_before.items():
+            if manager == field_manager:
+                continue
+            lost = (fields - owned_after.get(manager, set())) & mine
+            if lost:
+                taken[manager] = sorted(lost)
+    return ApplyResult(ref, action, taken, live_obj)
