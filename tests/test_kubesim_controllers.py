@@ -24,8 +24,13 @@ from tests.kubesim.controllers import (
     format_time,
     max_surge,
     max_unavailable,
+    reconcile_daemonset,
     reconcile_deployment,
+    reconcile_job,
     reconcile_replicaset,
+    reconcile_statefulset,
+    revision_data,
+    schedule_pod,
     template_hash,
 )
 
@@ -111,23 +116,36 @@ class Cluster:
 
     def sync_once(self) -> list[Action]:
         actions: list[Action] = []
-        for deployment in self.of_kind("Deployment"):
-            actions += reconcile_deployment(deployment, self.owned_by(deployment, "ReplicaSet"), self.now)
-        for replicaset in self.of_kind("ReplicaSet"):
-            actions += reconcile_replicaset(replicaset, self.owned_by(replicaset, "Pod"), self.now)
+        for obj in list(self.objects.values()):
+            actions += self.reconcile(obj)
         return actions
 
+    def reconcile(self, obj: Obj) -> list[Action]:
+        kind = obj["kind"]
+        if kind == "Deployment":
+            return reconcile_deployment(obj, self.owned_by(obj, "ReplicaSet"), self.now)
+        if kind == "ReplicaSet":
+            return reconcile_replicaset(obj, self.owned_by(obj, "Pod"), self.now)
+        if kind == "StatefulSet":
+            revisions = self.owned_by(obj, "ControllerRevision")
+            return reconcile_statefulset(obj, self.owned_by(obj, "Pod"), revisions, self.now)
+        if kind == "DaemonSet":
+            revisions = self.owned_by(obj, "ControllerRevision")
+            return reconcile_daemonset(obj, self.owned_by(obj, "Pod"), revisions, self.of_kind("Node"), self.now)
+        if kind == "Job":
+            return reconcile_job(obj, self.owned_by(obj, "Pod"), self.now)
+        if kind == "Pod" and self.of_kind("Node"):
+            return schedule_pod(obj, self.of_kind("Node"), self.now)
+        return []
+
     def settle(self) -> None:
-        """Run controllers one at a time until a full round writes nothing."""
+        """Run controllers one object at a time until a full round writes nothing."""
         for _ in range(100):
             writes = 0
-            for deployment in self.of_kind("Deployment"):
-                current = self.objects[_key(deployment)]
-                writes += self.apply(reconcile_deployment(current, self.owned_by(current, "ReplicaSet"), self.now))
-            for replicaset in self.of_kind("ReplicaSet"):
-                if _key(replicaset) in self.objects:
-                    current = self.objects[_key(replicaset)]
-                    writes += self.apply(reconcile_replicaset(current, self.owned_by(current, "Pod"), self.now))
+            for kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Pod"):
+                for obj in self.of_kind(kind):
+                    if _key(obj) in self.objects:
+                        writes += self.apply(self.reconcile(self.objects[_key(obj)]))
             if writes == 0:
                 return
         raise AssertionError("controllers did not settle")
@@ -701,3 +719,404 @@ def test_finished_and_terminating_pods_are_replaced() -> None:
     created = [a.obj["metadata"]["name"] for a in actions if isinstance(a, Create)]
     assert len(created) == 2
     assert not {first["metadata"]["name"], second["metadata"]["name"]} & set(created)
+
+
+# --------------------------------------------------------------------------------------------- StatefulSet
+
+
+def statefulset_manifest(replicas: int = 3, image: str = "db:1", **strategy: Any) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "updateStrategy": strategy or {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            "podManagementPolicy": "OrderedReady",
+            "revisionHistoryLimit": 10,
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": image}]},
+            },
+        },
+    }
+
+
+def pod_names(cluster: Cluster) -> list[str]:
+    return sorted(pod["metadata"]["name"] for pod in cluster.of_kind("Pod"))
+
+
+def pod_image(pod: Obj) -> str:
+    return str(pod["spec"]["containers"][0]["image"])
+
+
+def settle_with_ready_pods(cluster: Cluster, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        cluster.settle()
+        if all(_ready(pod) for pod in cluster.of_kind("Pod")):
+            cluster.settle()
+            if all(_ready(pod) for pod in cluster.of_kind("Pod")):
+                return
+        cluster.make_all_pods_ready()
+    cluster.settle()
+
+
+def test_statefulset_creates_pods_in_order_waiting_for_each_to_be_ready() -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=3))
+    cluster.settle()
+    assert pod_names(cluster) == ["db-0"]
+    cluster.make_all_pods_ready()
+    cluster.settle()
+    assert pod_names(cluster) == ["db-0", "db-1"]
+    settle_with_ready_pods(cluster)
+    assert pod_names(cluster) == ["db-0", "db-1", "db-2"]
+
+    statefulset = cluster.get("StatefulSet", "db")
+    (revision_obj,) = cluster.of_kind("ControllerRevision")
+    assert revision_obj["revision"] == 1
+    assert revision_obj["data"] == revision_data(statefulset)
+    assert revision_obj["data"]["spec"]["template"]["$patch"] == "replace"
+    assert revision_obj["metadata"]["name"].startswith("db-")
+    status = statefulset["status"]
+    assert status["currentRevision"] == status["updateRevision"] == revision_obj["metadata"]["name"]
+    assert (status["replicas"], status["readyReplicas"], status["currentReplicas"], status["updatedReplicas"]) == (
+        3,
+        3,
+        3,
+        3,
+    )
+    assert status["availableReplicas"] == 3
+    assert status["observedGeneration"] == 1
+    pod = cluster.get("Pod", "db-1")
+    assert pod["metadata"]["labels"]["controller-revision-hash"] == revision_obj["metadata"]["name"]
+    assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == "db-1"
+    assert pod["spec"]["hostname"] == "db-1" and pod["spec"]["subdomain"] == "db"
+
+
+def test_statefulset_rolls_out_from_the_highest_ordinal_down() -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=3))
+    settle_with_ready_pods(cluster)
+    cluster.edit("StatefulSet", "db", set_image("db:2"))
+    cluster.settle()
+    assert pod_names(cluster) == ["db-0", "db-1", "db-2"]
+    assert pod_image(cluster.get("Pod", "db-2")) == "db:2"
+    assert pod_image(cluster.get("Pod", "db-1")) == "db:1"
+    status = cluster.get("StatefulSet", "db")["status"]
+    assert status["currentRevision"] != status["updateRevision"]
+    assert status["updatedReplicas"] == 1
+
+    cluster.make_all_pods_ready()
+    cluster.settle()
+    assert pod_image(cluster.get("Pod", "db-1")) == "db:2"
+    assert pod_image(cluster.get("Pod", "db-0")) == "db:1"
+    settle_with_ready_pods(cluster)
+    status = cluster.get("StatefulSet", "db")["status"]
+    assert status["currentRevision"] == status["updateRevision"]
+    assert status["currentReplicas"] == status["updatedReplicas"] == 3
+    numbers = sorted(r["revision"] for r in cluster.of_kind("ControllerRevision"))
+    assert numbers == [1, 2]
+
+
+@pytest.mark.parametrize(("partition", "updated"), [(0, 3), (1, 2), (2, 1), (3, 0)])
+def test_statefulset_partition_keeps_lower_ordinals_on_the_old_revision(partition: int, updated: int) -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=3))
+    settle_with_ready_pods(cluster)
+
+    def change(statefulset: Obj) -> None:
+        set_image("db:2")(statefulset)
+        strategy = {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
+        statefulset["spec"]["updateStrategy"] = strategy
+
+    cluster.edit("StatefulSet", "db", change)
+    settle_with_ready_pods(cluster)
+    images = [pod_image(cluster.get("Pod", f"db-{i}")) for i in range(3)]
+    assert images == ["db:1"] * partition + ["db:2"] * (3 - partition)
+    status = cluster.get("StatefulSet", "db")["status"]
+    assert status.get("updatedReplicas", 0) == updated
+    assert (status["currentRevision"] == status["updateRevision"]) == (partition == 0)
+
+
+def test_statefulset_on_delete_replaces_only_deleted_pods() -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=2, type="OnDelete"))
+    settle_with_ready_pods(cluster)
+    cluster.edit("StatefulSet", "db", set_image("db:2"))
+    settle_with_ready_pods(cluster)
+    assert [pod_image(cluster.get("Pod", f"db-{i}")) for i in range(2)] == ["db:1", "db:1"]
+    del cluster.objects[("Pod", "default", "db-1")]
+    settle_with_ready_pods(cluster)
+    assert [pod_image(cluster.get("Pod", f"db-{i}")) for i in range(2)] == ["db:1", "db:2"]
+
+
+def test_statefulset_scales_down_from_the_highest_ordinal() -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=3))
+    settle_with_ready_pods(cluster)
+    cluster.edit("StatefulSet", "db", lambda s: s["spec"].update(replicas=1))
+    # One pod at a time: each sync deletes the highest remaining ordinal.
+    cluster.apply(cluster.reconcile(cluster.get("StatefulSet", "db")))
+    assert pod_names(cluster) == ["db-0", "db-1"]
+    cluster.apply(cluster.reconcile(cluster.get("StatefulSet", "db")))
+    assert pod_names(cluster) == ["db-0"]
+    cluster.settle()
+    assert cluster.get("StatefulSet", "db")["status"]["replicas"] == 1
+
+
+def test_statefulset_revert_reuses_the_old_revision_with_a_new_number() -> None:
+    cluster = Cluster()
+    cluster.create(statefulset_manifest(replicas=1))
+    settle_with_ready_pods(cluster)
+    cluster.edit("StatefulSet", "db", set_image("db:2"))
+    settle_with_ready_pods(cluster)
+    cluster.edit("StatefulSet", "db", set_image("db:1"))
+    settle_with_ready_pods(cluster)
+    revisions = {
+        pod_image({"spec": r["data"]["spec"]["template"]["spec"]}): r for r in cluster.of_kind("ControllerRevision")
+    }
+    assert (revisions["db:1"]["revision"], revisions["db:2"]["revision"]) == (3, 2)
+
+
+# --------------------------------------------------------------------------------------------- DaemonSet
+
+
+def node(name: str, labels: dict[str, str] | None = None, taints: list[Obj] | None = None, cpu: str = "2") -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+        "spec": {"taints": taints} if taints else {},
+        "status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"}},
+    }
+
+
+def daemonset_manifest(image: str = "agent:1", max_unavailable: int | str = 1, **pod_spec: Any) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}},
+            "revisionHistoryLimit": 10,
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "agent", "image": image}], **pod_spec},
+            },
+        },
+    }
+
+
+def nodes_of_pods(cluster: Cluster) -> list[str]:
+    return sorted(pod["spec"].get("nodeName", "") for pod in cluster.of_kind("Pod"))
+
+
+def test_daemonset_runs_one_pod_on_each_eligible_node() -> None:
+    cluster = Cluster()
+    for obj in (
+        node("a", {"role": "worker"}),
+        node("b", {"role": "worker"}),
+        node("c", {"role": "db"}),
+        node("d", {"role": "worker"}, taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]),
+    ):
+        cluster.create(obj)
+    cluster.create(daemonset_manifest(nodeSelector={"role": "worker"}))
+    cluster.settle()
+    assert nodes_of_pods(cluster) == ["a", "b"]
+    status = cluster.get("DaemonSet", "agent")["status"]
+    assert (status["desiredNumberScheduled"], status["currentNumberScheduled"], status["numberReady"]) == (2, 2, 0)
+    assert status["numberUnavailable"] == 2
+    assert status["updatedNumberScheduled"] == 2
+    (revision_obj,) = cluster.of_kind("ControllerRevision")
+    pod = cluster.of_kind("Pod")[0]
+    assert (
+        pod["metadata"]["labels"]["controller-revision-hash"]
+        == revision_obj["metadata"]["labels"]["controller-revision-hash"]
+    )
+    assert revision_obj["metadata"]["name"] == "agent-" + revision_obj["metadata"]["labels"]["controller-revision-hash"]
+
+    settle_with_ready_pods(cluster)
+    status = cluster.get("DaemonSet", "agent")["status"]
+    assert (status["numberReady"], status["numberAvailable"]) == (2, 2)
+    assert "numberUnavailable" not in status
+    assert cluster.sync_once() == []
+
+
+@pytest.mark.parametrize(("max_unavailable", "replaced_per_step"), [(1, 1), (2, 2), ("50%", 2), ("10%", 1)])
+def test_daemonset_rolling_update_replaces_at_most_max_unavailable_pods_at_a_time(
+    max_unavailable: int | str, replaced_per_step: int
+) -> None:
+    cluster = Cluster()
+    for name in ("a", "b", "c", "d"):
+        cluster.create(node(name))
+    cluster.create(daemonset_manifest(max_unavailable=max_unavailable))
+    settle_with_ready_pods(cluster)
+    cluster.edit("DaemonSet", "agent", set_image("agent:2"))
+    cluster.settle()
+    images = [pod_image(pod) for pod in cluster.of_kind("Pod")]
+    assert images.count("agent:2") == replaced_per_step
+    assert len(images) == 4
+    settle_with_ready_pods(cluster)
+    assert [pod_image(pod) for pod in cluster.of_kind("Pod")] == ["agent:2"] * 4
+    status = cluster.get("DaemonSet", "agent")["status"]
+    assert status["updatedNumberScheduled"] == status["numberAvailable"] == 4
+    assert sorted(r["revision"] for r in cluster.of_kind("ControllerRevision")) == [1, 2]
+
+
+# --------------------------------------------------------------------------------------------- Job
+
+
+def job_manifest(completions: int = 2, parallelism: int = 1, backoff_limit: int = 6) -> Obj:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": "default"},
+        "spec": {
+            "completions": completions,
+            "parallelism": parallelism,
+            "backoffLimit": backoff_limit,
+            "selector": {"matchLabels": {"job-name": "migrate"}},
+            "template": {
+                "metadata": {"labels": {"job-name": "migrate"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]},
+            },
+        },
+    }
+
+
+def finish_pod(cluster: Cluster, pod: Obj, phase: str) -> None:
+    stored = copy.deepcopy(cluster.objects[_key(pod)])
+    stored["status"] = {
+        "phase": phase,
+        "containerStatuses": [
+            {
+                "name": "m",
+                "state": {
+                    "terminated": {"exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": format_time(cluster.now)}
+                },
+            }
+        ],
+    }
+    cluster.update_status(stored)
+
+
+def active_pods(cluster: Cluster) -> list[Obj]:
+    return [pod for pod in cluster.of_kind("Pod") if pod["status"]["phase"] not in ("Succeeded", "Failed")]
+
+
+def test_job_runs_pods_until_completions_then_completes() -> None:
+    cluster = Cluster()
+    cluster.create(job_manifest(completions=2, parallelism=1))
+    cluster.settle()
+    (first,) = active_pods(cluster)
+    finish_pod(cluster, first, "Succeeded")
+    cluster.settle()
+    (second,) = active_pods(cluster)
+    finish_pod(cluster, second, "Succeeded")
+    cluster.settle()
+    job = cluster.get("Job", "migrate")
+    assert job["status"]["succeeded"] == 2
+    assert "active" not in job["status"]
+    assert condition(job, "Complete")["status"] == "True"
+    assert job["status"]["completionTime"] == format_time(cluster.now)
+    assert cluster.sync_once() == []
+
+
+def test_job_backs_off_between_failures_and_fails_past_the_backoff_limit() -> None:
+    cluster = Cluster()
+    cluster.create(job_manifest(completions=1, backoff_limit=1))
+    cluster.settle()
+    (first,) = active_pods(cluster)
+    finish_pod(cluster, first, "Failed")
+    cluster.settle()
+    # The replacement waits out the first back-off (10 s).
+    assert active_pods(cluster) == []
+    cluster.advance(10)
+    cluster.settle()
+    (second,) = active_pods(cluster)
+    finish_pod(cluster, second, "Failed")
+    cluster.settle()
+    job = cluster.get("Job", "migrate")
+    assert job["status"]["failed"] == 2
+    failed = condition(job, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert any(e.reason == "BackoffLimitExceeded" for e in cluster.events)
+    cluster.advance(1000)
+    cluster.settle()
+    assert active_pods(cluster) == []
+
+
+# --------------------------------------------------------------------------------------------- scheduler
+
+
+def pending_pod(**spec: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1", "resourceVersion": "7"},
+        "spec": {"containers": [{"name": "c", "image": "i"}], **spec},
+        "status": {"phase": "Pending"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"nodeSelector": {"disk": "ssd"}},
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+        ),
+        (
+            {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "3"}}}]},
+            "0/2 nodes are available: 2 Insufficient cpu.",
+        ),
+        (
+            {"containers": [{"name": "c", "image": "i", "resources": {"requests": {"memory": "5Gi"}}}]},
+            "0/2 nodes are available: 2 Insufficient memory.",
+        ),
+    ],
+)
+def test_unschedulable_pod_gets_a_condition_and_one_failed_scheduling_event(spec: Obj, message: str) -> None:
+    nodes = [node("a"), node("b")]
+    actions = schedule_pod(pending_pod(**spec), nodes, START)
+    (status_write,) = [a for a in actions if isinstance(a, UpdateStatus)]
+    (event,) = [a for a in actions if isinstance(a, RecordEvent)]
+    scheduled = condition(status_write.obj, "PodScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert scheduled["message"].startswith(message)
+    assert (event.type, event.reason) == ("Warning", "FailedScheduling")
+    assert event.message == scheduled["message"]
+    # The same verdict again writes nothing.
+    assert schedule_pod(status_write.obj, nodes, START + 5) == []
+
+
+def test_scheduler_names_untolerated_taints_and_honours_tolerations() -> None:
+    tainted = [node("a", taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])]
+    actions = schedule_pod(pending_pod(), tainted, START)
+    (event,) = [a for a in actions if isinstance(a, RecordEvent)]
+    assert "1 node(s) had untolerated taint {dedicated: gpu}" in event.message
+    tolerant = pending_pod(
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+    )
+    (bind, scheduled_event) = schedule_pod(tolerant, tainted, START)
+    assert isinstance(bind, Update) and bind.obj["spec"]["nodeName"] == "a"
+    assert isinstance(scheduled_event, RecordEvent) and scheduled_event.reason == "Scheduled"
+
+
+def test_scheduler_binds_to_a_node_matching_the_selector() -> None:
+    nodes = [node("a", {"disk": "hdd"}), node("b", {"disk": "ssd"}), node("c", {"disk": "hdd"})]
+    actions = schedule_pod(pending_pod(nodeSelector={"disk": "ssd"}), nodes, START)
+    bind = actions[0]
+    assert isinstance(bind, Update)
+    assert bind.obj["spec"]["nodeName"] == "b"
+    assert condition(bind.obj, "PodScheduled")["status"] == "True"
+    assert schedule_pod(bind.obj, nodes, START) == []
+
+
+def test_no_nodes_at_all_is_reported_as_such() -> None:
+    actions = schedule_pod(pending_pod(), [], START)
+    assert [a.message for a in actions if isinstance(a, RecordEvent)] == ["no nodes available to schedule pods"]

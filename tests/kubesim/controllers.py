@@ -682,7 +682,8 @@ class _DeploymentSync:
         result.extend(self.deletions)
         result.extend(self.events)
         d = self.d
-        if d.get("status") != self.original.get("status") or _annotations(d) != _annotations(self.original):
+        status_changed = (d.get("status") or {}) != (self.original.get("status") or {})
+        if status_changed or _annotations(d) != _annotations(self.original):
             if not d.get("status"):
                 d.pop("status", None)
             result.append(UpdateStatus(d))
@@ -1285,3 +1286,984 @@ def reconcile_deployment(deployment: Obj, replicasets: list[Obj], now: float) ->
                 _owner_reference(deployment, "apps/v1", "Deployment")
             ]
     return sync.actions(leading)
+
+
+# --------------------------------------------------------------------------------------------- ControllerRevisions
+
+
+def revision_data(workload: Obj) -> Obj:
+    """The data of a StatefulSet's or DaemonSet's ControllerRevision: its pod template, replacing on apply.
+
+    Keys are sorted and the fields Go always serialises (template creationTimestamp, container resources) are
+    present, so a server that writes this compactly produces the bytes `kubectl rollout undo` compares.
+    """
+    template = copy.deepcopy(_spec(workload).get("template") or {})
+    template.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+    for key in ("containers", "initContainers"):
+        for container in (template.get("spec") or {}).get(key) or []:
+            container.setdefault("resources", {})
+    template["$patch"] = "replace"
+    data: Obj = _sorted_keys({"spec": {"template": template}})
+    return data
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(item) for item in value]
+    return value
+
+
+def _template_of_revision(revision: Obj) -> Obj:
+    template = copy.deepcopy(((revision.get("data") or {}).get("spec") or {}).get("template") or {})
+    template.pop("$patch", None)
+    return template
+
+
+def _same_revision_data(a: Any, b: Any) -> bool:
+    return bool(_canonical(a) == _canonical(b))
+
+
+def _revision_number(revision: Obj) -> int:
+    return _int(revision.get("revision"), 0)
+
+
+def _sorted_revisions(revisions: Iterable[Obj]) -> list[Obj]:
+    return sorted(revisions, key=lambda r: (_revision_number(r), _created_at(r), _name(r)))
+
+
+def _new_revision(
+    workload: Obj, kind: str, data: Obj, number: int, name: str, hash_label: str, copy_annotations: bool
+) -> Obj:
+    labels = dict(((_spec(workload).get("template") or {}).get("metadata") or {}).get("labels") or {})
+    labels[CONTROLLER_REVISION_HASH_LABEL] = hash_label
+    metadata: Obj = {"name": name, "labels": labels}
+    if _namespace(workload):
+        metadata["namespace"] = _namespace(workload)
+    if copy_annotations and _annotations(workload):
+        metadata["annotations"] = _annotations(workload)
+    metadata["ownerReferences"] = [_owner_reference(workload, "apps/v1", kind)]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": metadata,
+        "data": data,
+        "revision": number,
+    }
+
+
+def _revision_history_limit(workload: Obj) -> int:
+    return _int(_spec(workload).get("revisionHistoryLimit"), 10)
+
+
+# --------------------------------------------------------------------------------------------- StatefulSet
+
+STATEFULSET_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+
+
+def _ordinal(set_name: str, pod: Obj) -> int | None:
+    prefix = set_name + "-"
+    name = _name(pod)
+    if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
+        return None
+    return int(name[len(prefix) :])
+
+
+def _running_and_ready(pod: Obj) -> bool:
+    return _pod_phase(pod) == "Running" and pod_is_ready(pod)
+
+
+def _running_and_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
+    return _pod_phase(pod) == "Running" and pod_is_available(pod, min_ready_seconds, now)
+
+
+def _healthy(pod: Obj) -> bool:
+    return _running_and_ready(pod) and not _is_being_deleted(pod)
+
+
+def reconcile_statefulset(statefulset: Obj, pods: list[Obj], revisions: list[Obj], now: float) -> list[Action]:
+    """One sync of the StatefulSet controller: revisions, ordered pods, rolling update from the top, status."""
+    actions: list[Action] = []
+    if _selector_is_empty(_spec(statefulset).get("selector")):
+        return [
+            RecordEvent(
+                _object_ref(statefulset),
+                "Warning",
+                "SelectingAll",
+                "This statefulset is selecting all pods. A non-empty selector is required.",
+            )
+        ]
+    name = _name(statefulset)
+    member_pods = [p for p in pods if _ordinal(name, p) is not None or _controller_ref(p) is not None]
+    owned_pods, claim_actions = _claim(statefulset, "apps/v1", "StatefulSet", member_pods)
+    owned_pods = [p for p in owned_pods if _ordinal(name, p) is not None]
+    owned_revisions, revision_claims = _claim(statefulset, "apps/v1", "StatefulSet", revisions)
+    actions.extend(claim_actions + revision_claims)
+    owned_revisions = _sorted_revisions(owned_revisions)
+
+    # Revisions: the update revision is the template now; an equal older one is reused with a new number.
+    status = _status(statefulset)
+    collision_count = _int(status.get("collisionCount"), 0)
+    data = revision_data(statefulset)
+    next_number = (_revision_number(owned_revisions[-1]) + 1) if owned_revisions else 1
+    equal = [r for r in owned_revisions if _same_revision_data(r.get("data"), data)]
+    if equal and equal[-1] is owned_revisions[-1]:
+        update_revision = owned_revisions[-1]
+    elif equal:
+        update_revision = copy.deepcopy(equal[-1])
+        update_revision["revision"] = next_number
+        actions.append(Update(update_revision))
+    else:
+        existing_names = {_name(r) for r in owned_revisions}
+        while True:
+            hash_value = _stable_hash(data, collision_count)
+            revision_name = f"{name[:223]}-{hash_value}"
+            if revision_name not in existing_names:
+                break
+            # The name is taken by a different template: salt the hash with a higher collision count.
+            collision_count += 1
+        update_revision = _new_revision(
+            statefulset, "StatefulSet", data, next_number, revision_name, revision_name, copy_annotations=True
+        )
+        update_revision["metadata"]["labels"][CONTROLLER_REVISION_HASH_LABEL] = hash_value
+        actions.append(Create(update_revision))
+    current_revision = next((r for r in owned_revisions if _name(r) == status.get("currentRevision")), update_revision)
+    current_name, update_name = _name(current_revision), _name(update_revision)
+
+    spec = _spec(statefulset)
+    replicas = _int(spec.get("replicas"), 1)
+    min_ready = _int(spec.get("minReadySeconds"), 0)
+    strategy = spec.get("updateStrategy") or {}
+    strategy_type = strategy.get("type") or "RollingUpdate"
+    partition = _int((strategy.get("rollingUpdate") or {}).get("partition"), 0)
+    monotonic = (spec.get("podManagementPolicy") or "OrderedReady") != "Parallel"
+    start = _int((spec.get("ordinals") or {}).get("start"), 0)
+
+    by_ordinal: dict[int, Obj] = {}
+    condemned: list[Obj] = []
+    for owned in owned_pods:
+        ordinal = _ordinal(name, owned)
+        assert ordinal is not None
+        if start <= ordinal < start + replicas:
+            by_ordinal[ordinal] = owned
+        else:
+            condemned.append(owned)
+    condemned.sort(key=lambda p: -(_ordinal(name, p) or 0))
+
+    def counts(pod_list: Iterable[Obj]) -> Obj:
+        result = {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0, "currentReplicas": 0, "updatedReplicas": 0}
+        for pod in pod_list:
+            result["replicas"] += 1
+            if _running_and_ready(pod):
+                result["readyReplicas"] += 1
+                if _running_and_available(pod, min_ready, now):
+                    result["availableReplicas"] += 1
+            if not _is_being_deleted(pod):
+                pod_revision = _labels(pod).get(CONTROLLER_REVISION_HASH_LABEL)
+                result["currentReplicas"] += pod_revision == current_name
+                result["updatedReplicas"] += pod_revision == update_name
+        return result
+
+    counters = counts([*by_ordinal.values(), *condemned])
+    current_deleted = 0
+    first_unhealthy: Obj | None = next(
+        (by_ordinal[o] for o in sorted(by_ordinal) if not _healthy(by_ordinal[o])),
+        next((p for p in reversed(condemned) if not _healthy(p)), None),
+    )
+    taken_names = [_name(p) for p in pods]
+    if not _is_being_deleted(statefulset):
+        blocked = False
+        for ordinal in range(start, start + replicas):
+            pod = by_ordinal.get(ordinal)
+            if pod is None:
+                below_partition = ordinal < start + partition
+                if strategy_type == "RollingUpdate" and below_partition:
+                    template, revision_name = _template_of_revision(current_revision), current_name
+                else:
+                    template, revision_name = spec.get("template") or {}, update_name
+                pod_name = f"{name}-{ordinal}"
+                if pod_name in taken_names:
+                    # A pod of that name that is not ours (or still going away): wait for it.
+                    blocked = monotonic
+                else:
+                    actions.extend(_create_stateful_pod(statefulset, template, revision_name, ordinal))
+                if monotonic:
+                    blocked = True
+                    break
+                continue
+            if _pod_phase(pod) in ("Failed", "Succeeded"):
+                if not _is_being_deleted(pod):
+                    actions.append(Delete("v1", "Pod", _namespace(pod), _name(pod)))
+                    actions.append(
+                        RecordEvent(
+                            _object_ref(statefulset),
+                            "Normal",
+                            "SuccessfulDelete",
+                            f"delete Pod {_name(pod)} in StatefulSet {name} successful",
+                        )
+                    )
+                blocked = True
+                break
+            if monotonic and (
+                _is_being_deleted(pod) or not _running_and_ready(pod) or not _running_and_available(pod, min_ready, now)
+            ):
+                blocked = True
+                break
+            fixed = _stateful_identity_fix(statefulset, pod, ordinal)
+            if fixed is not None:
+                actions.append(Update(fixed))
+        if not blocked:
+            for doomed in condemned:
+                if _is_being_deleted(doomed):
+                    if monotonic:
+                        blocked = True
+                        break
+                    continue
+                if monotonic and doomed is not first_unhealthy and not _running_and_available(doomed, min_ready, now):
+                    blocked = True
+                    break
+                actions.append(Delete("v1", "Pod", _namespace(doomed), _name(doomed)))
+                actions.append(
+                    RecordEvent(
+                        _object_ref(statefulset),
+                        "Normal",
+                        "SuccessfulDelete",
+                        f"delete Pod {_name(doomed)} in StatefulSet {name} successful",
+                    )
+                )
+                if monotonic:
+                    blocked = True
+                    break
+        if not blocked and strategy_type == "RollingUpdate":
+            for ordinal in range(start + replicas - 1, start + partition - 1, -1):
+                pod = by_ordinal.get(ordinal)
+                if pod is None:
+                    break
+                if _labels(pod).get(CONTROLLER_REVISION_HASH_LABEL) != update_name and not _is_being_deleted(pod):
+                    actions.append(Delete("v1", "Pod", _namespace(pod), _name(pod)))
+                    actions.append(
+                        RecordEvent(
+                            _object_ref(statefulset),
+                            "Normal",
+                            "SuccessfulDelete",
+                            f"delete Pod {_name(pod)} in StatefulSet {name} successful",
+                        )
+                    )
+                    current_deleted = 1
+                    break
+                if not _healthy(pod):
+                    break
+
+    new_status: Obj = {}
+    if _generation(statefulset):
+        new_status["observedGeneration"] = _generation(statefulset)
+    new_status["replicas"] = counters["replicas"]
+    for key in ("readyReplicas", "currentReplicas", "updatedReplicas"):
+        value = counters[key] - (current_deleted if key == "currentReplicas" else 0)
+        if value:
+            new_status[key] = value
+    new_status["availableReplicas"] = counters["availableReplicas"]
+    new_status["currentRevision"] = current_name
+    new_status["updateRevision"] = update_name
+    new_status["collisionCount"] = collision_count
+    if (
+        strategy_type == "RollingUpdate"
+        and counters["updatedReplicas"] == counters["replicas"]
+        and counters["readyReplicas"] == counters["replicas"]
+    ):
+        # Every pod runs the update revision and is ready: that revision becomes the current one.
+        new_status["currentRevision"] = update_name
+        if counters["updatedReplicas"]:
+            new_status["currentReplicas"] = counters["updatedReplicas"]
+        else:
+            new_status.pop("currentReplicas", None)
+    if status.get("conditions"):
+        new_status["conditions"] = copy.deepcopy(status["conditions"])
+    if new_status != status:
+        updated = copy.deepcopy(statefulset)
+        updated["status"] = new_status
+        actions.append(UpdateStatus(updated))
+
+    # History: keep revisionHistoryLimit revisions that no pod and neither status revision uses.
+    live = {
+        new_status["currentRevision"],
+        update_name,
+        *(_labels(p).get(CONTROLLER_REVISION_HASH_LABEL) for p in owned_pods),
+    }
+    history = [r for r in owned_revisions if _name(r) not in live]
+    excess = len(history) - _revision_history_limit(statefulset)
+    for revision in history[: max(excess, 0)]:
+        actions.append(Delete("apps/v1", "ControllerRevision", _namespace(revision), _name(revision)))
+    return actions
+
+
+def _create_stateful_pod(statefulset: Obj, template: Obj, revision_name: str, ordinal: int) -> list[Action]:
+    name = f"{_name(statefulset)}-{ordinal}"
+    pod = _pod_from_template(template, statefulset, "apps/v1", "StatefulSet", name)
+    del pod["metadata"]["generateName"]
+    labels = pod["metadata"].setdefault("labels", {})
+    labels[STATEFULSET_POD_NAME_LABEL] = name
+    labels[POD_INDEX_LABEL] = str(ordinal)
+    labels[CONTROLLER_REVISION_HASH_LABEL] = revision_name
+    pod["spec"]["hostname"] = name
+    service_name = _spec(statefulset).get("serviceName")
+    if service_name:
+        pod["spec"]["subdomain"] = service_name
+    message = f"create Pod {name} in StatefulSet {_name(statefulset)} successful"
+    return [Create(pod), RecordEvent(_object_ref(statefulset), "Normal", "SuccessfulCreate", message)]
+
+
+def _stateful_identity_fix(statefulset: Obj, pod: Obj, ordinal: int) -> Obj | None:
+    """A pod that lost its identity labels or hostname gets them back (the real controller's invariant)."""
+    name = f"{_name(statefulset)}-{ordinal}"
+    labels = _labels(pod)
+    wanted = {STATEFULSET_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(ordinal)}
+    if all(labels.get(k) == v for k, v in wanted.items()) and _spec(pod).get("hostname", name) == name:
+        return None
+    fixed = copy.deepcopy(pod)
+    fixed["metadata"]["labels"] = {**labels, **wanted}
+    fixed.setdefault("spec", {})["hostname"] = name
+    return fixed
+
+
+# --------------------------------------------------------------------------------------------- nodes and taints
+
+# Tolerations the DaemonSet controller adds to its pods, so daemons survive node trouble and cordons.
+_DAEMON_TOLERATIONS: list[Obj] = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def _node_taints(node: Obj) -> list[Obj]:
+    taints = [dict(t) for t in _spec(node).get("taints") or []]
+    if _spec(node).get("unschedulable") and not any(t.get("key") == "node.kubernetes.io/unschedulable" for t in taints):
+        # A cordoned node carries this taint in a real cluster (the node lifecycle controller adds it).
+        taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    return taints
+
+
+def _tolerates(tolerations: list[Obj], taint: Obj) -> bool:
+    for toleration in tolerations:
+        effect = toleration.get("effect") or ""
+        if effect and effect != taint.get("effect"):
+            continue
+        key = toleration.get("key") or ""
+        operator = toleration.get("operator") or "Equal"
+        if key and key != taint.get("key"):
+            continue
+        if not key and operator != "Exists":
+            continue
+        if operator == "Exists" or (toleration.get("value") or "") == (taint.get("value") or ""):
+            return True
+    return False
+
+
+def _untolerated_taint(pod_spec: Obj, node: Obj, effects: tuple[str, ...]) -> Obj | None:
+    tolerations = list(pod_spec.get("tolerations") or [])
+    for taint in _node_taints(node):
+        if taint.get("effect") in effects and not _tolerates(tolerations, taint):
+            return taint
+    return None
+
+
+def _node_requirement_matches(requirement: Obj, values_of: Mapping[str, str]) -> bool:
+    key = requirement.get("key", "")
+    operator = requirement.get("operator", "")
+    values = [str(v) for v in requirement.get("values") or []]
+    present = key in values_of
+    if operator == "In":
+        return present and values_of[key] in values
+    if operator == "NotIn":
+        return not present or values_of[key] not in values
+    if operator == "Exists":
+        return present
+    if operator == "DoesNotExist":
+        return not present
+    if operator in ("Gt", "Lt") and present and values:
+        try:
+            actual, bound = int(values_of[key]), int(values[0])
+        except ValueError:
+            return False
+        return actual > bound if operator == "Gt" else actual < bound
+    return False
+
+
+def _fits_node_selection(pod_spec: Obj, node: Obj) -> bool:
+    """nodeName, nodeSelector and required node affinity (matchExpressions on labels, matchFields on name)."""
+    if pod_spec.get("nodeName") and pod_spec.get("nodeName") != _name(node):
+        return False
+    node_labels = _labels(node)
+    for key, value in (pod_spec.get("nodeSelector") or {}).items():
+        if node_labels.get(key) != value:
+            return False
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+    fields = {"metadata.name": _name(node)}
+    for term in terms:
+        expressions = term.get("matchExpressions") or []
+        match_fields = term.get("matchFields") or []
+        if not expressions and not match_fields:
+            continue
+        if all(_node_requirement_matches(r, node_labels) for r in expressions) and all(
+            _node_requirement_matches(r, fields) for r in match_fields
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------- DaemonSet
+
+
+def _daemon_pod_spec(daemonset: Obj, node_name: str) -> Obj:
+    """The template's pod spec as it would land on one node: pinned by node affinity, daemon tolerations added."""
+    pod_spec = copy.deepcopy((_spec(daemonset).get("template") or {}).get("spec") or {})
+    affinity = pod_spec.setdefault("affinity", {})
+    node_affinity = affinity.setdefault("nodeAffinity", {})
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node_name]}]}]
+    }
+    tolerations = list(pod_spec.get("tolerations") or [])
+    for toleration in _DAEMON_TOLERATIONS:
+        if not any(t.get("key") == toleration["key"] and t.get("effect") == toleration["effect"] for t in tolerations):
+            tolerations.append(dict(toleration))
+    if pod_spec.get("hostNetwork"):
+        network = {"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"}
+        if not any(t.get("key") == network["key"] for t in tolerations):
+            tolerations.append(network)
+    pod_spec["tolerations"] = tolerations
+    return pod_spec
+
+
+def _node_should_run_daemon(daemonset: Obj, node: Obj) -> tuple[bool, bool]:
+    """(should run, should keep running) for the daemon pod on this node."""
+    template_spec = (_spec(daemonset).get("template") or {}).get("spec") or {}
+    if template_spec.get("nodeName") and template_spec.get("nodeName") != _name(node):
+        return False, False
+    pod_spec = _daemon_pod_spec(daemonset, _name(node))
+    if not _fits_node_selection({**template_spec, "affinity": template_spec.get("affinity")}, node):
+        return False, False
+    if _untolerated_taint(pod_spec, node, ("NoSchedule", "NoExecute")) is not None:
+        return False, _untolerated_taint(pod_spec, node, ("NoExecute",)) is None
+    return True, True
+
+
+def _target_node(pod: Obj) -> str:
+    """The node a daemon pod is bound to, or pinned to by its node affinity while unscheduled."""
+    node_name = _spec(pod).get("nodeName")
+    if node_name:
+        return str(node_name)
+    required = ((_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for field_requirement in term.get("matchFields") or []:
+            values = field_requirement.get("values") or []
+            if (
+                field_requirement.get("key") == "metadata.name"
+                and field_requirement.get("operator") == "In"
+                and len(values) == 1
+            ):
+                return str(values[0])
+    return ""
+
+
+def reconcile_daemonset(
+    daemonset: Obj, pods: list[Obj], revisions: list[Obj], nodes: list[Obj], now: float
+) -> list[Action]:
+    """One sync of the DaemonSet controller: history, one pod per eligible node, rolling update, status."""
+    involved = _object_ref(daemonset)
+    if _selector_is_empty(_spec(daemonset).get("selector")):
+        return [
+            RecordEvent(
+                involved,
+                "Warning",
+                "SelectingAll",
+                "This daemon set is selecting all pods. A non-empty selector is required.",
+            )
+        ]
+    actions: list[Action] = []
+    owned_pods, pod_claims = _claim(daemonset, "apps/v1", "DaemonSet", pods)
+    owned_revisions, revision_claims = _claim(daemonset, "apps/v1", "DaemonSet", revisions)
+    actions.extend(pod_claims + revision_claims)
+    status = _status(daemonset)
+    spec = _spec(daemonset)
+    min_ready = _int(spec.get("minReadySeconds"), 0)
+
+    # History: the revision equal to the template now is current; the others are old.
+    data = revision_data(daemonset)
+    current = [r for r in owned_revisions if _same_revision_data(r.get("data"), data)]
+    old = [r for r in owned_revisions if not _same_revision_data(r.get("data"), data)]
+    next_number = max((_revision_number(r) for r in old), default=0) + 1
+    template = spec.get("template") or {}
+    if current:
+        current_revision = max(current, key=_revision_number)
+        pod_hash = _labels(current_revision).get(CONTROLLER_REVISION_HASH_LABEL) or _name(current_revision)
+        if _revision_number(current_revision) < next_number:
+            renumbered = copy.deepcopy(current_revision)
+            renumbered["revision"] = next_number
+            actions.append(Update(renumbered))
+    else:
+        collision_count = status.get("collisionCount")
+        pod_hash = template_hash(template, _int(collision_count, 0) if collision_count is not None else None)
+        revision_name = f"{_name(daemonset)}-{pod_hash}"
+        if any(_name(r) == revision_name for r in owned_revisions):
+            # A different template already has this name: count the collision; the next sync uses a new name.
+            bumped = copy.deepcopy(daemonset)
+            bumped.setdefault("status", {})["collisionCount"] = _int(collision_count, 0) + 1
+            return [*actions, UpdateStatus(bumped)]
+        actions.append(
+            Create(
+                _new_revision(daemonset, "DaemonSet", data, next_number, revision_name, pod_hash, copy_annotations=True)
+            )
+        )
+
+    by_node: dict[str, list[Obj]] = {}
+    for pod in owned_pods:
+        if _is_being_deleted(pod) and _pod_phase(pod) in ("Succeeded", "Failed"):
+            continue
+        by_node.setdefault(_target_node(pod), []).append(pod)
+    node_names = {_name(n) for n in nodes}
+
+    to_delete: list[Obj] = []
+    needs_pod: list[str] = []
+    if not _is_being_deleted(daemonset):
+        for node in nodes:
+            should_run, keep_running = _node_should_run_daemon(daemonset, node)
+            on_node = by_node.get(_name(node), [])
+            if should_run and not on_node:
+                needs_pod.append(_name(node))
+            elif keep_running:
+                running: list[Obj] = []
+                for pod in on_node:
+                    if _is_being_deleted(pod):
+                        continue
+                    if _pod_phase(pod) == "Failed":
+                        message = (
+                            f"Found failed daemon pod {_namespace(pod)}/{_name(pod)} on node {_name(node)}, "
+                            "will try to kill it"
+                        )
+                        actions.append(RecordEvent(involved, "Warning", "FailedDaemonPod", message))
+                        to_delete.append(pod)
+                    elif _pod_phase(pod) == "Succeeded":
+                        to_delete.append(pod)
+                    else:
+                        running.append(pod)
+                # One daemon per node: the oldest stays.
+                running.sort(key=lambda p: (_created_at(p), _name(p)))
+                to_delete.extend(running[1:])
+            elif on_node:
+                to_delete.extend(p for p in on_node if not _is_being_deleted(p))
+        for node_name, on_node in by_node.items():
+            if node_name not in node_names:
+                # Pinned to a node that no longer exists: it would never be scheduled.
+                to_delete.extend(p for p in on_node if not _spec(p).get("nodeName") and not _is_being_deleted(p))
+
+    taken = [_name(p) for p in pods]
+    seed = f"{_uid(daemonset) or _name(daemonset)}/{now}"
+    new_names = _fresh_pod_names(_name(daemonset) + "-", seed, taken, len(needs_pod))
+    for node_name, pod_name in zip(needs_pod, new_names, strict=True):
+        pod = _pod_from_template(template, daemonset, "apps/v1", "DaemonSet", pod_name)
+        pod["metadata"].setdefault("labels", {})[CONTROLLER_REVISION_HASH_LABEL] = pod_hash
+        pod["spec"] = _daemon_pod_spec(daemonset, node_name)
+        actions.append(Create(pod))
+        actions.append(RecordEvent(involved, "Normal", "SuccessfulCreate", f"Created pod: {pod_name}"))
+    for pod in to_delete:
+        actions.append(Delete("v1", "Pod", _namespace(pod), _name(pod)))
+        actions.append(RecordEvent(involved, "Normal", "SuccessfulDelete", f"Deleted pod: {_name(pod)}"))
+
+    desired = sum(1 for node in nodes if _node_should_run_daemon(daemonset, node)[0])
+    strategy = spec.get("updateStrategy") or {}
+    # A sync that created or deleted pods waits for them before it replaces any (the real expectations).
+    if (
+        not needs_pod
+        and not to_delete
+        and not _is_being_deleted(daemonset)
+        and (strategy.get("type") or "RollingUpdate") == "RollingUpdate"
+    ):
+        rolling = strategy.get("rollingUpdate") or {}
+        unavailable_budget = _scaled_value(rolling.get("maxUnavailable", 1), desired, round_up=True)
+        surge = _scaled_value(rolling.get("maxSurge", 0), desired, round_up=True)
+        if unavailable_budget == 0 and surge == 0:
+            unavailable_budget = 1
+        unavailable = 0
+        must_replace: list[Obj] = []
+        candidates: list[Obj] = []
+        for node_name in sorted(by_node):
+            live = [p for p in by_node[node_name] if not _is_being_deleted(p)]
+            new = [p for p in live if _labels(p).get(CONTROLLER_REVISION_HASH_LABEL) == pod_hash]
+            outdated = [p for p in live if _labels(p).get(CONTROLLER_REVISION_HASH_LABEL) != pod_hash]
+            if len(new) > 1 or len(outdated) > 1 or (new and outdated) or not live:
+                unavailable += 1
+            elif new:
+                if not pod_is_available(new[0], min_ready, now):
+                    unavailable += 1
+            elif not pod_is_available(outdated[0], min_ready, now):
+                must_replace.append(outdated[0])
+            elif unavailable < unavailable_budget:
+                candidates.append(outdated[0])
+        room = max(min(unavailable_budget - unavailable, len(candidates)), 0)
+        for pod in [*must_replace, *candidates[:room]]:
+            actions.append(Delete("v1", "Pod", _namespace(pod), _name(pod)))
+            actions.append(RecordEvent(involved, "Normal", "SuccessfulDelete", f"Deleted pod: {_name(pod)}"))
+
+    # Old history beyond revisionHistoryLimit goes, oldest first, unless a pod still runs it.
+    live_hashes = {_labels(p).get(CONTROLLER_REVISION_HASH_LABEL) for p in owned_pods}
+    excess = len(old) - _revision_history_limit(daemonset)
+    for revision in _sorted_revisions(old):
+        if excess <= 0:
+            break
+        if _labels(revision).get(CONTROLLER_REVISION_HASH_LABEL) in live_hashes:
+            continue
+        actions.append(Delete("apps/v1", "ControllerRevision", _namespace(revision), _name(revision)))
+        excess -= 1
+
+    counters = {"desired": 0, "current": 0, "misscheduled": 0, "ready": 0, "updated": 0, "available": 0}
+    for node in nodes:
+        should_run, _ = _node_should_run_daemon(daemonset, node)
+        on_node = by_node.get(_name(node), [])
+        if not should_run:
+            counters["misscheduled"] += bool(on_node)
+            continue
+        counters["desired"] += 1
+        if not on_node:
+            continue
+        counters["current"] += 1
+        oldest = sorted(on_node, key=lambda p: (_created_at(p), _name(p)))[0]
+        if pod_is_ready(oldest):
+            counters["ready"] += 1
+            counters["available"] += pod_is_available(oldest, min_ready, now)
+        counters["updated"] += _labels(oldest).get(CONTROLLER_REVISION_HASH_LABEL) == pod_hash
+    new_status: Obj = {
+        "currentNumberScheduled": counters["current"],
+        "numberMisscheduled": counters["misscheduled"],
+        "desiredNumberScheduled": counters["desired"],
+        "numberReady": counters["ready"],
+    }
+    optional = {
+        "observedGeneration": _generation(daemonset),
+        "updatedNumberScheduled": counters["updated"],
+        "numberAvailable": counters["available"],
+        "numberUnavailable": counters["desired"] - counters["available"],
+    }
+    new_status.update({k: v for k, v in optional.items() if v})
+    if status.get("collisionCount") is not None:
+        new_status["collisionCount"] = status["collisionCount"]
+    if status.get("conditions"):
+        new_status["conditions"] = copy.deepcopy(status["conditions"])
+    if new_status != status:
+        updated = copy.deepcopy(daemonset)
+        updated["status"] = new_status
+        actions.append(UpdateStatus(updated))
+    return actions
+
+
+# --------------------------------------------------------------------------------------------- Job
+
+JOB_TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+_JOB_BACKOFF_BASE_SECONDS = 10
+_JOB_BACKOFF_MAX_SECONDS = 360
+
+
+def _job_condition(condition_type: str, reason: str, message: str, now: float) -> Obj:
+    stamp = format_time(now)
+    return {
+        "type": condition_type,
+        "status": "True",
+        "lastProbeTime": stamp,
+        "lastTransitionTime": stamp,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _has_true_condition(obj: Obj, condition_type: str) -> bool:
+    return any(
+        c.get("type") == condition_type and c.get("status") == "True" for c in _status(obj).get("conditions") or []
+    )
+
+
+def _finished_at(pod: Obj) -> float:
+    latest = None
+    for container in _status(pod).get("containerStatuses") or []:
+        finished = parse_time(((container.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        if finished is not None and (latest is None or finished > latest):
+            latest = finished
+    if latest is None:
+        latest = parse_time((_pod_condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    return latest if latest is not None else _created_at(pod)
+
+
+def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
+    """One sync of the Job controller (NonIndexed): pods until completions, back-off, Complete or Failed."""
+    involved = _object_ref(job)
+    status = _status(job)
+    if _has_true_condition(job, "Complete") or _has_true_condition(job, "Failed"):
+        return []
+    owned, actions = _claim(job, "batch/v1", "Job", pods)
+    spec = _spec(job)
+    parallelism = _int(spec.get("parallelism"), 1)
+    completions = spec.get("completions", 1)
+    completions = None if completions is None else _int(completions, 1)
+    backoff_limit = _int(spec.get("backoffLimit"), 6)
+    restart_policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") or "Never"
+
+    active = [p for p in owned if _pod_is_active(p)]
+    succeeded_pods = [p for p in owned if _pod_phase(p) == "Succeeded"]
+    failed_pods = [p for p in owned if _pod_phase(p) == "Failed"]
+    # Finished pods may be deleted by someone else; what was counted stays counted.
+    succeeded = max(_int(status.get("succeeded"), 0), len(succeeded_pods))
+    failed = max(_int(status.get("failed"), 0), len(failed_pods))
+    ready = sum(1 for p in active if pod_is_ready(p))
+
+    new_status = copy.deepcopy(status)
+    if not spec.get("suspend"):
+        new_status.setdefault("startTime", format_time(now))
+    conditions: list[Obj] = list(new_status.get("conditions") or [])
+
+    def add_condition(condition: Obj) -> None:
+        if not any(c.get("type") == condition["type"] for c in conditions):
+            conditions.append(condition)
+
+    failure: tuple[str, str] | None = None
+    if failed > backoff_limit:
+        failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    elif restart_policy == "OnFailure" and backoff_limit >= 0:
+        restarts = sum(
+            _int(c.get("restartCount"), 0)
+            for p in active
+            for c in (_status(p).get("containerStatuses") or []) + (_status(p).get("initContainerStatuses") or [])
+        )
+        if backoff_limit == 0 and restarts > 0 or backoff_limit > 0 and restarts >= backoff_limit:
+            failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    started = parse_time(new_status.get("startTime"))
+    deadline = spec.get("activeDeadlineSeconds")
+    if failure is None and deadline is not None and started is not None and now - started >= _int(deadline, 0):
+        failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+    complete = (completions is not None and succeeded >= completions) or (
+        completions is None and succeeded > 0 and not active
+    )
+
+    to_delete: list[Obj] = []
+    to_create = 0
+    if failure is not None:
+        # First the verdict (FailureTarget), then the pods go, then the terminal condition.
+        if not any(c.get("type") == "FailureTarget" for c in conditions):
+            actions.append(RecordEvent(involved, "Warning", failure[0], failure[1]))
+        add_condition(_job_condition("FailureTarget", failure[0], failure[1], now))
+        to_delete = active
+        if not active:
+            add_condition(_job_condition("Failed", failure[0], failure[1], now))
+    elif complete:
+        reached = ("CompletionsReached", "Reached expected number of succeeded pods")
+        add_condition(_job_condition("SuccessCriteriaMet", *reached, now))
+        to_delete = active
+        if not active:
+            add_condition(_job_condition("Complete", *reached, now))
+            new_status["completionTime"] = format_time(now)
+            actions.append(RecordEvent(involved, "Normal", "Completed", "Job completed"))
+    elif spec.get("suspend"):
+        to_delete = active
+    else:
+        if completions is None:
+            wanted = len(active) if succeeded > 0 else parallelism
+        else:
+            wanted = max(min(parallelism, completions - succeeded), 0)
+        if len(active) > wanted:
+            to_delete = _pods_to_delete(active, len(active) - wanted)
+        elif len(active) < wanted:
+            # After failures the controller waits 10s, 20s, 40s... (capped at 6 minutes) before replacing pods.
+            delay = 0.0
+            if failed_pods:
+                delay = min(_JOB_BACKOFF_BASE_SECONDS * 2 ** (len(failed_pods) - 1), _JOB_BACKOFF_MAX_SECONDS)
+            last_failure = max((_finished_at(p) for p in failed_pods), default=0.0)
+            if now >= last_failure + delay:
+                to_create = wanted - len(active)
+
+    template = spec.get("template") or {}
+    seed = f"{_uid(job) or _name(job)}/{now}"
+    for name in _fresh_pod_names(_name(job) + "-", seed, [_name(p) for p in pods], to_create):
+        pod = _pod_from_template(template, job, "batch/v1", "Job", name)
+        pod["metadata"]["finalizers"] = [*pod["metadata"].get("finalizers", []), JOB_TRACKING_FINALIZER]
+        actions.append(Create(pod))
+        actions.append(RecordEvent(involved, "Normal", "SuccessfulCreate", f"Created pod: {name}"))
+    for pod in to_delete:
+        actions.append(Delete("v1", "Pod", _namespace(pod), _name(pod)))
+        actions.append(RecordEvent(involved, "Normal", "SuccessfulDelete", f"Deleted pod: {_name(pod)}"))
+    # Counted pods no longer need the tracking finalizer.
+    for pod in [*succeeded_pods, *failed_pods]:
+        finalizers = _metadata(pod).get("finalizers") or []
+        if JOB_TRACKING_FINALIZER in finalizers:
+            released = copy.deepcopy(pod)
+            released["metadata"]["finalizers"] = [f for f in finalizers if f != JOB_TRACKING_FINALIZER]
+            actions.append(Update(released))
+
+    active_after = len(active) - len(to_delete)
+    for key, value in (("active", active_after), ("succeeded", succeeded), ("failed", failed)):
+        if value:
+            new_status[key] = value
+        else:
+            new_status.pop(key, None)
+    new_status["ready"] = ready
+    new_status.setdefault("terminating", 0)
+    new_status.setdefault("uncountedTerminatedPods", {})
+    if conditions:
+        new_status["conditions"] = conditions
+    if new_status != status:
+        updated = copy.deepcopy(job)
+        updated["status"] = new_status
+        actions.append(UpdateStatus(updated))
+    return actions
+
+
+# --------------------------------------------------------------------------------------------- scheduler
+
+_QUANTITY_SUFFIXES = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
+
+
+def parse_quantity(value: Any) -> float:
+    """A resource.Quantity ("500m", "128Mi", "1.5", "2e3") as a number of base units."""
+    text = str(value).strip()
+    for suffix in sorted(_QUANTITY_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix) and text[: -len(suffix)]:
+            try:
+                return float(text[: -len(suffix)]) * _QUANTITY_SUFFIXES[suffix]
+            except ValueError:
+                break
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def _pod_requests(pod_spec: Obj) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for container in pod_spec.get("containers") or []:
+        for resource, quantity in ((container.get("resources") or {}).get("requests") or {}).items():
+            totals[resource] = totals.get(resource, 0.0) + parse_quantity(quantity)
+    # An init container runs alone, so the pod needs the larger of it and the sum of the app containers.
+    for container in pod_spec.get("initContainers") or []:
+        for resource, quantity in ((container.get("resources") or {}).get("requests") or {}).items():
+            totals[resource] = max(totals.get(resource, 0.0), parse_quantity(quantity))
+    return totals
+
+
+def schedule_pod(pod: Obj, nodes: list[Obj], now: float | None = None) -> list[Action]:
+    """The scheduler's decision for one pending pod: bind it to a fitting node, or say why none fits.
+
+    Binding is an `Update` of the pod with `spec.nodeName` set and a PodScheduled=True condition (what the
+    real pods/binding subresource does in one write), plus a Scheduled event. A pod that fits nowhere gets
+    PodScheduled=False/Unschedulable and one FailedScheduling event; an unchanged verdict writes nothing.
+    Resource requests are checked against each node's allocatable only (pods already there are not counted).
+    """
+    spec = _spec(pod)
+    if spec.get("nodeName") or _is_being_deleted(pod) or _pod_phase(pod) in ("Succeeded", "Failed"):
+        return []
+    scheduler_name = spec.get("schedulerName") or "default-scheduler"
+    if scheduler_name != "default-scheduler":
+        return []
+    stamp = format_time(now) if now is not None else None
+    involved = _object_ref(pod)
+    reasons: dict[str, int] = {}
+
+    def reject(reason: str) -> None:
+        reasons[reason] = reasons.get(reason, 0) + 1
+
+    requests = _pod_requests(spec)
+    feasible: list[Obj] = []
+    for node in nodes:
+        if not _fits_node_selection(spec, node):
+            reject("node(s) didn't match Pod's node affinity/selector")
+            continue
+        if _spec(node).get("unschedulable") and not _tolerates(
+            list(spec.get("tolerations") or []), {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+        ):
+            reject("node(s) were unschedulable")
+            continue
+        taint = _untolerated_taint(spec, node, ("NoSchedule", "NoExecute"))
+        if taint is not None:
+            reject(f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}")
+            continue
+        allocatable = _status(node).get("allocatable") or {}
+        short = [
+            resource
+            for resource, wanted in sorted(requests.items())
+            if resource in allocatable and wanted > parse_quantity(allocatable[resource])
+        ]
+        if short:
+            for resource in short:
+                reject(f"Insufficient {resource}")
+            continue
+        feasible.append(node)
+
+    if feasible:
+        # Spread pods deterministically over the nodes that fit.
+        chosen = feasible[_fnv32a(f"{_namespace(pod)}/{_name(pod)}/{_uid(pod)}".encode()) % len(feasible)]
+        bound = copy.deepcopy(pod)
+        bound.setdefault("spec", {})["nodeName"] = _name(chosen)
+        scheduled: Obj = {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+        status = bound.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
+            scheduled
+        ]
+        message = f"Successfully assigned {_namespace(pod) or 'default'}/{_name(pod)} to {_name(chosen)}"
+        return [Update(bound), RecordEvent(involved, "Normal", "Scheduled", message)]
+
+    if not nodes:
+        message = "no nodes available to schedule pods"
+    else:
+        summary = ", ".join(sorted(f"{count} {reason}" for reason, count in reasons.items()))
+        message = (
+            f"0/{len(nodes)} nodes are available: {summary}. preemption: 0/{len(nodes)} nodes are available: "
+            f"{len(nodes)} Preemption is not helpful for scheduling."
+        )
+    current = _pod_condition(pod, "PodScheduled")
+    if (
+        current is not None
+        and current.get("status") == "False"
+        and current.get("reason") == "Unschedulable"
+        and current.get("message") == message
+    ):
+        return []
+    unschedulable = copy.deepcopy(pod)
+    status = unschedulable.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    condition: Obj = {
+        "type": "PodScheduled",
+        "status": "False",
+        "lastProbeTime": None,
+        "lastTransitionTime": (current or {}).get("lastTransitionTime")
+        if current is not None and current.get("status") == "False"
+        else stamp,
+        "reason": "Unschedulable",
+        "message": message,
+    }
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [condition]
+    return [UpdateStatus(unschedulable), RecordEvent(involved, "Warning", "FailedScheduling", message)]
