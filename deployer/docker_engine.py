@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -461,24 +462,72 @@ def docker_cli_candidates(explicit: str | None, environ: Mapping[str, str], path
     return found
 
 
-def _probe_buildkit(cli: str, environ: Mapping[str, str]) -> BuildKitCLI | None:
-    """Asks one CLI whether it can build with BuildKit against the engine; builds nothing that stays."""
-    try:
-        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=30, env=dict(environ))
-        if buildx.returncode == 0:
-            return BuildKitCLI(cli, "buildx")
-        # A CLI before 23.0 builds with BuildKit itself when asked to; a later one without buildx refuses.
-        # Building an empty image into a tar on /dev/null proves it against this engine, and leaves no image.
-        legacy = subprocess.run(
-            [cli, "build", "--quiet", "--output", "type=tar,dest=/dev/null", "-"],
-            input=b"FROM scratch\n",
-            capture_output=True,
-            timeout=60,
-            env={**environ, "DOCKER_BUILDKIT": "1"},
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return BuildKitCLI(cli, "legacy") if legacy.returncode == 0 else None
+_CLI_VERSION = re.compile(r"version (\d+)\.(\d+)")
+
+
+def builds_with_docker_buildkit_env(version_output: str) -> bool:
+    """Whether a docker CLI (``docker --version`` output) builds with BuildKit on ``DOCKER_BUILDKIT=1`` by
+    itself: from 18.09, until 23.0 made buildx the only way (a CLI 23+ without buildx refuses)."""
+    found = _CLI_VERSION.search(version_output)
+    if found is None:
+        return False
+    version = (int(found.group(1)), int(found.group(2)))
+    return (18, 9) <= version < (23, 0)
+
+
+def buildx_plugin_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where the docker CLI looks for its plugins (docker/cli's cli-plugins manager), user's first."""
+    config = environ.get("DOCKER_CONFIG") or os.path.join(environ.get("HOME", "/root"), ".docker")
+    system = ["/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec"]
+    return [Path(config, "cli-plugins"), *(Path(prefix, "docker", "cli-plugins") for prefix in system)]
+
+
+def probe_buildkit(candidates: Sequence[str], environ: Mapping[str, str]) -> BuildKitCLI | None:
+    """The first of ``candidates`` that builds with BuildKit, answered by the CLIs alone (no build, no engine).
+
+    The probe runs on every deploy, so it spends as little as it can: every candidate's ``--version`` at
+    once; a CLI from 18.09 to 22 does BuildKit itself; a later one only through buildx, asked about only when
+    a buildx plugin file exists."""
+    run_env = dict(environ)
+    started: list[tuple[str, subprocess.Popen[bytes] | None]] = []
+    for cli in candidates:
+        try:
+            process = subprocess.Popen(
+                [cli, "--version"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=run_env,
+            )
+        except OSError:
+            process = None
+        started.append((cli, process))
+    versions: dict[str, str] = {}
+    for cli, process in started:
+        if process is None:
+            continue
+        try:
+            out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            continue
+        if process.returncode == 0:
+            versions[cli] = out.decode(errors="replace")
+    has_buildx_plugin = any((directory / "docker-buildx").exists() for directory in buildx_plugin_dirs(environ))
+    for cli in candidates:
+        if cli not in versions:
+            continue
+        if builds_with_docker_buildkit_env(versions[cli]):
+            return BuildKitCLI(cli, "legacy")
+        if has_buildx_plugin:
+            try:
+                buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=30, env=run_env)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if buildx.returncode == 0:
+                return BuildKitCLI(cli, "buildx")
+    return None
 
 
 class DockerEngine:
@@ -501,6 +550,7 @@ class DockerEngine:
         self._environ = dict(os.environ if environ is None else environ)
         self._buildkit: BuildKitCLI | None = None
         self._probed = False
+        self._probe_lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -518,11 +568,18 @@ class DockerEngine:
             raise OptionError("--docker-cli", f"{docker_cli} is not an executable docker CLI")
         try:
             client = docker.from_env(timeout=300)
+        except docker.errors.DockerException as e:
+            raise DockerError(f"no Docker engine: {e}") from e
+        engine = cls(client, docker_cli=docker_cli, retry=retry, progress_interval=progress_interval)
+        # Probing the CLIs costs a few process starts; do it while the engine answers the ping and while the
+        # caller does whatever comes before the build.
+        threading.Thread(target=engine.buildkit_cli, name="buildkit-probe", daemon=True).start()
+        try:
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
             raise DockerError(f"no Docker engine answers at {host}: {e}") from e
-        return cls(client, docker_cli=docker_cli, retry=retry, progress_interval=progress_interval)
+        return engine
 
     def close(self) -> None:
         self._client.close()
@@ -537,12 +594,13 @@ class DockerEngine:
 
     def buildkit_cli(self) -> BuildKitCLI | None:
         """The CLI that builds with BuildKit here, or None; probed once."""
+        with self._probe_lock:
+            return self._probe_once()
+
+    def _probe_once(self) -> BuildKitCLI | None:
         if not self._probed:
-            path = self._environ.get("PATH")
-            for cli in docker_cli_candidates(self._docker_cli, self._environ, path):
-                self._buildkit = _probe_buildkit(cli, self._environ)
-                if self._buildkit is not None:
-                    break
+            candidates = docker_cli_candidates(self._docker_cli, self._environ, self._environ.get("PATH"))
+            self._buildkit = probe_buildkit(candidates, self._environ)
             self._probed = True
         return self._buildkit
 

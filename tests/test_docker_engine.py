@@ -24,6 +24,7 @@ from deployer.docker_engine import (
     RetryPolicy,
     auth_remedy,
     buildkit_only_features,
+    builds_with_docker_buildkit_env,
     classify_registry_message,
     docker_cli_candidates,
     oci_labels,
@@ -299,6 +300,22 @@ def test_registry_messages_are_classified_for_retrying(message: str, verdict: st
 )
 def test_auth_refusals_say_what_to_fix(registry: str, message: str, remedy: str) -> None:
     assert remedy in auth_remedy(registry, message)
+
+
+@pytest.mark.parametrize(
+    ("version_output", "builds"),
+    [
+        ("Docker version 20.10.24+dfsg1, build 297e128", True),
+        ("Docker version 18.09.1, build 4c52b90", True),
+        ("Docker version 18.06.3-ce, build d7080c1", False),
+        ("Docker version 23.0.0, build e92dd87", False),
+        ("Docker version 28.2.2, build e6534b4", False),
+        ("podman version 4.3.1", False),
+        ("", False),
+    ],
+)
+def test_only_clis_from_18_09_to_22_build_with_buildkit_on_docker_buildkit_1(version_output: str, builds: bool) -> None:
+    assert builds_with_docker_buildkit_env(version_output) == builds
 
 
 def test_docker_cli_candidates_prefer_the_argument_then_the_environment_then_path(tmp_path: Path) -> None:
