@@ -101,4 +101,3 @@ def test_choose_repository_without_a_github_source_is_a_revision_error(
 ) -> None:
     with pytest.raises(RevisionError, match=message):
         choose_repository(env, GitState(origin_url=origin))
-
