@@ -369,7 +369,18 @@ def render_text(source: ManifestSource, options: RenderOptions) -> str:
     out = io.StringIO()
     # Empty documents carry nothing to apply; dumped they would read "--- null".
     yaml.dump_all([document for document in documents if document is not None], out)
-    return out.getvalue()
+    return _header_comments(source.text, out.getvalue()) + out.getvalue()
+
+
+# Comment and blank lines up to a file's first "---": a licence or "what is this file" header.
+_HEADER_BEFORE_FIRST_DOCUMENT = re.compile(r"\A((?:[ \t]*(?:#[^\n]*)?\n)*)---(?:[ \t]|\n|\Z)")
+
+
+def _header_comments(text: str, rendered: str) -> str:
+    """The comments above a file's first "---", which the round trip drops, unless it kept them."""
+    match = _HEADER_BEFORE_FIRST_DOCUMENT.match(text)
+    header = match.group(1).strip("\n") + "\n" if match and match.group(1).strip() else ""
+    return "" if rendered.startswith(header) else header
 
 
 def locate_document(source: ManifestSource, document: int) -> int | None:
