@@ -210,6 +210,31 @@ RENDER_TEXT_CASES = {
                       value: "ghcr.io/acme/web:abc1234"
         """,
     ),
+    "a header above the first document separator is kept": (
+        """
+        # Copyright Acme. Rendered by deployer.
+
+        ---
+        # the config
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: a
+        data:
+          image: <IMAGE>
+        """,
+        RenderOptions(images=MAIN_ONLY),
+        """
+        # Copyright Acme. Rendered by deployer.
+        # the config
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: a
+        data:
+          image: ghcr.io/acme/web:abc1234
+        """,
+    ),
     "empty documents are dropped": (
         """
         ---
