@@ -564,8 +564,12 @@ class DockerEngine:
 
         ``docker_cli`` (else $DEPLOYER_DOCKER_CLI) names the CLI to build with; by default every ``docker``
         on PATH is tried."""
-        if docker_cli and shutil.which(docker_cli) is None:
-            raise OptionError("--docker-cli", f"{docker_cli} is not an executable docker CLI")
+        named_by, named = (
+            ("--docker-cli", docker_cli) if docker_cli else (DOCKER_CLI_ENV, os.environ.get(DOCKER_CLI_ENV))
+        )
+        if named and shutil.which(named) is None:
+            # Named on purpose: building with another builder than the one asked for would surprise.
+            raise OptionError(named_by, f"{named} is not an executable docker CLI")
         try:
             client = docker.from_env(timeout=300)
         except docker.errors.DockerException as e:

@@ -36,6 +36,7 @@ from deployer.errors import (
     BuildKitUnavailableError,
     DockerError,
     ImageReferenceError,
+    OptionError,
     RegistryAuthError,
     RegistryError,
 )
@@ -665,6 +666,15 @@ def test_reuse_existing_finds_the_pushed_tag_by_reading_only(
     assert reused == pushed.digest
     assert proxy.requests, "the look-up must have gone through the proxy"
     assert proxy.writes() == []
+
+
+@pytest.mark.docker
+def test_a_docker_cli_named_in_the_environment_that_does_not_exist_is_an_option_error(
+    docker_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOYER_DOCKER_CLI", str(tmp_path / "no-such-docker"))
+    with pytest.raises(OptionError, match="DEPLOYER_DOCKER_CLI: .*no-such-docker is not an executable"):
+        DockerEngine.connect()
 
 
 @pytest.mark.docker
