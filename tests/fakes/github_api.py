@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import secrets
 import threading
@@ -29,7 +30,11 @@ from typing import Any
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "github-openapi" / "deployments.json"
+# shared/ lies beside the clone here and in CI; elsewhere DEPLOYER_GITHUB_OPENAPI names the file.
+SPEC_PATH = Path(
+    os.environ.get("DEPLOYER_GITHUB_OPENAPI")
+    or Path(__file__).resolve().parents[3] / "shared" / "github-openapi" / "deployments.json"
+)
 SPEC_SERVER = "https://api.github.com"
 TIMESTAMP = "2026-01-02T03:04:05Z"
 DOCS_URL = "https://docs.github.com/rest/deployments/deployments"
