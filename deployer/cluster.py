@@ -840,6 +840,7 @@ class Cluster:
         view = _ClusterView(self, refs, with_revision_objects=True)
         shown: dict[ObjectRef, str] = {}
         verdicts: dict[ObjectRef, RolloutVerdict] = {}
+        deleted: set[str] = set()
         with view:
             while True:
                 view.pump(TICK_SECONDS)
@@ -851,6 +852,14 @@ class Cluster:
                                 ref.kind, ref.name, rollouts.RolloutState.FAILED, "deleted during the rollback", ""
                             )
                             continue
+                        if ref.kind == "StatefulSet":
+                            for pod in rollbacks.stuck_stateful_set_pods(obj, target, view.pods_in(ref.namespace)):
+                                if pod not in deleted:
+                                    deleted.add(pod)
+                                    on_progress(
+                                        f"{ref.name}: deleting pod {pod} of the failed revision (forced rollback)"
+                                    )
+                                    self._request("DELETE", PODS.path(ref.namespace, pod), allow=(404,))
                         verdict = rollbacks.rollback_verdict(obj, target, replica_sets=view.replica_sets(ref.namespace))
                         verdicts[ref] = verdict
                         if shown.get(ref) != verdict.progress:
@@ -956,6 +965,7 @@ class _Watcher:
         response = self._cluster._send("GET", path, query=query, timeout=(CONNECT_TIMEOUT_SECONDS, None))
         with self._response_lock:
             self._response = response
+        finished = False
         try:
             if self._stopped.is_set():
                 return resource_version
@@ -978,11 +988,15 @@ class _Watcher:
                 resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
                 if kind != "BOOKMARK":
                     self._sink(("event", kind, obj))
+            finished = not self._stopped.is_set()
             return resource_version
         finally:
             with self._response_lock:
                 self._response = None
             try:
+                if not finished:
+                    # Unread watch data (or a shut-down socket) must never go back to the pool for reuse.
+                    response.close()
                 response.release_conn()
             except Exception:  # noqa: BLE001 - the connection was shut down by stop()
                 pass

@@ -18,6 +18,7 @@ from typing import Any
 from deployer.rollouts import (
     RolloutState,
     RolloutVerdict,
+    condition,
     judge_workload,
     new_replica_set,
     owned_by,
@@ -129,19 +130,31 @@ def record_revision(
         )
     if kind in ("StatefulSet", "DaemonSet"):
         owned = owned_by(controller_revisions, workload)
-        matching = [cr for cr in owned if _revision_template(cr) == template]
+        matching = [cr for cr in owned if templates_equal_ignoring_hash(_revision_template(cr), template)]
         if matching:
             cr = max(matching, key=revision_number)
             return RecordedRevision(
-                revision_number(cr), str(cr["metadata"]["name"]), template, data=copy.deepcopy(dict(cr["data"]))
+                revision_number(cr),
+                str(cr["metadata"]["name"]),
+                _revision_template(cr),
+                data=copy.deepcopy(dict(cr["data"])),
             )
-        return RecordedRevision(0, "", template, data={"spec": {"template": template, "$patch": "replace"}})
+        return RecordedRevision(0, "", template, data=revision_data(template))
     return None
 
 
-def _revision_template(controller_revision: Mapping[str, Any]) -> Any:
+def revision_data(template: Mapping[str, Any]) -> dict[str, Any]:
+    """A ControllerRevision's data for a pod template, as the StatefulSet and DaemonSet controllers write it:
+    applied as a strategic merge patch, it replaces the whole template."""
+    return {"spec": {"template": {**copy.deepcopy(dict(template)), "$patch": "replace"}}}
+
+
+def _revision_template(controller_revision: Mapping[str, Any]) -> dict[str, Any]:
     data = controller_revision.get("data")
-    return (data.get("spec") or {}).get("template") if isinstance(data, Mapping) else None
+    template = (data.get("spec") or {}).get("template") if isinstance(data, Mapping) else None
+    if not isinstance(template, Mapping):
+        return {}
+    return {k: copy.deepcopy(v) for k, v in template.items() if k != "$patch"}
 
 
 # --- the plan -----------------------------------------------------------------------------------------
@@ -328,10 +341,10 @@ def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> Rol
     assert target is not None
     data = rec.revision.data if rec.revision is not None and rec.revision.data is not None else None
     if data is None:
-        data = {"spec": {"template": target.template, "$patch": "replace"}}
-    current = {"spec": {"template": (live.get("spec") or {}).get("template"), "$patch": "replace"}}
+        data = revision_data(target.template)
+    # kubectl compares the revision's data with the live object's patch as parsed JSON; here the templates.
     words = _revision_words(target)
-    if data == current:
+    if templates_equal_ignoring_hash((live.get("spec") or {}).get("template"), target.template):
         return RollbackStep(
             rec.ref,
             RollbackAction.NOTHING,
@@ -443,3 +456,34 @@ def rollback_verdict(
             progress + f", {leftover} other",
         )
     return verdict(RolloutState.DONE, f'deployment "{name}" rolled back to {revision}', progress)
+
+
+def stuck_stateful_set_pods(
+    statefulset: Mapping[str, Any], target: RollbackTarget, pods: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """Pods of a StatefulSet's failed revision that its controller will never replace on its own.
+
+    With OrderedReady pod management the controller waits for a broken pod to become Ready before it
+    moves on, so after the template is restored it must be deleted ("forced rollback" in the Kubernetes
+    docs). Only once the controller has observed the restored template; only pods not Ready.
+    """
+    spec, status = statefulset.get("spec") or {}, statefulset.get("status") or {}
+    meta = statefulset.get("metadata") or {}
+    if not templates_equal_ignoring_hash(spec.get("template"), target.template):
+        return []
+    if int(meta.get("generation") or 0) > int(status.get("observedGeneration") or 0):
+        return []
+    restored = status.get("updateRevision")
+    if not restored:
+        return []
+    stuck = []
+    for pod in owned_by(pods, statefulset):
+        pod_meta = pod.get("metadata") or {}
+        if pod_meta.get("deletionTimestamp"):
+            continue
+        if (pod_meta.get("labels") or {}).get("controller-revision-hash") == restored:
+            continue
+        ready = condition(pod, "Ready")
+        if ready is None or ready.get("status") != "True":
+            stuck.append(str(pod_meta.get("name", "")))
+    return stuck

@@ -317,8 +317,21 @@ class RevisionPods:
 
 
 def templates_equal_ignoring_hash(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    """Pod templates equal once the ``pod-template-hash`` label is dropped, as the Deployment controller compares."""
-    return _without_hash(a) == _without_hash(b)
+    """Pod templates equal once the ``pod-template-hash`` label is dropped, as the Deployment controller compares.
+
+    Also blind to what only serialisation adds: null and empty values (Go writes ``creationTimestamp: null``
+    and ``resources: {}``) and a ControllerRevision's ``$patch: replace`` directive.
+    """
+    return bool(_pruned(_without_hash(a)) == _pruned(_without_hash(b)))
+
+
+def _pruned(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        pruned = {k: _pruned(v) for k, v in value.items() if k != "$patch"}
+        return {k: v for k, v in pruned.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value
 
 
 def _without_hash(template: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from deployer.rollbacks import (
     plan_rollback,
     record_revision,
     rollback_verdict,
+    stuck_stateful_set_pods,
 )
 from deployer.rollouts import RolloutState
 
@@ -162,12 +163,21 @@ def test_paused_deployment_cannot_be_rolled_back() -> None:
     assert step.problem == "you cannot rollback a paused deployment"
 
 
+def serialized(tmpl: dict[str, Any]) -> dict[str, Any]:
+    copied = copy.deepcopy(tmpl)
+    copied["metadata"]["creationTimestamp"] = None
+    for container in copied["spec"]["containers"]:
+        container["resources"] = {}
+    return copied
+
+
 def controller_revision(name: str, owner: str, number: int, tmpl: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
         "metadata": {"name": name, "ownerReferences": [{"uid": owner, "controller": True}]},
-        "data": {"spec": {"template": tmpl, "$patch": "replace"}},
+        # As the controllers write it: Go's empty values included, the replace directive inside the template.
+        "data": {"spec": {"template": {**serialized(tmpl), "$patch": "replace"}}},
         "revision": number,
     }
 
@@ -201,7 +211,7 @@ def test_stateful_and_daemon_sets_are_patched_with_the_recorded_controller_revis
     assert revision is not None and (revision.number, revision.name) == (2, "r-2")
     (step,) = plan_rollback([ObjectRecord(ref, True, before, revision)], {ref: stateful_set("db:2", kind, uid)})
     assert (step.action, step.patch_type) == (RollbackAction.PATCH, "strategic-merge")
-    assert step.body == {"spec": {"template": template("db:1"), "$patch": "replace"}}
+    assert step.body == {"spec": {"template": {**serialized(template("db:1")), "$patch": "replace"}}}
     assert step.summary == f"roll back {kind.lower()}/{ref.name} to revision 2 (image db:1)"
     # Unchanged template (compared as parsed JSON): nothing to do.
     (skipped,) = plan_rollback([ObjectRecord(ref, True, before, revision)], {ref: copy.deepcopy(before)})
@@ -212,7 +222,7 @@ def test_stateful_set_without_controller_revisions_is_restored_from_its_recorded
     before = stateful_set("db:1")
     revision = record_revision(before, controller_revisions=[])
     (step,) = plan_rollback([ObjectRecord(DB, True, before, revision)], {DB: stateful_set("db:2")})
-    assert step.body == {"spec": {"template": template("db:1"), "$patch": "replace"}}
+    assert step.body == {"spec": {"template": {**template("db:1"), "$patch": "replace"}}}
 
 
 def config_map(data: dict[str, str], resource_version: str = "7") -> dict[str, Any]:
@@ -377,3 +387,39 @@ def test_stateful_set_rollback_verdict_uses_kubectl_conditions_once_the_template
     sts["status"]["readyReplicas"] = 1
     assert rollback_verdict(sts, target).state is RolloutState.WAITING
     assert rollback_verdict(stateful_set("db:2"), target).state is RolloutState.WAITING
+
+
+def sts_pod(name: str, revision: str, ready: bool, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": {"app": "web", "controller-revision-hash": revision},
+        "ownerReferences": [{"uid": "s-uid", "controller": True}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+@pytest.mark.parametrize(
+    ("live_image", "observed", "expected"),
+    [
+        # The controller has the restored template: the broken pod of the failed revision must go.
+        ("db:1", 2, ["db-1"]),
+        # Not yet observed, or the template not restored yet: nothing to force.
+        ("db:1", 1, []),
+        ("db:2", 2, []),
+    ],
+)
+def test_forced_rollback_deletes_only_unready_pods_of_the_failed_stateful_set_revision(
+    live_image: str, observed: int, expected: list[str]
+) -> None:
+    sts = stateful_set(live_image)
+    sts["status"] = {"observedGeneration": observed, "updateRevision": "db-old"}
+    pods = [
+        sts_pod("db-0", "db-old", ready=True),
+        sts_pod("db-1", "db-bad", ready=False),
+        sts_pod("db-2", "db-bad", ready=False, deleting=True),
+        sts_pod("db-3", "db-bad", ready=True),
+    ]
+    target = RollbackTarget("StatefulSet", "db", 1, template("db:1"))
+    assert stuck_stateful_set_pods(sts, target, pods) == expected

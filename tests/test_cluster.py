@@ -1,0 +1,492 @@
+"""cluster.py against the Kubernetes API simulator, with the real kubectl as the judge where it matters.
+
+Each test works in a namespace of its own on one simulator per module. The simulator's clock runs
+SPEED times faster than real time, so controllers' deadlines and back-offs pass quickly; deployer's own
+timeouts (wait, rollback, lock) are real seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult
+from deployer.credentials import KubeCredentials
+from deployer.diagnoses import Diagnosis
+from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockTimeoutError
+from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
+from tests.kubesim import Behaviour, KubeSim
+
+SPEED = 20.0
+KUBECTL = shutil.which("kubectl")
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[KubeSim]:
+    simulator = KubeSim.start(kubelet="scripted", clock_speed=SPEED)
+    simulator.kubelet.set_behaviour("*:bad*", Behaviour(pull_error=True))
+    simulator.kubelet.set_behaviour(
+        # Crashes before its readiness would be reached, as a crash at start-up does behind a readiness probe.
+        "*:crash*",
+        Behaviour(crash=True, crash_after=0.5, ready_after=30, logs="starting\npanic: DATABASE_URL is not set\n"),
+    )
+    simulator.kubelet.set_behaviour("*:never-ready*", Behaviour(never_ready=True, logs="waiting for the database\n"))
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def credentials(sim: KubeSim, token: str | None = None, expires_at: datetime | None = None) -> KubeCredentials:
+    return KubeCredentials(sim.kubeconfig_dict(token), "kubesim", "the simulator's kubeconfig", expires_at)
+
+
+@pytest.fixture
+def cluster(sim: KubeSim) -> Iterator[Cluster]:
+    with Cluster.connect(credentials(sim)) as connected:
+        yield connected
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    name = f"rollout-{next(_namespaces)}"
+    cluster.ensure_namespace(name)
+    return name
+
+
+def kubectl(sim: KubeSim, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    result = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(sim.kubeconfig_path), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def live_image(sim: KubeSim, namespace: str, kind: str, name: str) -> str:
+    jsonpath = "{.spec.template.spec.containers[0].image}"
+    return kubectl(sim, "-n", namespace, "get", kind, name, "-o", f"jsonpath={jsonpath}").stdout
+
+
+def deployment(
+    namespace: str, image: str, *, name: str = "web", replicas: int = 2, env_from: str | None = None
+) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "web", "image": image}
+    if env_from:
+        container["envFrom"] = [{"configMapRef": {"name": env_from}}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "annotations": {"kubernetes.io/change-cause": image}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+def workload(namespace: str, kind: str, image: str, name: str = "db") -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": name, "image": image}]},
+        },
+    }
+    if kind == "StatefulSet":
+        spec.update({"replicas": 2, "serviceName": name})
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+@dataclass
+class Deploy:
+    """What one run did: the record, the wait, and (after a failure) the rollback."""
+
+    record: LiveRecord
+    wait: WaitResult
+    steps: list[RollbackStep] = field(default_factory=list)
+    rollback: RollbackResult | None = None
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    progress: list[str] = field(default_factory=list)
+
+
+def deploy(
+    cluster: Cluster,
+    objects: list[dict[str, Any]],
+    *,
+    timeout: float = 20,
+    tolerate_failures_for: float = 0,
+    delete_created_on_failure: bool = False,
+    cancel: threading.Event | None = None,
+) -> Deploy:
+    """The pipeline's sequence: record, apply, wait; on failure plan and carry out the rollback."""
+    progress: list[str] = []
+    record = cluster.record(objects)
+    applied = cluster.apply(objects, record=record)
+    workloads = [r.ref for r in applied if r.ref.kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+    result = cluster.wait(
+        workloads,
+        timeout=timeout,
+        tolerate_failures_for=tolerate_failures_for,
+        on_progress=progress.append,
+        cancel=cancel,
+    )
+    run = Deploy(record, result, progress=progress)
+    if not result.ok:
+        # Before the rollback: the failing pods and their logs are gone afterwards.
+        run.diagnoses = cluster.diagnose(result)
+        run.steps = cluster.plan_rollback(record, delete_created_on_failure=delete_created_on_failure)
+        run.rollback = cluster.rollback(run.steps, timeout=20, on_progress=progress.append)
+    return run
+
+
+# --- success -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.kubectl
+def test_apply_and_wait_succeeds_and_kubectl_agrees(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    run = deploy(cluster, [deployment(namespace, "web:1")])
+    assert run.wait.outcome is WaitOutcome.DONE, run.wait.reason
+    assert run.progress[-1] == "web: 2/2 updated, 2/2 available"
+    status = kubectl(sim, "-n", namespace, "rollout", "status", "deployment/web", "--timeout=5s")
+    assert status.stdout.strip() == 'deployment "web" successfully rolled out'
+    assert run.wait.verdicts[ObjectRef("apps/v1", "Deployment", namespace, "web")].message == status.stdout.strip()
+    second = deploy(cluster, [deployment(namespace, "web:2")])
+    assert second.wait.ok
+    assert live_image(sim, namespace, "deployment", "web") == "web:2"
+    history = kubectl(sim, "-n", namespace, "rollout", "history", "deployment/web").stdout
+    assert "web:2" in history
+
+
+def test_apply_reports_created_configured_and_unchanged(cluster: Cluster, namespace: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "namespace": namespace},
+        "data": {"a": "1"},
+    }
+    first = cluster.apply([config], record=cluster.record([config]))
+    assert [r.action for r in first] == ["created"]
+    again = cluster.apply([config], record=cluster.record([config]))
+    assert [r.action for r in again] == ["unchanged"]
+    changed = {**config, "data": {"a": "2"}}
+    assert [r.action for r in cluster.apply([changed], record=cluster.record([changed]))] == ["configured"]
+
+
+def test_objects_are_applied_in_dependency_order(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "web-env", "namespace": namespace},
+        "data": {},
+    }
+    results = cluster.apply([deployment(namespace, "web:1", env_from="web-env"), config])
+    assert [r.ref.kind for r in results] == ["ConfigMap", "Deployment"]
+
+
+def test_unknown_kind_names_the_missing_crd(cluster: Cluster, namespace: str) -> None:
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": namespace}}
+    with pytest.raises(ApplyError, match='no matches for kind "Widget" in version "example.com/v1"'):
+        cluster.apply([widget])
+
+
+# --- failing fast and rolling back ---------------------------------------------------------------------------
+
+
+@pytest.mark.kubectl
+def test_bad_image_fails_fast_and_rollback_restores_the_previous_template(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    started = time.monotonic()
+    run = deploy(cluster, [deployment(namespace, "web:bad-1")])
+    assert run.wait.outcome is WaitOutcome.FAILED
+    # Long before the progress deadline (600 simulated seconds = 30 s here).
+    assert run.wait.elapsed < 10
+    assert "ImagePullBackOff" in run.wait.reason or "ErrImagePull" in run.wait.reason
+    assert run.wait.reason.startswith("deployment/web: pod web-")
+    (step,) = run.steps
+    assert (
+        step.action is RollbackAction.PATCH and step.summary == "roll back deployment/web to revision 1 (image web:1)"
+    )
+    assert run.rollback is not None and run.rollback.ok, run.rollback
+    assert [o.state for o in run.rollback.outcomes] == ["rolled back"]
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+    # The change-cause came back with the template's annotations, as kubectl rollout undo does it.
+    annotations = json.loads(kubectl(sim, "-n", namespace, "get", "deployment", "web", "-o", "json").stdout)[
+        "metadata"
+    ]["annotations"]
+    assert annotations["kubernetes.io/change-cause"] == "web:1"
+    assert time.monotonic() - started < 20
+
+
+def test_diagnosis_of_a_bad_image_names_the_pull_error(cluster: Cluster, namespace: str) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    record = cluster.record([deployment(namespace, "web:bad-2")])
+    cluster.apply([deployment(namespace, "web:bad-2")], record=record)
+    result = cluster.wait([ObjectRef("apps/v1", "Deployment", namespace, "web")], timeout=20)
+    (diagnosis,) = cluster.diagnose(result)
+    text = diagnosis.text()
+    assert text.startswith("deployment/web failed: pod web-")
+    assert "web:bad-2" in text
+    assert "  events:" in text and "Failed" in text
+    assert "### deployment/web failed" in diagnosis.markdown()
+
+
+def test_crash_loop_is_detected_and_diagnosed_with_the_crashed_containers_logs(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    run = deploy(cluster, [deployment(namespace, "web:crash-1")])
+    assert run.wait.outcome is WaitOutcome.FAILED
+    assert "CrashLoopBackOff" in run.wait.reason
+    (diagnosis,) = run.diagnoses
+    text = diagnosis.text()
+    assert "(previous container):" in text
+    assert "| panic: DATABASE_URL is not set" in text
+    assert run.rollback is not None and run.rollback.ok
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+
+
+def test_missing_config_map_fails_fast_with_create_container_config_error(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    run = deploy(cluster, [deployment(namespace, "web:2", env_from="no-such-config")])
+    assert run.wait.outcome is WaitOutcome.FAILED
+    assert "CreateContainerConfigError" in run.wait.reason
+    assert "no-such-config" in run.wait.reason
+    assert run.rollback is not None and run.rollback.ok
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+
+
+def test_never_ready_times_out_then_rolls_back(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    run = deploy(cluster, [deployment(namespace, "web:never-ready-1")], timeout=2)
+    assert run.wait.outcome is WaitOutcome.TIMED_OUT
+    assert run.wait.reason.startswith('timed out after 2s: Waiting for deployment "web" rollout to finish')
+    assert 2 <= run.wait.elapsed < 4
+    (diagnosis,) = run.diagnoses
+    assert diagnosis.reason.startswith("timed out: Waiting for deployment")
+    assert "| waiting for the database" in diagnosis.text()
+    assert run.rollback is not None and run.rollback.ok
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+
+
+def test_tolerate_failures_for_rides_out_a_failure_for_that_long(cluster: Cluster, namespace: str) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    run = deploy(cluster, [deployment(namespace, "web:bad-3")], tolerate_failures_for=1.5)
+    assert run.wait.outcome is WaitOutcome.FAILED
+    assert run.wait.elapsed >= 1.5
+
+
+@pytest.mark.kubectl
+def test_two_workloads_one_failing_both_are_restored(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    first = [deployment(namespace, "web:1", name="web"), deployment(namespace, "api:1", name="api")]
+    assert deploy(cluster, first).wait.ok
+    run = deploy(cluster, [deployment(namespace, "web:2", name="web"), deployment(namespace, "api:bad-1", name="api")])
+    assert run.wait.outcome is WaitOutcome.FAILED
+    assert run.wait.reason.startswith("deployment/api:")
+    assert {s.ref.name: s.action for s in run.steps} == {"web": RollbackAction.PATCH, "api": RollbackAction.PATCH}
+    assert run.rollback is not None and run.rollback.ok, run.rollback.problems
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+    assert live_image(sim, namespace, "deployment", "api") == "api:1"
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_first_deploy_has_no_previous_revision(sim: KubeSim, cluster: Cluster, namespace: str, delete: bool) -> None:
+    run = deploy(cluster, [deployment(namespace, "web:bad-4")], delete_created_on_failure=delete)
+    assert run.wait.outcome is WaitOutcome.FAILED
+    (step,) = run.steps
+    assert "first deploy: there is no previous revision" in step.summary
+    assert run.rollback is not None
+    ref = ObjectRef("apps/v1", "Deployment", namespace, "web")
+    if delete:
+        assert [o.state for o in run.rollback.outcomes] == ["deleted"]
+        assert cluster.get(ref) is None
+    else:
+        assert [o.state for o in run.rollback.outcomes] == ["left in place"]
+        assert cluster.get(ref) is not None
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet"])
+def test_stateful_and_daemon_sets_roll_back_through_their_controller_revisions(
+    sim: KubeSim, cluster: Cluster, namespace: str, kind: str
+) -> None:
+    assert deploy(cluster, [workload(namespace, kind, "db:1")]).wait.ok
+    run = deploy(cluster, [workload(namespace, kind, "db:bad-1")])
+    assert run.wait.outcome is WaitOutcome.FAILED, run.wait.reason
+    (step,) = run.steps
+    assert (step.action, step.patch_type) == (RollbackAction.PATCH, "strategic-merge")
+    assert run.rollback is not None and run.rollback.ok, run.rollback.problems
+    assert live_image(sim, namespace, kind.lower(), "db") == "db:1"
+
+
+def test_objects_other_than_workloads_get_their_recorded_content_back(cluster: Cluster, namespace: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "namespace": namespace},
+        "data": {"mode": "old"},
+    }
+    assert deploy(cluster, [config, deployment(namespace, "web:1")]).wait.ok
+    new_config = {**config, "data": {"mode": "new"}}
+    run = deploy(cluster, [new_config, deployment(namespace, "web:bad-5")])
+    assert [s.action for s in run.steps] == [RollbackAction.REPLACE, RollbackAction.PATCH]
+    restored = cluster.get(ObjectRef("v1", "ConfigMap", namespace, "cfg"))
+    assert restored is not None and restored["data"] == {"mode": "old"}
+
+
+def test_cancel_ends_the_wait_at_once(cluster: Cluster, namespace: str) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    cluster.apply([deployment(namespace, "web:never-ready-2")])
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    try:
+        result = cluster.wait([ObjectRef("apps/v1", "Deployment", namespace, "web")], timeout=30, cancel=cancel)
+    finally:
+        timer.cancel()
+    assert result.outcome is WaitOutcome.CANCELLED
+    assert result.elapsed < 2
+
+
+# --- taking over from kubectl ----------------------------------------------------------------------------------
+
+
+@pytest.mark.kubectl
+def test_client_side_applied_objects_are_taken_over_and_the_fields_named(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    manifest = deployment(namespace, "web:1")
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(manifest))
+    changed = deployment(namespace, "web:2", replicas=3)
+    record = cluster.record([changed])
+    (result,) = cluster.apply([changed], record=record)
+    assert result.action == "configured"
+    taken = result.taken_over.get("kubectl-client-side-apply", [])
+    assert ".spec.replicas" in taken
+    assert '.spec.template.spec.containers[name="web"].image' in taken
+    assert live_image(sim, namespace, "deployment", "web") == "web:2"
+
+
+@pytest.mark.kubectl
+def test_no_force_conflicts_refuses_and_names_fields_and_manager(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(deployment(namespace, "web:1")))
+    with pytest.raises(ApplyError) as refused:
+        cluster.apply([deployment(namespace, "web:2", replicas=3)], force=False)
+    message = str(refused.value)
+    assert "deployment/web conflicts with other field managers" in message
+    assert ".spec.replicas" in message and "kubectl-client-side-apply" in message
+    assert refused.value.status == 409
+    assert live_image(sim, namespace, "deployment", "web") == "web:1"
+
+
+# --- the deploy lock -------------------------------------------------------------------------------------------
+
+
+def test_second_run_waits_for_the_lock_then_gets_it(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    first = cluster.acquire_lock(namespace, "https://ci/run/1", timeout=5)
+    with Cluster.connect(credentials(sim)) as other:
+        with pytest.raises(LockTimeoutError, match=r"held by https://ci/run/1 \(\w+\)"):
+            other.acquire_lock(namespace, "https://ci/run/2", timeout=0.5)
+        threading.Timer(0.5, first.release).start()
+        started = time.monotonic()
+        second = other.acquire_lock(namespace, "https://ci/run/2", timeout=10)
+        waited = time.monotonic() - started
+        second.release()
+    assert 0.3 < waited < 3
+
+
+@pytest.mark.kubectl
+def test_lock_of_a_run_that_died_expires_on_its_own(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    long_ago = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "deployer-lock", "namespace": namespace},
+        "spec": {"holderIdentity": "https://ci/run/dead", "leaseDurationSeconds": 60, "renewTime": long_ago},
+    }
+    kubectl(sim, "create", "--validate=false", "-f", "-", input=json.dumps(lease))
+    started = time.monotonic()
+    with cluster.acquire_lock(namespace, "https://ci/run/3", timeout=5) as lock:
+        assert lock.holder.startswith("https://ci/run/3")
+        holder = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", "-o", "jsonpath={.spec.holderIdentity}")
+        assert holder.stdout == lock.holder
+    assert time.monotonic() - started < 2
+    gone = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", check=False)
+    assert gone.returncode != 0
+
+
+# --- credentials ---------------------------------------------------------------------------------------------
+
+
+def test_401_after_expiry_is_credentials_expired(sim: KubeSim) -> None:
+    token = sim.issue_token(expiry_seconds=1.0)
+    deadline = time.monotonic() + 5
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with Cluster.connect(credentials(sim, token, expires_at=past)) as expired:
+        while True:
+            try:
+                expired.get(ObjectRef("v1", "Namespace", None, "default"))
+            except CredentialsExpiredError as e:
+                assert e.status == 401
+                assert "expired" in str(e)
+                break
+            assert time.monotonic() < deadline, "the simulator never refused the token"
+            time.sleep(0.05)
+
+
+def test_401_without_known_expiry_is_a_plain_kubernetes_error(sim: KubeSim) -> None:
+    with Cluster.connect(credentials(sim, "not-a-token")) as refused:
+        with pytest.raises(KubernetesError) as error:
+            refused.get(ObjectRef("v1", "Namespace", None, "default"))
+    assert not isinstance(error.value, CredentialsExpiredError)
+    assert error.value.status == 401
+    assert "not-a-token" not in str(error.value)
+
+
+# --- requests ------------------------------------------------------------------------------------------------
+
+
+def wait_requests(sim: KubeSim) -> dict[tuple[str, str], int]:
+    return {key: n for key, n in sim.request_counts.items() if key[0] in ("list", "watch", "get")}
+
+
+@pytest.mark.parametrize("workloads", [1, 5])
+def test_waiting_does_not_poll(sim: KubeSim, cluster: Cluster, namespace: str, workloads: int) -> None:
+    objects = [deployment(namespace, "web:never-ready-3", name=f"web-{i}", replicas=1) for i in range(workloads)]
+    cluster.apply(objects)
+    refs = [ObjectRef("apps/v1", "Deployment", namespace, f"web-{i}") for i in range(workloads)]
+    sim.reset_request_counts()
+    result = cluster.wait(refs, timeout=2)
+    assert result.outcome is WaitOutcome.TIMED_OUT
+    # One list and one watch per kind, however long the wait and however many workloads.
+    assert wait_requests(sim) == {
+        ("list", "deployments"): 1,
+        ("watch", "deployments"): 1,
+        ("list", "pods"): 1,
+        ("watch", "pods"): 1,
+        ("list", "replicasets"): 1,
+        ("watch", "replicasets"): 1,
+    }
