@@ -605,3 +605,92 @@ def test_tokens_never_reach_output_errors_logs_or_files(
     secrets = [token, *fake.minted]
     leaks = [(secret[:16], text[:80]) for secret in secrets for text in seen if secret in text]
     assert leaks == []
+
+
+# --- end to end: DigitalOcean fake -> kubeconfig -> the Kubernetes simulator ------------------------------
+
+
+@pytest.fixture
+def simulator() -> Iterator[Any]:
+    from tests.kubesim import KubeSim
+
+    sim = KubeSim.start(kubelet="scripted")
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def fake_for_simulator(simulator: Any) -> Iterator[FakeDigitalOceanAPI]:
+    api = FakeDigitalOceanAPI(
+        token=TOKEN,
+        server_url=simulator.server_url,
+        ca_pem=simulator.ca_pem,
+        mint_token=simulator.issue_token,
+        clusters=[FakeCluster("web", region="ams3")],
+    )
+    with api:
+        yield api
+    problems = {f"{e.status} {e.path}": openapi_problems(e) for e in api.exchanges}
+    assert not any(problems.values()), problems
+
+
+def _issue(simulator: Any, fake: FakeDigitalOceanAPI, expiry_seconds: int) -> KubeCredentials:
+    return resolve_credentials(
+        cluster="web",
+        kubeconfig_path=None,
+        kubeconfig_data=None,
+        context=None,
+        digitalocean_token=TOKEN,
+        api_url=fake.url,
+        expiry_seconds=expiry_seconds,
+        env={},
+        warn=lambda text: None,
+        mask=lambda value: None,
+        now=simulator.clock.now,  # expires_at read from the clock the simulator expires tokens by
+    )
+
+
+def test_issued_kubeconfig_authenticates_to_the_cluster_until_it_expires(
+    simulator: Any, fake_for_simulator: FakeDigitalOceanAPI
+) -> None:
+    from kubernetes import client, config
+    from kubernetes.client import ApiException
+
+    credentials = _issue(simulator, fake_for_simulator, 600)
+    api_client = config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+        credentials.kubeconfig, context=credentials.context
+    )
+    try:
+        core = client.CoreV1Api(api_client)
+        names = [ns.metadata.name for ns in core.list_namespace().items if ns.metadata]
+        assert "default" in names
+        simulator.clock.advance(590)
+        core.list_namespace()
+        assert not credentials.has_expired(datetime.fromtimestamp(simulator.clock.now(), UTC))
+        simulator.clock.advance(15)
+        with pytest.raises(ApiException) as caught:
+            core.list_namespace()
+        assert caught.value.status == 401
+        assert credentials.has_expired(datetime.fromtimestamp(simulator.clock.now(), UTC))
+    finally:
+        api_client.close()
+
+
+def test_private_kubeconfig_file_works_for_kubectl(
+    simulator: Any, fake_for_simulator: FakeDigitalOceanAPI, kubectl: str
+) -> None:
+    import subprocess
+
+    credentials = _issue(simulator, fake_for_simulator, 300)
+    with private_kubeconfig_file(credentials) as path:
+        command = [kubectl, "--kubeconfig", str(path), "get", "namespaces", "-o", "name"]
+        listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert "namespace/default" in listed.stdout
+        simulator.clock.advance(301)
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert "Unauthorized" in refused.stderr or "must be logged in" in refused.stderr
+    assert not path.exists()
