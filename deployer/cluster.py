@@ -799,7 +799,7 @@ class Cluster:
                 continue
             if step.problem:
                 problems.append(f"{step.ref}: {step.problem}")
-            outcomes[step.ref] = WorkloadOutcome(step.ref.kind, step.ref.name, step.outcome, step.summary)
+            outcomes[step.ref] = WorkloadOutcome(step.ref.kind, step.ref.name, step.outcome, step.detail)
             if step.waits and step.target is not None:
                 waiting[step.ref] = step.target
         if waiting:
@@ -807,7 +807,8 @@ class Cluster:
             for ref, problem in self._wait_restored(waiting, remaining, on_progress, cancel).items():
                 problems.append(f"{ref}: {problem}")
                 outcome = outcomes[ref]
-                outcomes[ref] = WorkloadOutcome(ref.kind, ref.name, "not ready", f"{outcome.detail}; {problem}")
+                detail = f"{outcome.detail}: {problem}" if outcome.detail else problem
+                outcomes[ref] = WorkloadOutcome(ref.kind, ref.name, "not ready", detail)
         return RollbackResult([outcomes[step.ref] for step in steps if step.ref in outcomes], problems)
 
     def _carry_out(self, step: RollbackStep) -> None:

@@ -261,6 +261,12 @@ def _event_time(event: Mapping[str, Any]) -> str:
     )
 
 
+def _event_order(event: Mapping[str, Any]) -> tuple[str, int]:
+    # Event times have one-second resolution; the resourceVersion orders events within a second.
+    version = str((event.get("metadata") or {}).get("resourceVersion") or "")
+    return _event_time(event), int(version) if version.isdigit() else 0
+
+
 def _event_subject(event: Mapping[str, Any]) -> Mapping[str, Any]:
     subject = event.get("involvedObject") or event.get("regarding") or {}
     return subject if isinstance(subject, Mapping) else {}
@@ -311,7 +317,7 @@ def diagnose(
     reports = [_pod_report(pod) for pod in ordered[:MAX_PODS]]
     pod_names = {str((p.get("metadata") or {}).get("name", "")) for p in pods}
     relevant = [e for e in events if _belongs(_event_subject(e), kind, name, pod_names)]
-    relevant.sort(key=_event_time)
+    relevant.sort(key=_event_order)
     log_sections = [(request, list(lines)[-max_log_lines:]) for request, lines in logs.items()]
     return Diagnosis(
         kind=kind,

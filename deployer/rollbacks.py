@@ -194,6 +194,7 @@ class RollbackStep:
     body: Any = None
     target: RollbackTarget | None = None  # for workloads: what rollback_verdict checks afterwards
     problem: str | None = None  # set when this run's change cannot be put back
+    detail: str = ""  # what follows "<outcome> <kind>/<name>" in a report: "to revision 4 (image web:1)"
 
     @property
     def waits(self) -> bool:
@@ -258,16 +259,23 @@ def plan_rollback(
 
 
 def _plan_created(rec: ObjectRecord, live: Mapping[str, Any] | None, delete: bool) -> RollbackStep:
-    first = " (first deploy: there is no previous revision)" if rec.ref.kind in ROLLED_BACK_KINDS else ""
+    first_deploy = rec.ref.kind in ROLLED_BACK_KINDS
+    first = " (first deploy: there is no previous revision)" if first_deploy else ""
+    detail = "(created by this run" + ("; first deploy, no previous revision)" if first_deploy else ")")
     if live is None:
-        return RollbackStep(rec.ref, RollbackAction.NOTHING, f"{rec.ref} is already gone{first}", "absent")
+        return RollbackStep(
+            rec.ref, RollbackAction.NOTHING, f"{rec.ref} is already gone{first}", "absent", detail=detail
+        )
     if delete:
-        return RollbackStep(rec.ref, RollbackAction.DELETE, f"delete {rec.ref}, created by this run{first}", "deleted")
+        return RollbackStep(
+            rec.ref, RollbackAction.DELETE, f"delete {rec.ref}, created by this run{first}", "deleted", detail=detail
+        )
     return RollbackStep(
         rec.ref,
         RollbackAction.NOTHING,
         f"{rec.ref} was created by this run and is left in place{first}; --delete-created-on-failure removes it",
         "left in place",
+        detail=detail,
     )
 
 
@@ -313,6 +321,7 @@ def _plan_deployment(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep
             f"skipped rollback of {rec.ref} (current template already matches {words})",
             "unchanged",
             target=target,
+            detail=f"(already at {words})",
         )
     if spec.get("paused"):
         return RollbackStep(
@@ -332,7 +341,14 @@ def _plan_deployment(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
     return RollbackStep(
-        rec.ref, RollbackAction.PATCH, f"roll back {rec.ref} to {words}", "rolled back", "json", patch, target
+        rec.ref,
+        RollbackAction.PATCH,
+        f"roll back {rec.ref} to {words}",
+        "rolled back",
+        "json",
+        patch,
+        target,
+        detail=f"to {words}",
     )
 
 
@@ -351,6 +367,7 @@ def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> Rol
             f"skipped rollback of {rec.ref} (current template already matches {words})",
             "unchanged",
             target=target,
+            detail=f"(already at {words})",
         )
     return RollbackStep(
         rec.ref,
@@ -360,6 +377,7 @@ def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> Rol
         "strategic-merge",
         copy.deepcopy(data),
         target,
+        detail=f"to {words}",
     )
 
 

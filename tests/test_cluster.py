@@ -490,3 +490,39 @@ def test_waiting_does_not_poll(sim: KubeSim, cluster: Cluster, namespace: str, w
         ("list", "replicasets"): 1,
         ("watch", "replicasets"): 1,
     }
+
+
+def test_pod_unschedulable_past_its_grace_period_fails_the_rollout(cluster: Cluster, namespace: str) -> None:
+    assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
+    pinned = deployment(namespace, "web:2")
+    pinned["spec"]["template"]["spec"]["nodeSelector"] = {"disktype": "none-has-this"}
+    cluster.apply([pinned])
+    ref = ObjectRef("apps/v1", "Deployment", namespace, "web")
+    result = cluster.wait([ref], timeout=20, unschedulable_grace=1.0)
+    assert result.outcome is WaitOutcome.FAILED
+    assert "Unschedulable" in result.reason
+    assert 1.0 <= result.elapsed < 5
+
+
+def job(namespace: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": namespace},
+        "spec": {
+            "backoffLimit": 1,
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "migrate", "image": image}]}},
+        },
+    }
+
+
+def test_job_is_waited_on_to_completion(cluster: Cluster, namespace: str) -> None:
+    run = deploy(cluster, [job(namespace, "migrate:complete-1")])
+    assert run.wait.outcome is WaitOutcome.DONE, run.wait.reason
+    assert run.progress[-1] == "migrate: 1/1 succeeded"
+
+
+def test_job_with_a_bad_image_fails_fast(cluster: Cluster, namespace: str) -> None:
+    run = deploy(cluster, [job(namespace, "migrate:bad-1")])
+    assert run.wait.outcome is WaitOutcome.FAILED
+    assert "migrate" in run.wait.reason and "Image" in run.wait.reason

@@ -219,3 +219,13 @@ def test_several_diagnoses_render_together() -> None:
         "statefulset/db failed: the rollout did not finish"
     )
     assert render_markdown([one, other]).count("### ") == 2
+
+
+def test_events_within_the_same_second_keep_the_servers_order() -> None:
+    same_second = "2026-01-01T00:00:01Z"
+    later = event("Pod", "web-bbb-1", "Failed", "second", same_second)
+    later["metadata"] = {"resourceVersion": "12"}
+    earlier = event("ReplicaSet", "web-bbb", "SuccessfulCreate", "first", same_second)
+    earlier["metadata"] = {"resourceVersion": "9"}
+    d = diagnose(WEB, [], [pod("web-bbb-1", [])], [later, earlier], {})
+    assert d.events == ["replicaset/web-bbb: SuccessfulCreate: first", "pod/web-bbb-1: Failed: second"]

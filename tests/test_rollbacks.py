@@ -423,3 +423,16 @@ def test_forced_rollback_deletes_only_unready_pods_of_the_failed_stateful_set_re
     ]
     target = RollbackTarget("StatefulSet", "db", 1, template("db:1"))
     assert stuck_stateful_set_pods(sts, target, pods) == expected
+
+
+def test_step_detail_completes_the_outcome_line_of_the_error_message() -> None:
+    from deployer.errors import RolloutFailedError, RolloutFailure, WorkloadOutcome
+
+    (patch,) = plan_rollback([recorded_web()], {WEB: deployment("web:2")})
+    (created,) = plan_rollback([ObjectRecord(DB, False)], {DB: stateful_set("db:1")})
+    outcomes = [WorkloadOutcome(s.ref.kind, s.ref.name, s.outcome, s.detail) for s in (patch, created)]
+    message = str(RolloutFailedError(RolloutFailure("deployment/web: ImagePullBackOff", outcomes)))
+    assert message == (
+        "deployment/web: ImagePullBackOff; rolled back deployment/web to revision 4 (image web:1); "
+        "left in place statefulset/db (created by this run; first deploy, no previous revision)"
+    )
