@@ -238,7 +238,6 @@ class Cluster:
         self._credentials = credentials
         self.default_namespace = default_namespace
         self._resources: dict[tuple[str, str], Resource] = dict(_KNOWN_RESOURCES)
-        self._discovered: set[str] = set()
         self._resources_lock = threading.Lock()
         self.host = str(api.configuration.host)
 
@@ -369,8 +368,8 @@ class Cluster:
             known = self._resources.get((api_version, kind))
             if known is not None:
                 return known
-            if api_version not in self._discovered:
-                self._discover(api_version)
+            # A miss asks again even for a group version seen before: a CRD may have been applied since.
+            self._discover(api_version)
             known = self._resources.get((api_version, kind))
         if known is None:
             raise ApplyError(
@@ -383,8 +382,7 @@ class Cluster:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         status, body = self._request("GET", path, allow=(404,))
         if status == 404 or not isinstance(body, Mapping):
-            return  # unknown group version: not remembered, so a CRD applied later is found
-        self._discovered.add(api_version)
+            return
         for entry in body.get("resources") or ():
             if "/" in str(entry.get("name", "")):
                 continue  # subresources such as deployments/status
