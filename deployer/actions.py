@@ -258,7 +258,7 @@ def emit_lines(lines: list[str], emit: Callable[[str], None] = _print_line) -> N
 
 # --- the deploy report: step summary and step outputs ------------------------------------------------
 
-DeployStatus = Literal["success", "dry-run", "failed", "rolled-back", "rollback-failed"]
+DeployStatus = Literal["success", "planned", "failed", "rolled-back", "rollback-failed"]
 
 
 @dataclass
@@ -307,7 +307,7 @@ class DeployReport:
 def status_for_exit_code(exit_code: int, *, dry_run: bool = False) -> DeployStatus:
     """The report status that goes with a process exit code (see deployer.errors.ExitCode)."""
     if exit_code == ExitCode.OK:
-        return "dry-run" if dry_run else "success"
+        return "planned" if dry_run else "success"
     if exit_code == ExitCode.ROLLED_BACK:
         return "rolled-back"
     if exit_code == ExitCode.ROLLBACK_FAILED:
@@ -345,7 +345,7 @@ def report_outputs(report: DeployReport) -> dict[str, str]:
 
 _HEADLINES: dict[str, str] = {
     "success": "✅ Deployed",
-    "dry-run": "📝 Dry run of",
+    "planned": "📝 Dry run of",
     "failed": "❌ Deploy failed:",
     "rolled-back": "↩️ Rolled back:",
     "rollback-failed": "🚨 Rollback failed:",
@@ -438,7 +438,7 @@ def summary_markdown(report: DeployReport) -> str:
         lines.append("")
 
     if report.plan:
-        opened = " open" if report.status == "dry-run" else ""
+        opened = " open" if report.status == "planned" else ""
         lines += [f"<details{opened}><summary>Plan</summary>", "", _block(report.plan), "", "</details>", ""]
     return "\n".join(lines)
 

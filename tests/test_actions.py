@@ -295,7 +295,7 @@ def web(**changes: object) -> WorkloadResult:
 
 @pytest.mark.parametrize(
     ("exit_code", "dry_run", "status"),
-    [(0, False, "success"), (0, True, "dry-run"), (1, False, "failed"), (2, False, "failed"),
+    [(0, False, "success"), (0, True, "planned"), (1, False, "failed"), (2, False, "failed"),
      (3, False, "rolled-back"), (4, False, "rollback-failed")],
 )
 def test_status_follows_the_exit_code(exit_code: int, dry_run: bool, status: str) -> None:
@@ -369,7 +369,7 @@ def test_summary_cannot_be_broken_by_text_from_the_cluster() -> None:
 
 
 def test_summary_of_a_dry_run_shows_the_plan_unfolded() -> None:
-    report = DeployReport(status="dry-run", image=IMAGE, plan="create deployment/web\ncreate service/web")
+    report = DeployReport(status="planned", image=IMAGE, plan="create deployment/web\ncreate service/web")
 
     markdown = actions.summary_markdown(report)
 
