@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,6 +128,14 @@ def make_pod(
 def container_status(status: JSON, name: str = "app", init: bool = False) -> JSON:
     key = "initContainerStatuses" if init else "containerStatuses"
     return next(cs for cs in status.get(key, []) if cs["name"] == name)
+
+
+def restart_count(sink: RecordingSink, pod: str) -> int:
+    """The app container's restartCount, 0 before the first status write."""
+    try:
+        return int(container_status(sink.status(pod))["restartCount"])
+    except StopIteration:
+        return 0
 
 
 def condition(status: JSON, type_: str) -> JSON:
@@ -601,3 +612,247 @@ def test_five_hundred_pods_become_ready_quickly(scripted: Scripted) -> None:
     clock.advance(5)
     wait_for("500 ready", lambda: all(is_ready(s) for s in list(sink.statuses.values())), timeout=20)
     assert time.monotonic() - started < 2
+
+
+# -- Docker kubelet ----------------------------------------------------------------------------------
+
+PREFIX = "deployer-test-kubelet"
+
+
+class RunningClock:
+    """Simulated time running ``speed`` times faster than real time, as the simulator's clock does."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        return START + (time.monotonic() - self._origin) * self.speed
+
+
+@pytest.fixture(scope="module")
+def web_image(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[str]:
+    """An httpd image FROM the busybox base, pushed to the test registry and then dropped locally."""
+    tag = f"{registry.host}/{PREFIX}-web:{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {busybox_base_image}\n"
+            "RUN mkdir -p /www && echo hello-from-kubelet > /www/index.html\n"
+            'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'
+        )
+        docker_client.images.build(path=context, tag=tag, rm=True, forcerm=True)
+    auth = {"username": registry.username, "password": registry.password}
+    repository, _, version = tag.rpartition(":")
+    for line in docker_client.images.push(repository, tag=version, auth_config=auth, stream=True, decode=True):
+        assert "error" not in line, line
+    # Gone locally, so that running it needs a pull with the registry credentials.
+    docker_client.images.remove(tag, force=True)
+    yield tag
+    try:
+        docker_client.images.remove(tag, force=True)
+    except Exception:
+        pass
+
+
+Dockerised = tuple[Any, RecordingSink, RunningClock]
+
+
+@pytest.fixture
+def docker_kubelet(docker_client: Any, registry: Any) -> Iterator[Dockerised]:
+    from tests.kubesim.kubelet import DockerKubelet
+
+    kubelet = DockerKubelet(docker_client, (registry.host, registry.username, registry.password), name_prefix=PREFIX)
+    sink = RecordingSink()
+    clock = RunningClock(speed=20.0)
+    kubelet.start(sink, clock)
+    yield kubelet, sink, clock
+    kubelet.stop()
+    assert our_containers(docker_client, kubelet) == [], "stop() must remove every container the kubelet started"
+
+
+def docker_pod(name: str, container: JSON, **pod_spec: Any) -> JSON:
+    pod = make_pod(name, containers=[{"name": "app", **container}])
+    pod["spec"].update(pod_spec)
+    return pod
+
+
+def our_containers(docker_client: Any, kubelet: Any, pod_uid: str | None = None) -> list[JSON]:
+    """Containers of this kubelet (and pod), as the engine lists them (no inspect: some may be going away)."""
+    label = [f"kubesim.kubelet={kubelet.kubelet_id}"]
+    if pod_uid:
+        label.append(f"kubesim.pod-uid={pod_uid}")
+    return list(docker_client.api.containers(all=True, filters={"label": label}))
+
+
+@pytest.mark.docker
+def test_docker_pod_with_an_http_readiness_probe_becomes_ready(
+    docker_kubelet: Dockerised, docker_client: Any, web_image: str
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    pod = docker_pod(
+        "web",
+        {
+            "image": web_image,
+            "imagePullPolicy": "Always",
+            "ports": [{"containerPort": 8080, "name": "http"}],
+            "readinessProbe": {"httpGet": {"path": "/index.html", "port": "http"}, "periodSeconds": 1},
+        },
+    )
+    kubelet.pod_changed(pod)
+    status = wait_for("Ready", lambda: (s := sink.status("web")) and is_ready(s) and s, timeout=60)
+    cs = container_status(status)
+    assert cs["containerID"].startswith("docker://")
+    assert cs["imageID"].startswith(f"docker-pullable://{web_image.rpartition(':')[0]}@sha256:")
+    reasons = [r for r, _ in sink.event_list("web")]
+    assert reasons[:4] == ["Pulling", "Pulled", "Created", "Started"]
+    assert any(m.startswith(f'Successfully pulled image "{web_image}" in ') for _, m in sink.event_list("web"))
+    (listed,) = our_containers(docker_client, kubelet, pod["metadata"]["uid"])
+    container = docker_client.containers.get(listed["Id"])
+    assert container.name.startswith(f"{PREFIX}-default-web-app-")
+    bindings = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{bindings[0]['HostPort']}/index.html", timeout=5) as response:
+        assert response.read() == b"hello-from-kubelet\n"
+
+
+@pytest.mark.docker
+def test_docker_pod_with_a_missing_tag_backs_off_pulling_with_the_registry_message(
+    docker_kubelet: Dockerised, registry: Any
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    image = f"{registry.host}/{PREFIX}-web:no-such-tag"
+    kubelet.pod_changed(docker_pod("ghost", {"image": image}))
+    wait_for("ImagePullBackOff", lambda: waiting_reason(sink.status("ghost")) == "ImagePullBackOff", timeout=60)
+    assert "ErrImagePull" in sink.waiting_reasons("ghost")
+    message = container_status(sink.status("ghost"))["state"]["waiting"]["message"]
+    assert message.startswith(f'Back-off pulling image "{image}": ErrImagePull: Error response from daemon: ')
+    assert "manifest unknown" in message
+    assert any(r == "Failed" and m.startswith(f'Failed to pull image "{image}": ') for r, m in sink.event_list("ghost"))
+
+
+@pytest.mark.docker
+def test_docker_crashing_container_restarts_and_keeps_the_previous_logs(
+    docker_kubelet: Dockerised, busybox_base_image: str, docker_client: Any
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    pod = docker_pod(
+        "crash",
+        {"image": busybox_base_image, "command": ["sh", "-c"], "args": ['echo "crashing as $$"; exit 3']},
+    )
+    kubelet.pod_changed(pod)
+
+    def cs() -> JSON:
+        try:
+            return container_status(sink.status("crash"))
+        except StopIteration:
+            return {}
+
+    wait_for(
+        "CrashLoopBackOff",
+        lambda: cs().get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff",
+        timeout=60,
+    )
+    assert cs()["restartCount"] >= 1
+    assert cs()["lastState"]["terminated"]["exitCode"] == 3
+    assert cs()["lastState"]["terminated"]["reason"] == "Error"
+    assert kubelet.logs("default", "crash", "app", previous=True).startswith("crashing as ")
+    wait_for("restartCount 3", lambda: cs().get("restartCount", 0) >= 3, timeout=60)
+    # Only the current and the previous instance are kept for logs; older ones are removed in the background.
+    wait_for("old instances removed", lambda: len(our_containers(docker_client, kubelet, pod["metadata"]["uid"])) <= 2)
+    assert sink.status("crash")["phase"] == "Running"
+
+
+@pytest.mark.docker
+def test_docker_container_sees_env_from_a_configmap_and_passes_an_exec_probe(
+    docker_kubelet: Dockerised, busybox_base_image: str
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    sink.objects[("ConfigMap", "default", "greetings")] = {"data": {"greeting": "hello from a configmap"}}
+    sink.objects[("Secret", "default", "creds")] = {"data": {"TOKEN": base64.b64encode(b"s3cr3t").decode()}}
+    pod = docker_pod(
+        "env",
+        {
+            "image": busybox_base_image,
+            "command": [
+                "sh",
+                "-c",
+                'echo "greeting=$GREETING token=$TOKEN dir=$(pwd)"; touch /tmp/ready; exec sleep 600',
+            ],
+            "workingDir": "/tmp",
+            "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "greetings", "key": "greeting"}}}],
+            "envFrom": [{"secretRef": {"name": "creds"}}],
+            "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
+        },
+        terminationGracePeriodSeconds=0,
+    )
+    kubelet.pod_changed(pod)
+    wait_for("Ready", lambda: is_ready(sink.status("env")), timeout=60)
+    wait_for("output", lambda: kubelet.logs("default", "env", "app"), timeout=10)
+    assert kubelet.logs("default", "env", "app") == "greeting=hello from a configmap token=s3cr3t dir=/tmp\n"
+
+
+@pytest.mark.docker
+def test_docker_container_failing_liveness_is_killed_and_restarted(
+    docker_kubelet: Dockerised, busybox_base_image: str
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    pod = docker_pod(
+        "dead",
+        {
+            "image": busybox_base_image,
+            "command": ["sleep", "600"],
+            # Nothing listens on 9000: Docker's proxy accepts and drops the connection, which must not pass.
+            "livenessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 2},
+        },
+        terminationGracePeriodSeconds=0,
+    )
+    kubelet.pod_changed(pod)
+    wait_for("restart", lambda: restart_count(sink, "dead") >= 1, timeout=60)
+    events = sink.event_list("dead")
+    assert ("Killing", "Container app failed liveness probe, will be restarted") in events
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed: dial tcp 127.0.0.1:") for r, m in events)
+
+
+@pytest.mark.docker
+def test_docker_deleted_pod_leaves_no_container(
+    docker_kubelet: Dockerised, busybox_base_image: str, docker_client: Any
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    pod = docker_pod("brief", {"image": busybox_base_image, "command": ["sleep", "600"]})
+    kubelet.pod_changed(pod)
+    wait_for("Ready", lambda: is_ready(sink.status("brief")), timeout=60)
+    assert len(our_containers(docker_client, kubelet, pod["metadata"]["uid"])) == 1
+    kubelet.pod_deleted(pod)
+    wait_for("removed", lambda: not our_containers(docker_client, kubelet, pod["metadata"]["uid"]), timeout=30)
+    assert ("Killing", "Stopping container app") in sink.event_list("brief")
+
+
+@pytest.mark.docker
+def test_docker_failing_http_readiness_keeps_the_pod_unready_while_tcp_liveness_passes(
+    docker_kubelet: Dockerised, web_image: str
+) -> None:
+    kubelet, sink, clock = docker_kubelet
+    pod = docker_pod(
+        "half",
+        {
+            "image": web_image,
+            "ports": [{"containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/missing", "port": 8080}, "periodSeconds": 1},
+            "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1},
+        },
+    )
+    kubelet.pod_changed(pod)
+    wait_for(
+        "three failed readiness probes",
+        lambda: (
+            sink.event_list("half").count(
+                ("Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 404")
+            )
+            >= 3
+        ),
+        timeout=60,
+    )
+    status = sink.status("half")
+    assert not is_ready(status)
+    assert restart_count(sink, "half") == 0
+    assert not any(m.startswith("Liveness probe failed") for _, m in sink.event_list("half"))

@@ -31,10 +31,15 @@ import base64
 import fnmatch
 import hashlib
 import heapq
+import http.client
 import itertools
 import re
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -1115,3 +1120,452 @@ class ScriptedKubelet(_KubeletCore):
         for c in itertools.chain(p.inits, p.containers):
             for container_id in self._log_owners.pop((p.uid, c.name), []):
                 self._logs.pop(container_id, None)
+
+
+@dataclass
+class _Probe:
+    kind: str  # "Startup", "Liveness" or "Readiness", as the kubelet's event messages name them
+    spec: JSON
+    due: float  # time.monotonic(): real containers are probed in real time
+    successes: int = 0
+    failures: int = 0
+    in_flight: bool = False
+
+    def seconds(self, key: str, default: float) -> float:
+        return float(self.spec.get(key, default))
+
+
+@dataclass
+class _Probing:
+    uid: str
+    name: str
+    attempt: int
+    docker_id: str
+    host_ports: dict[int, int]  # container port -> host port published on 127.0.0.1
+    probes: list[_Probe]
+
+
+def _docker_message(error: Exception) -> str:
+    explanation = getattr(error, "explanation", None)
+    if explanation:
+        return f"Error response from daemon: {explanation}"
+    return str(error) or type(error).__name__
+
+
+def _image_id(image: Any) -> str:
+    digests = (getattr(image, "attrs", {}) or {}).get("RepoDigests") or []
+    if digests:
+        return f"docker-pullable://{digests[0]}"
+    return f"docker://{getattr(image, 'id', '')}"
+
+
+class DockerKubelet(_KubeletCore):
+    """A kubelet whose containers really run on the Docker engine, reachable and probed on 127.0.0.1 only.
+
+    Every container carries the labels kubesim.kubelet (this instance), kubesim.prefix, kubesim.pod-uid,
+    kubesim.namespace, kubesim.pod and kubesim.container, and a name starting with ``name_prefix``; ``stop``
+    removes every container of this instance. Each pod container is its own Docker container (no shared
+    network namespace). Back-off runs on the simulated clock; probes run in real seconds. A tcpSocket probe
+    counts a connection that Docker's port proxy accepts and closes at once as refused, since the proxy accepts
+    on behalf of a container that is not listening.
+    """
+
+    POLL_SECONDS = 0.2
+
+    def __init__(
+        self, docker_client: Any, registry: tuple[str, str, str] | None = None, name_prefix: str = "kubesim"
+    ) -> None:
+        super().__init__()
+        self._docker = docker_client
+        self._registry = None
+        if registry is not None:
+            host = registry[0].split("://", 1)[-1].rstrip("/")
+            self._registry = (host, registry[1], registry[2])
+        self._prefix = name_prefix
+        self._kubelet_id = uuid.uuid4().hex[:12]
+        self._ops = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name_prefix}-docker")
+        self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name_prefix}-probe")
+        self._running: dict[str, tuple[str, str, int]] = {}  # docker id -> (pod uid, container, attempt)
+        self._probing: dict[tuple[str, str], _Probing] = {}
+        self._instances: dict[tuple[str, str], list[str]] = {}  # docker ids kept for logs, oldest first
+        self._host_ports: dict[str, dict[int, int]] = {}
+        self._poll_in_flight = False
+        self._next_poll = 0.0
+
+    @property
+    def kubelet_id(self) -> str:
+        """The value of the kubesim.kubelet label on every container this kubelet starts."""
+        return self._kubelet_id
+
+    def stop(self) -> None:
+        super().stop()
+        self._ops.shutdown(wait=True, cancel_futures=True)
+        self._probe_pool.shutdown(wait=True, cancel_futures=True)
+        for entry in self._docker.api.containers(all=True, filters={"label": f"kubesim.kubelet={self._kubelet_id}"}):
+            try:
+                self._docker.api.remove_container(entry["Id"], force=True)
+            except Exception:  # already gone: nothing left to clean
+                pass
+
+    def logs(self, namespace: str, name: str, container: str, previous: bool = False) -> str:
+        container_id = self._log_container_id(namespace, name, container, previous)
+        docker_id = container_id.split("://", 1)[-1]
+        try:
+            output = self._docker.api.logs(docker_id, stdout=True, stderr=True)
+        except Exception as e:
+            raise LogsUnavailable(f'container "{container}" in pod "{name}" has no logs: {_docker_message(e)}') from e
+        return output.decode("utf-8", errors="replace") if isinstance(output, bytes) else str(output)
+
+    # -- images ----------------------------------------------------------------------------------------
+
+    def _auth_for(self, repository: str) -> JSON | None:
+        if self._registry is None or image_domain(repository) != self._registry[0]:
+            return None
+        return {"username": self._registry[1], "password": self._registry[2]}
+
+    def _ensure_image(self, p: _Pod, c: _Container, attempt: int, policy: str) -> None:
+        uid, name, image = p.uid, c.name, c.image
+        parsed = parse_image(image)
+        assert parsed is not None
+        repository, tag, digest = parsed
+
+        def work() -> None:
+            try:
+                local = self._docker.images.get(image)
+            except Exception:
+                local = None
+            if policy != "Always" and local is not None:
+                self._post(lambda: self._image_ready(uid, name, attempt, _image_id(local), None, 0))
+                return
+            if policy == "Never":
+                self._post(lambda: self._pull_failed(uid, name, attempt, "", never_pull=True))
+                return
+            self._post(lambda: self._pulling(uid, name, attempt))
+            started = time.monotonic()
+            try:
+                pulled = self._docker.images.pull(
+                    repository, tag=digest or tag or "latest", auth_config=self._auth_for(repository)
+                )
+            except Exception as e:
+                message = _docker_message(e)
+                self._post(lambda: self._pull_failed(uid, name, attempt, message))
+                return
+            took = time.monotonic() - started
+            size = int((pulled.attrs or {}).get("Size", 0))
+            self._post(lambda: self._image_ready(uid, name, attempt, _image_id(pulled), took, size))
+
+        self._ops.submit(work)
+
+    # -- containers -------------------------------------------------------------------------------------
+
+    def _published_ports(self, spec: JSON) -> list[str]:
+        ports = {
+            f"{port['containerPort']}/{str(port.get('protocol', 'TCP')).lower()}" for port in spec.get("ports", [])
+        }
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            port = self._probe_port(spec, spec.get(kind) or {})
+            if port is not None:
+                ports.add(f"{port}/tcp")
+        return sorted(ports)
+
+    @staticmethod
+    def _probe_port(spec: JSON, probe: JSON) -> int | None:
+        action = probe.get("httpGet") or probe.get("tcpSocket")
+        if not action:
+            return None
+        port = action.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            named = next((p for p in spec.get("ports", []) if p.get("name") == port), None)
+            return int(named["containerPort"]) if named else None
+        return int(port) if port is not None else None
+
+    def _run_container(self, p: _Pod, c: _Container, attempt: int, env: dict[str, str]) -> None:
+        uid, name, spec = p.uid, c.name, c.spec
+        container_name = re.sub(
+            r"[^a-zA-Z0-9_.-]", "-", f"{self._prefix}-{p.namespace}-{p.name}-{name}-{uid[:8]}-{attempt}"
+        )
+        options: JSON = {
+            "image": c.image,
+            "name": container_name,
+            "detach": True,
+            # Kubernetes' command replaces the entrypoint and args replace the image's CMD.
+            "entrypoint": [expand_references(str(x), env) for x in spec.get("command") or []] or None,
+            "command": [expand_references(str(x), env) for x in spec.get("args") or []] or None,
+            "environment": env,
+            "working_dir": spec.get("workingDir") or None,
+            "ports": {port: ("127.0.0.1", None) for port in self._published_ports(spec)},
+            "labels": {
+                "kubesim.kubelet": self._kubelet_id,
+                "kubesim.prefix": self._prefix,
+                "kubesim.pod-uid": uid,
+                "kubesim.namespace": p.namespace,
+                "kubesim.pod": p.name,
+                "kubesim.container": name,
+            },
+            "tty": bool(spec.get("tty", False)),
+            "stdin_open": bool(spec.get("stdin", False)),
+        }
+
+        def work() -> None:
+            try:
+                container = self._docker.containers.create(**options)
+            except Exception as e:
+                message = _docker_message(e)
+                self._post(lambda: self._start_failed(uid, name, attempt, message, created=False))
+                return
+            try:
+                container.start()
+                container.reload()
+            except Exception as e:
+                message = _docker_message(e)
+                self._post(lambda: self._docker_start_failed(uid, name, attempt, container.id, message))
+                return
+            host_ports: dict[int, int] = {}
+            for key, bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
+                for binding in bindings or []:
+                    if binding.get("HostIp") == "127.0.0.1":
+                        host_ports[int(key.split("/")[0])] = int(binding["HostPort"])
+            self._post(lambda: self._docker_started(uid, name, attempt, container.id, host_ports))
+
+        self._ops.submit(work)
+
+    def _keep_instance(self, uid: str, name: str, docker_id: str) -> None:
+        """Remember the new instance and remove those that neither it nor its lastState name any more."""
+        instances = self._instances.setdefault((uid, name), [])
+        instances.append(docker_id)
+        p = self._pods.get(uid)
+        c = p.container(name) if p else None
+        keep = {i.split("://", 1)[-1] for i in self._kept_container_ids(c)} if c else {docker_id}
+        for old in [i for i in instances if i not in keep]:
+            instances.remove(old)
+            self._remove_later(old)
+
+    def _remove_later(self, docker_id: str) -> None:
+        def work() -> None:
+            try:
+                self._docker.api.remove_container(docker_id, force=True)
+            except Exception:  # already gone
+                pass
+
+        self._ops.submit(work)
+
+    def _docker_started(self, uid: str, name: str, attempt: int, docker_id: str, host_ports: dict[int, int]) -> None:
+        if self._current(uid, name, attempt) is None:
+            self._remove_later(docker_id)
+            return
+        self._running[docker_id] = (uid, name, attempt)
+        self._host_ports[docker_id] = host_ports
+        self._container_started(uid, name, attempt, f"docker://{docker_id}")
+        self._keep_instance(uid, name, docker_id)
+
+    def _docker_start_failed(self, uid: str, name: str, attempt: int, docker_id: str, message: str) -> None:
+        found = self._current(uid, name, attempt)
+        if found is None:
+            self._remove_later(docker_id)
+            return
+        found[1].container_id = f"docker://{docker_id}"
+        self._start_failed(uid, name, attempt, message, created=True)
+        self._keep_instance(uid, name, docker_id)
+
+    def _on_running(self, p: _Pod, c: _Container, attempt: int) -> None:
+        docker_id = c.container_id.split("://", 1)[-1]
+        now = time.monotonic()
+        probes = [
+            _Probe(kind, c.spec[key], now + float(c.spec[key].get("initialDelaySeconds", 0)))
+            for kind, key in (
+                ("Startup", "startupProbe"),
+                ("Liveness", "livenessProbe"),
+                ("Readiness", "readinessProbe"),
+            )
+            if c.spec.get(key) and not c.init
+        ]
+        if not any(probe.kind == "Readiness" for probe in probes):
+            c.ready = c.started and not c.init
+        if probes:
+            self._probing[(p.uid, c.name)] = _Probing(
+                p.uid, c.name, attempt, docker_id, self._host_ports.get(docker_id, {}), probes
+            )
+
+    def _stop_probing(self, p: _Pod, c: _Container) -> None:
+        self._probing.pop((p.uid, c.name), None)
+
+    def _kill(self, p: _Pod, c: _Container) -> None:
+        """Stop the running instance; its exit, noticed by the poll, drives the restart."""
+        self._stop_probing(p, c)
+        docker_id = c.container_id.split("://", 1)[-1]
+        grace = min(float(p.pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)), 2.0)
+
+        def work() -> None:
+            try:
+                self._docker.api.stop(docker_id, timeout=int(grace))
+            except Exception:  # already stopped or removed
+                pass
+
+        self._ops.submit(work)
+
+    def _remove_pod_containers(self, p: _Pod) -> None:
+        for c in itertools.chain(p.inits, p.containers):
+            self._probing.pop((p.uid, c.name), None)
+            for docker_id in self._instances.pop((p.uid, c.name), []):
+                self._running.pop(docker_id, None)
+                self._host_ports.pop(docker_id, None)
+                self._remove_later(docker_id)
+
+    # -- the periodic part: exits and probes ------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if not self._poll_in_flight and now >= self._next_poll and self._running:
+            self._poll_in_flight = True
+            self._next_poll = now + self.POLL_SECONDS
+            self._ops.submit(self._poll_exits, set(self._running))
+        for probing in list(self._probing.values()):
+            p = self._pods.get(probing.uid)
+            c = p.container(probing.name) if p else None
+            if c is None or c.attempt != probing.attempt:
+                continue
+            for probe in probing.probes:
+                if probe.in_flight or probe.due > now or (probe.kind != "Startup" and not c.started):
+                    continue
+                probe.in_flight = True
+                self._probe_pool.submit(self._probe_work, probing, probe, c.spec)
+
+    def _poll_exits(self, running: set[str]) -> None:
+        """One list call for every container of this kubelet; inspect only those that just exited."""
+        exits: list[tuple[str, int, str]] = []
+        try:
+            listed = self._docker.api.containers(
+                all=True, filters={"label": f"kubesim.kubelet={self._kubelet_id}", "status": ["exited", "dead"]}
+            )
+            for entry in listed:
+                docker_id = entry["Id"]
+                if docker_id not in running:
+                    continue
+                state = self._docker.api.inspect_container(docker_id)["State"]
+                reason = "OOMKilled" if state.get("OOMKilled") else ""
+                exits.append((docker_id, int(state.get("ExitCode", 0)), reason))
+        except Exception:  # the next poll tries again
+            pass
+
+        def report() -> None:
+            self._poll_in_flight = False
+            for docker_id, code, reason in exits:
+                owner = self._running.pop(docker_id, None)
+                self._host_ports.pop(docker_id, None)
+                if owner is not None:
+                    self._container_exited(owner[0], owner[1], owner[2], code, reason)
+
+        self._post(report)
+
+    def _probe_work(self, probing: _Probing, probe: _Probe, spec: JSON) -> None:
+        try:
+            ok, message = self._run_probe(probing, probe, spec)
+        except Exception as e:  # a probe that cannot run has failed
+            ok, message = False, str(e)
+        self._post(lambda: self._probe_done(probing, probe, ok, message))
+
+    def _run_probe(self, probing: _Probing, probe: _Probe, spec: JSON) -> tuple[bool, str]:
+        timeout = probe.seconds("timeoutSeconds", 1)
+        if "exec" in probe.spec:
+            command = [str(x) for x in probe.spec["exec"].get("command", [])]
+            started = time.monotonic()
+            exec_id = self._docker.api.exec_create(probing.docker_id, command, stdout=True, stderr=True)["Id"]
+            output = self._docker.api.exec_start(exec_id)
+            code = self._docker.api.exec_inspect(exec_id).get("ExitCode")
+            text = output.decode("utf-8", errors="replace").strip() if isinstance(output, bytes) else str(output)
+            if time.monotonic() - started > timeout:
+                return False, f"command {command!r} timed out"
+            return code == 0, text or f"command {command!r} exited with {code}"
+        port = self._probe_port(spec, probe.spec)
+        host_port = probing.host_ports.get(port) if port is not None else None
+        if host_port is None:
+            return False, f"port {port} of the container is not published on 127.0.0.1"
+        if "httpGet" in probe.spec:
+            return self._http_probe(probe.spec["httpGet"], host_port, timeout)
+        return self._tcp_probe(host_port, timeout)
+
+    @staticmethod
+    def _http_probe(action: JSON, host_port: int, timeout: float) -> tuple[bool, str]:
+        scheme = str(action.get("scheme", "HTTP")).upper()
+        path = str(action.get("path", "/")) or "/"
+        url = f"{scheme.lower()}://{HOST_IP}:{host_port}{path}"
+        connection: http.client.HTTPConnection
+        if scheme == "HTTPS":
+            import ssl
+
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # the kubelet does not verify probe certificates either
+            connection = http.client.HTTPSConnection(HOST_IP, host_port, timeout=timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(HOST_IP, host_port, timeout=timeout)
+        headers = {"User-Agent": "kube-probe/1.32", "Accept": "*/*"}
+        headers.update({str(h["name"]): str(h["value"]) for h in action.get("httpHeaders", [])})
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read(10240)
+        except TimeoutError:
+            return False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        except ConnectionRefusedError:
+            return False, f'Get "{url}": dial tcp {HOST_IP}:{host_port}: connect: connection refused'
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            return False, f'Get "{url}": EOF'
+        except OSError as e:
+            return False, f'Get "{url}": {e}'
+        finally:
+            connection.close()
+        if 200 <= response.status < 400:
+            return True, ""
+        return False, f"HTTP probe failed with statuscode: {response.status}"
+
+    @staticmethod
+    def _tcp_probe(host_port: int, timeout: float) -> tuple[bool, str]:
+        refused = f"dial tcp {HOST_IP}:{host_port}: connect: connection refused"
+        try:
+            with socket.create_connection((HOST_IP, host_port), timeout=timeout) as sock:
+                sock.settimeout(0.1)
+                try:
+                    if sock.recv(1) == b"":
+                        return False, refused  # Docker's proxy accepted, then found nobody listening
+                except TimeoutError:
+                    pass
+                except ConnectionResetError:
+                    return False, refused
+        except TimeoutError:
+            return False, f"dial tcp {HOST_IP}:{host_port}: i/o timeout"
+        except OSError:
+            return False, refused
+        return True, ""
+
+    def _probe_done(self, probing: _Probing, probe: _Probe, ok: bool, message: str) -> None:
+        probe.in_flight = False
+        probe.due = time.monotonic() + probe.seconds("periodSeconds", 10)
+        if self._probing.get((probing.uid, probing.name)) is not probing:
+            return
+        found = self._current(probing.uid, probing.name, probing.attempt)
+        if found is None:
+            return
+        p, c = found
+        if ok:
+            probe.successes, probe.failures = probe.successes + 1, 0
+        else:
+            probe.successes, probe.failures = 0, probe.failures + 1
+            self._event(p, c, "Warning", "Unhealthy", f"{probe.kind} probe failed: {message}")
+        passed = probe.successes >= int(probe.spec.get("successThreshold", 1))
+        failed = probe.failures >= int(probe.spec.get("failureThreshold", 3))
+        if probe.kind == "Readiness":
+            if passed:
+                c.ready = True
+            elif failed:
+                c.ready = False
+        elif probe.kind == "Startup" and passed:
+            c.started = True
+            probing.probes.remove(probe)
+            if not any(other.kind == "Readiness" for other in probing.probes):
+                c.ready = True
+        elif failed:
+            self._event(
+                p, c, "Normal", "Killing", f"Container {c.name} failed {probe.kind.lower()} probe, will be restarted"
+            )
+            self._kill(p, c)
