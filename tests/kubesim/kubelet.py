@@ -1185,6 +1185,8 @@ class DockerKubelet(_KubeletCore):
         self._kubelet_id = uuid.uuid4().hex[:12]
         self._ops = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name_prefix}-docker")
         self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name_prefix}-probe")
+        # Exits are noticed on their own thread, so that slow pulls cannot delay a restart.
+        self._watch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name_prefix}-watch")
         self._running: dict[str, tuple[str, str, int]] = {}  # docker id -> (pod uid, container, attempt)
         self._probing: dict[tuple[str, str], _Probing] = {}
         self._instances: dict[tuple[str, str], list[str]] = {}  # docker ids kept for logs, oldest first
@@ -1201,6 +1203,7 @@ class DockerKubelet(_KubeletCore):
         super().stop()
         self._ops.shutdown(wait=True, cancel_futures=True)
         self._probe_pool.shutdown(wait=True, cancel_futures=True)
+        self._watch.shutdown(wait=True, cancel_futures=True)
         for entry in self._docker.api.containers(all=True, filters={"label": f"kubesim.kubelet={self._kubelet_id}"}):
             try:
                 self._docker.api.remove_container(entry["Id"], force=True)
@@ -1418,7 +1421,7 @@ class DockerKubelet(_KubeletCore):
         if not self._poll_in_flight and now >= self._next_poll and self._running:
             self._poll_in_flight = True
             self._next_poll = now + self.POLL_SECONDS
-            self._ops.submit(self._poll_exits, set(self._running))
+            self._watch.submit(self._poll_exits, set(self._running))
         for probing in list(self._probing.values()):
             p = self._pods.get(probing.uid)
             c = p.container(probing.name) if p else None
