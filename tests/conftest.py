@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.kubesim.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BUSYBOX_BINARY = Path("/bin/busybox")
 BASE_IMAGE_TAG = "deployer-test/busybox-base:1"

@@ -26,7 +26,7 @@ import trustme
 
 from .clock import SimClock
 from .control_loop import ControlLoop
-from .kubelet import Behaviour, ScriptedKubelet
+from .kubelet import Behaviour, DockerKubelet, ScriptedKubelet
 from .server import KubeApiServer, RequestCounter, TokenRegistry
 from .store import ObjectStore
 
@@ -74,13 +74,17 @@ def node_object(name: str) -> dict[str, Any]:
     }
 
 
-def _make_kubelet(kind: str, registry: Registry | None) -> Any:
+def _make_kubelet(kind: str, registry: Registry | None, docker_client: Any | None) -> tuple[Any, Any | None]:
+    """The kubelet, and the Docker client the simulator opened for it (None when it was given one)."""
     if kind == "scripted":
-        return ScriptedKubelet()
+        return ScriptedKubelet(), None
     if kind == "docker":
-        from .kubelet import DockerKubelet  # type: ignore[attr-defined]
+        owned = None
+        if docker_client is None:
+            import docker
 
-        return DockerKubelet(registry=registry)
+            docker_client = owned = docker.from_env(timeout=120)
+        return DockerKubelet(docker_client, registry=registry, name_prefix="deployer-test-kubesim"), owned
     raise ValueError(f"unknown kubelet {kind!r}: choose 'scripted' or 'docker'")
 
 
@@ -100,6 +104,7 @@ class KubeSim:
         self._counter = counter
         self._workdir = workdir
         self._stopped = False
+        self._owned_docker: Any | None = None
         self.admin_token = tokens.issue()
         self.kubeconfig_path = workdir / "kubeconfig"
         self.write_kubeconfig(self.kubeconfig_path)
@@ -112,12 +117,15 @@ class KubeSim:
         registry: Registry | None = None,
         nodes: int = 1,
         port: int = 0,
+        docker_client: Any | None = None,
     ) -> KubeSim:
+        """Start a cluster: ``kubelet`` "scripted" (no processes) or "docker" (real containers, pulled from
+        ``registry`` = (host:port, username, password)); ``clock_speed`` simulated seconds per real second."""
         clock = SimClock(clock_speed)
         store = ObjectStore(clock)
         for index in range(1, nodes + 1):
             store.create(node_object(f"kubesim-node-{index}"), keep_status=True)
-        kubelet_instance = _make_kubelet(kubelet, registry)
+        kubelet_instance, owned_docker = _make_kubelet(kubelet, registry, docker_client)
         loop = ControlLoop(store, clock, kubelet_instance)
         clock.on_advance(loop.poke)
         ca = trustme.CA(organization_name="kubesim throwaway CA")
@@ -129,6 +137,7 @@ class KubeSim:
         server = KubeApiServer(port, context, store, tokens, counter, kubelet_instance.logs)
         workdir = Path(tempfile.mkdtemp(prefix="kubesim-"))
         sim = cls(clock, store, kubelet_instance, loop, server, ca, tokens, counter, workdir)
+        sim._owned_docker = owned_docker
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kubesim-server",
                          daemon=True).start()
         kubelet_instance.start(store, clock)
@@ -198,6 +207,8 @@ class KubeSim:
         try:
             self.kubelet.stop()
         finally:
+            if self._owned_docker is not None:
+                self._owned_docker.close()
             shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> KubeSim:
