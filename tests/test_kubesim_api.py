@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = 
 
 # ---------------------------------------------------------------- patches (pure)
 
-POD_SPEC = {
+POD_SPEC: Obj = {
     "containers": [
         {"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
          "ports": [{"containerPort": 80}, {"containerPort": 81}]},
@@ -446,7 +446,7 @@ def test_list_filters_by_label_and_field_selectors(api: Api) -> None:
     assert api.request("GET", "/api/v1/namespaces/default/configmaps", labelSelector="tier in (").status_code == 400
 
 
-def _watch_lines(api: Api, path: str, **params: str) -> Iterator[Obj]:
+def _watch_lines(api: Api, path: str, **params: str) -> Generator[Obj, None, None]:
     with api.session.get(api.base + path, params={"watch": "true", **params}, stream=True, timeout=10,
                          verify=api.ca) as response:
         assert response.status_code == 200
@@ -499,14 +499,17 @@ def test_watch_from_a_compacted_version_reports_410_gone(kubesim: KubeSim, api: 
 def test_python_client_watch_raises_410_on_a_compacted_version(kubesim: KubeSim) -> None:
     from kubernetes import client, config, watch
 
-    api_client = config.new_client_from_config_dict(kubesim.kubeconfig_dict())
+    api_client = config.new_client_from_config_dict(kubesim.kubeconfig_dict())  # type: ignore[no-untyped-call]
     try:
         core = client.CoreV1Api(api_client)
-        created = core.create_namespaced_config_map("default", {"metadata": {"name": "x"}})
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"))
+        created = core.create_namespaced_config_map("default", body)
         core.patch_namespaced_config_map("x", "default", {"data": {"a": "b"}})
         kubesim.store.compact()
-        stream = watch.Watch().stream(core.list_namespaced_config_map, "default",
-                                      resource_version=created.metadata.resource_version, timeout_seconds=5)
+        assert created.metadata is not None
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+            core.list_namespaced_config_map, "default",
+            resource_version=created.metadata.resource_version, timeout_seconds=5)
         with pytest.raises(client.ApiException) as caught:
             next(stream)
         assert caught.value.status == 410
@@ -518,9 +521,9 @@ def test_python_dynamic_client_server_side_apply(kubesim: KubeSim) -> None:
     from kubernetes import config, dynamic
     from kubernetes.dynamic.exceptions import ConflictError
 
-    api_client = config.new_client_from_config_dict(kubesim.kubeconfig_dict())
+    api_client = config.new_client_from_config_dict(kubesim.kubeconfig_dict())  # type: ignore[no-untyped-call]
     try:
-        client = dynamic.DynamicClient(api_client)
+        client = dynamic.DynamicClient(api_client)  # type: ignore[no-untyped-call]
         deployments = client.resources.get(api_version="apps/v1", kind="Deployment")
         applied = deployments.server_side_apply(body=deployment(), namespace="default", field_manager="deployer")
         assert applied.metadata.generation == 1

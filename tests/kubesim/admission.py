@@ -252,7 +252,8 @@ def _validate_workload(obj: dict[str, Any]) -> list[Cause]:
         return [Cause("spec", "FieldValueRequired", "Required value")]
     causes: list[Cause] = []
     selector = spec.get("selector")
-    template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+    raw_template = spec.get("template")
+    template: dict[str, Any] = raw_template if isinstance(raw_template, dict) else {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
         causes.append(Cause("spec.selector", "FieldValueRequired", "Required value"))

@@ -157,8 +157,8 @@ class ControlLoop:
                 spec = obj.get("spec") or {}
                 status = obj.get("status") or {}
                 if kind == "Deployment":
-                    progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"),
-                                       {})
+                    conditions = status.get("conditions") or []
+                    progressing: Obj = next((c for c in conditions if c.get("type") == "Progressing"), {})
                     settled = (progressing.get("reason") in ("NewReplicaSetAvailable", "ProgressDeadlineExceeded")
                                and status.get("observedGeneration") == obj["metadata"].get("generation"))
                     if settled and not spec.get("minReadySeconds"):

@@ -206,7 +206,7 @@ def apply_strategic_merge_patch(doc: dict[str, Any], patch: Any) -> dict[str, An
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be a JSON object")
     result = _merge_map(doc, patch, ())
-    if result is None:
+    if not isinstance(result, dict):
         raise PatchError("the patch deletes the whole object")
     return result
 
