@@ -536,7 +536,13 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                 return False
             return labels_match(labels, obj["metadata"].get("labels")) and fields_match(fields, obj)
 
+        as_table = self._wants_table()
+        include_object = query.get("includeObject", "Metadata")
+
         def send(event_type: str, obj: Obj) -> None:
+            if as_table and event_type != "ERROR":
+                obj = table_for([obj], obj["metadata"].get("resourceVersion", ""), include_object, store.clock.now(),
+                                request.rtype)
             line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
             self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             self.wfile.flush()

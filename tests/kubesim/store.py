@@ -111,6 +111,7 @@ class ObjectStore:
         self._history_limit = history_limit
         self._oldest_servable_rv = 0  # a watch may resume from any rv >= this
         self._children: dict[str, set[ObjectKey]] = {}
+        self._uids: set[str] = set()
         # Objects without a controller ownerReference, by type and namespace: what controllers may adopt.
         self._orphans: dict[ResourceType, dict[str, set[str]]] = {r: {} for r in RESOURCE_TYPES}
         self._listeners: list[ChangeListener] = []
@@ -334,6 +335,7 @@ class ObjectStore:
     def _store_created(self, rtype: ResourceType, ns: str, name: str, new: Obj) -> Obj:
         _meta(new)["resourceVersion"] = str(self._next_rv())
         self._objects[rtype][(ns, name)] = new
+        self._uids.add(new["metadata"]["uid"])
         self._index_owners(rtype, new, add=True)
         self._record("ADDED", rtype, ns, None, new)
         result: Obj = clone(new)
@@ -597,6 +599,7 @@ class ObjectStore:
         snapshot = clone(old)
         snapshot["metadata"]["resourceVersion"] = str(self._next_rv())
         del self._objects[rtype][(ns, name)]
+        self._uids.discard(uid)
         self._index_owners(rtype, old, add=False)
         self._record("DELETED", rtype, ns, old, None, deleted_snapshot=snapshot)
         for child_type, child in self.children_of(uid):
@@ -616,12 +619,7 @@ class ObjectStore:
         self._children.pop(uid, None)
 
     def _uid_exists(self, uid: str) -> bool:
-        # Owners are few per object and this runs only on deletes, so a scan of owners' buckets is fine.
-        return any(
-            obj["metadata"].get("uid") == uid
-            for rtype in RESOURCE_TYPES
-            for obj in self._objects[rtype].values()
-        ) if uid else False
+        return uid in self._uids
 
     # ------------------------------------------------------------ the internal writers (controllers, kubelet)
 
