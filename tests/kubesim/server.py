@@ -224,6 +224,13 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
     def _parse_body(self, raw: bytes, allow_yaml: bool = False) -> Any:
         if not raw.strip():
             return None
+        content_type = self.headers.get("Content-Type") or ""
+        if "protobuf" in content_type or "cbor" in content_type:
+            # Typed clients (kubectl create deployment/namespace/secret, kubectl run) encode bodies in
+            # protobuf; the simulator has no protobuf schemas, so it refuses them plainly.
+            raise statuses.ApiError(415, "UnsupportedMediaType",
+                                    f"kubesim cannot decode {content_type} request bodies; send JSON or YAML "
+                                    "(kubectl apply/create -f, or a JSON client)")
         try:
             return json.loads(raw)
         except ValueError as e:
