@@ -612,3 +612,18 @@ def test_fifty_deployments_of_ten_replicas_roll_out_in_under_ten_seconds(tmp_pat
         assert not sim.loop.errors
     finally:
         sim.stop()
+
+
+def test_protobuf_request_bodies_are_refused_with_415(api: Api) -> None:
+    refused = api.session.post(api.base + DEPLOYMENTS, data=b"k8s\x00\x0a\x0b", verify=api.ca, timeout=10,
+                               headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert refused.status_code == 415
+    assert refused.json()["reason"] == "UnsupportedMediaType"
+
+
+def test_scale_subresource_reads_and_writes_replicas(api: Api) -> None:
+    api.apply(DEPLOYMENTS + "/web", deployment(replicas=2))
+    scale = api.request("GET", DEPLOYMENTS + "/web/scale").json()
+    assert (scale["kind"], scale["spec"]["replicas"], scale["status"]["selector"]) == ("Scale", 2, "app=web")
+    api.request("PATCH", DEPLOYMENTS + "/web/scale", {"spec": {"replicas": 4}}, "application/merge-patch+json")
+    assert api.request("GET", DEPLOYMENTS + "/web").json()["spec"]["replicas"] == 4
