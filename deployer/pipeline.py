@@ -9,8 +9,13 @@ before anything remote happens: manifests are rendered and checked before the im
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +23,18 @@ from typing import Any
 
 from deployer import actions, manifests, plans, workspace
 from deployer.console import Console
-from deployer.errors import DockerError, ExitCode, ManifestError, OptionError, RegistryError
+from deployer.errors import (
+    DeployerError,
+    DockerError,
+    ExitCode,
+    KubernetesError,
+    ManifestError,
+    OptionError,
+    RegistryError,
+    RollbackFailedError,
+    RolloutFailedError,
+    RolloutFailure,
+)
 from deployer.manifests import ManifestObject, RenderOptions
 from deployer.settings import (
     ClusterSettings,
@@ -218,7 +234,236 @@ def _register_secrets(settings: RunSettings, console: Console) -> None:
 
 
 def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
-    raise NotImplementedError
+    """The whole job: render, build and push, connect, lock, record, apply, wait, and roll back on failure.
+
+    Whatever happens, the step outputs, the step summary and the GitHub Deployment are written at the end.
+    """
+    started = time.monotonic()
+    target = resolve_target(settings, env)
+    rendered = render(settings, target, env)
+    _write_rendered_outputs(settings, rendered, console)
+    report = actions.DeployReport(
+        status="failed",
+        image=str(target.reference),
+        tag=target.reference.tag or "",
+        environment=settings.github.environment,
+        environment_url=settings.github.environment_url,
+        namespace=settings.namespace,
+        run_url=actions.run_url(env),
+    )
+    reporter = _start_github_deployment(settings, target, console, env)
+    code: int = ExitCode.FAILURE
+    try:
+        code = _deploy_phases(settings, console, env, target, rendered, report)
+        return code
+    except DeployerError as e:
+        code = e.exit_code
+        report.error = console.redact(str(e))
+        raise
+    finally:
+        report.status = actions.status_for_exit_code(code)
+        report.seconds = time.monotonic() - started
+        actions.write_outputs(env, actions.report_outputs(report))
+        actions.append_step_summary(env, console.redact(actions.summary_markdown(report)))
+        if reporter is not None:
+            reporter.finish(
+                state="success" if code == ExitCode.OK else "failure",
+                log_url=report.run_url,
+                environment_url=settings.github.environment_url,
+                description=f"{report.image}: {report.status}",
+            )
+
+
+def _start_github_deployment(
+    settings: RunSettings, target: ImageTarget, console: Console, env: Mapping[str, str]
+) -> Any:
+    """A GitHub Deployment for --environment, or None; GitHub failures only warn (deployer.github)."""
+    if not settings.github.environment:
+        return None
+    if not settings.github.token or not env.get("GITHUB_REPOSITORY"):
+        console.warn("--environment given without --github-token and GITHUB_REPOSITORY: no GitHub Deployment recorded")
+        return None
+    from deployer import github
+
+    reporter = github.DeploymentReporter(
+        token=settings.github.token,
+        repository=env["GITHUB_REPOSITORY"],
+        api_url=settings.github.api_url,
+        warn=console.warn,
+    )
+    reporter.start(
+        environment=settings.github.environment,
+        ref=target.commit.sha if target.commit else (target.reference.tag or ""),
+        payload={"image": str(target.reference)},
+        description=f"deploying {target.reference}",
+        log_url=actions.run_url(env),
+    )
+    return reporter
+
+
+@contextmanager
+def _cancelled_on_signals(cancel: threading.Event, console: Console) -> Iterator[None]:
+    """SIGTERM (a cancelled workflow) and SIGINT set ``cancel`` instead of killing the run, so that the
+    wait stops and the rollback still happens; a second signal does not interrupt the rollback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        if not cancel.is_set():
+            console.warn(f"received {signal.Signals(signum).name}: stopping the wait and rolling back")
+        cancel.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _deploy_phases(
+    settings: RunSettings,
+    console: Console,
+    env: Mapping[str, str],
+    target: ImageTarget,
+    rendered: Rendered,
+    report: actions.DeployReport,
+) -> int:
+    from deployer import cluster as kubernetes_cluster
+
+    published = publish_image(settings.image, target, console, env)
+    report.digest = published.digest
+    if settings.image.pin_digest and published.digest:
+        pinned = str(target.reference.with_digest(published.digest))
+        rendered = render(settings, target, env, image=pinned)
+        report.image = pinned
+    credentials = _credentials(settings.cluster, settings.rollout, console, env)
+    report.cluster = credentials.description
+    cancel = threading.Event()
+    with kubernetes_cluster.Cluster.connect(credentials) as kube, _cancelled_on_signals(cancel, console):
+        namespace = settings.namespace or kube.default_namespace
+        report.namespace = namespace
+        bodies = [obj.body for obj in rendered.objects]
+        declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
+        with console.phase(f"Lock namespace {namespace}"):
+            if kube.ensure_namespace(namespace, create=settings.rollout.create_namespace or declared):
+                console.info(f"created namespace {namespace}")
+            holder = report.run_url or f"{env.get('USER', 'someone')}@{socket.gethostname()}"
+            lock = kube.acquire_lock(
+                namespace, holder, settings.rollout.lock_timeout, cancel=cancel, on_progress=console.info
+            )
+        with lock:
+            return _apply_and_verify(settings, console, kube, rendered, bodies, report, cancel)
+
+
+def _apply_and_verify(
+    settings: RunSettings,
+    console: Console,
+    kube: Any,
+    rendered: Rendered,
+    bodies: list[dict[str, Any]],
+    report: actions.DeployReport,
+    cancel: threading.Event,
+) -> int:
+    from deployer import diagnoses
+
+    rollout = settings.rollout
+    refs = [kube.ref_of(body) for body in bodies]
+    workloads = [ref for ref in refs if ref.kind in plans.WORKLOAD_KINDS]
+    record = kube.record(bodies)
+    previous = {ref: record.find(ref) for ref in workloads}
+    report.workloads = [
+        actions.WorkloadResult(
+            ref.kind,
+            ref.name,
+            ref.namespace,
+            result="pending",
+            previous_revision=_recorded_revision(previous[ref]),
+        )
+        for ref in workloads
+    ]
+    failure_reason: str
+    diagnosis_text = ""
+    with console.phase(f"Apply {len(bodies)} object(s)"):
+        try:
+            origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
+            for result in kube.apply(bodies, force=rollout.force_conflicts, record=record, origins=origins):
+                console.info(result.describe())
+            applied = True
+        except KubernetesError as e:
+            # Objects before the refused one are applied: they are put back like a failed rollout.
+            applied, failure_reason = False, f"apply failed: {e}"
+            console.error(failure_reason)
+    if applied:
+        with console.phase(f"Wait for {len(workloads)} workload(s), at most {_seconds(rollout.timeout)}"):
+            try:
+                waited = kube.wait(
+                    workloads,
+                    timeout=rollout.timeout,
+                    tolerate_failures_for=rollout.tolerate_failures_for,
+                    on_progress=lambda line: console.progress(line.split(":", 1)[0], line),
+                    cancel=cancel,
+                )
+            except KubernetesError as e:
+                waited = None
+                failure_reason = f"watching the rollout failed: {e}"
+        if waited is not None:
+            _fill_workload_results(report, waited)
+            if waited.ok:
+                for workload in report.workloads:
+                    workload.result = "ready"
+                console.info(f"rolled out {len(workloads)} workload(s) in {waited.elapsed:.1f}s")
+                return ExitCode.OK
+            failure_reason = f"rollout {waited.outcome}: {waited.reason}"
+            found = kube.diagnose(waited)
+            diagnosis_text = diagnoses.render_text(found)
+            report.diagnosis = console.redact(diagnoses.render_markdown(found))
+            console.error(failure_reason)
+            if diagnosis_text:
+                console.info(diagnosis_text)
+    failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)
+    if not rollout.rollback:
+        raise KubernetesError(f"{failure_reason}; --no-rollback: the failed rollout is left in place")
+    with console.phase("Roll back"):
+        steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
+        # The rollback gets no cancel event: a second SIGTERM must not leave things half restored.
+        restored = kube.rollback(steps, timeout=rollout.rollback_timeout, on_progress=console.info)
+    failure.outcomes = restored.outcomes
+    report.rollback = restored.outcomes
+    states = {(o.kind, o.name): o.state for o in restored.outcomes}
+    for workload in report.workloads:
+        workload.result = states.get((workload.kind, workload.name), workload.result)
+    if restored.ok:
+        raise RolloutFailedError(failure)
+    raise RollbackFailedError(failure, "; ".join(restored.problems))
+
+
+def _recorded_revision(record: Any) -> str | None:
+    if record is None or record.revision is None:
+        return None
+    return str(record.revision.number)
+
+
+def _fill_workload_results(report: actions.DeployReport, waited: Any) -> None:
+    """Per-workload result, time and revision now live, from the last state the wait saw."""
+    by_key = {(ref.kind, ref.name): ref for ref in waited.verdicts}
+    for workload in report.workloads:
+        ref = by_key.get((workload.kind, workload.name))
+        if ref is None:
+            continue
+        verdict = waited.verdicts[ref]
+        workload.result = "ready" if verdict.done else ("failed" if waited.failures.get(ref) else "not ready")
+        workload.seconds = waited.elapsed
+        live = waited.workloads.get(ref) or {}
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        status = live.get("status") or {}
+        revision = annotations.get("deployment.kubernetes.io/revision") or status.get("updateRevision")
+        workload.revision = str(revision) if revision else None
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
 def build(image: ImageSettings, output_format: str, console: Console, env: Mapping[str, str]) -> int:

@@ -40,6 +40,8 @@ def require_real_part(available: bool, reason: str) -> None:
 class TestRegistry:
     """The htpasswd-protected registry that .ci/run starts on loopback."""
 
+    __test__ = False  # a fixture's type, not a test class, despite its name
+
     host: str  # host:port, e.g. 127.0.0.1:5000
     username: str
     password: str
@@ -91,6 +93,7 @@ def _docker_client() -> Any | None:
 def docker_client() -> Iterator[Any]:
     client = _docker_client()
     require_real_part(client is not None, "no Docker engine answers at DOCKER_HOST or /var/run/docker.sock")
+    assert client is not None
     yield client
     client.close()
 
