@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -283,11 +284,26 @@ def _run_protected(quiet: bool, work: Callable[[Any], int]) -> NoReturn:
 
 
 def _annotation_position(error: DeployerError) -> dict[str, Any]:
+    """Where GitHub should mark a manifest error: the file relative to the workspace, and its line.
+
+    A field error knows its document, not its line; the line is looked up only now, on the error path.
+    """
+    from deployer import actions
     from deployer.errors import ManifestError
 
-    if isinstance(error, ManifestError) and error.path:
-        return {"file": error.path, "line": error.line, "col": error.column}
-    return {}
+    if not isinstance(error, ManifestError) or not error.path:
+        return {}
+    line = error.line
+    if line is None and error.document is not None:
+        from deployer import manifests
+        from deployer.workspace import ManifestSource
+
+        try:
+            source = ManifestSource(error.path, Path(error.path).read_text(encoding="utf-8"))
+            line = manifests.locate_document(source, error.document)
+        except OSError:
+            line = None
+    return {"file": actions.workspace_relative(error.path, os.environ), "line": line, "col": error.column}
 
 
 @click.group(

@@ -456,20 +456,25 @@ class Cluster:
         force: bool = True,
         record: LiveRecord | None = None,
         origins: Mapping[ObjectRef, str] | None = None,
+        dry_run: bool = False,
     ) -> list[ApplyResult]:
         """Server-side apply of every object, in dependency order.
 
         With ``force`` the fields other managers own (``kubectl-client-side-apply``, ``kubectl-edit``...)
         are taken over and reported; without it a conflict raises ApplyError naming the fields and their
-        managers. ``record`` (from ``record()``) tells created from configured from unchanged and which
-        fields were taken; ``origins`` names each object's file and document in error messages.
+        managers. With ``dry_run`` nothing is stored (``dryRun=All``). ``record`` (from ``record()``) tells
+        created from configured from unchanged and which fields were taken; ``origins`` names each object's
+        file and document in error messages.
         """
         results = []
         for obj in sorted(objects, key=lambda o: apply_rank(str(o.get("kind")))):
             ref = self.ref_of(obj)
             resource = self.resource_for(ref.api_version, ref.kind)
             where = f"{origins[ref]}: " if origins and ref in origins else ""
-            query = {"fieldManager": field_manager, "force": force}
+            query: dict[str, Any] = {"fieldManager": field_manager, "force": force}
+            if dry_run:
+                # The server runs admission and defaulting and answers with what it would store.
+                query["dryRun"] = "All"
             try:
                 status, live = self._request(
                     "PATCH",

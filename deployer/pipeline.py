@@ -204,15 +204,58 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
     rendered = render(settings, target, env)
     _write_rendered_outputs(settings, rendered, console)
     build_note = _build_locally(settings, target, console, env)
+    changes, cluster_note = _server_side_changes(settings, rendered, console, env)
     plan = plans.make_plan(
         str(target.reference),
         build_note,
         rendered.objects,
+        changes=changes,
+        cluster=cluster_note,
         namespace=settings.namespace,
     )
     _emit_plan(plan, settings.output_format)
-    actions.write_outputs(env, {"image": str(target.reference), "tag": target.reference.tag or "", "status": "planned"})
-    return 0
+    report = actions.DeployReport(
+        status="planned",
+        image=str(target.reference),
+        tag=target.reference.tag or "",
+        cluster=cluster_note,
+        namespace=settings.namespace,
+        plan=plans.plan_as_text(plan),
+        run_url=actions.run_url(env),
+    )
+    actions.write_outputs(env, actions.report_outputs(report))
+    actions.append_step_summary(env, console.redact(actions.summary_markdown(report)))
+    return ExitCode.OK
+
+
+def _server_side_changes(
+    settings: RunSettings, rendered: Rendered, console: Console, env: Mapping[str, str]
+) -> tuple[dict[tuple[str, str | None, str], str] | None, str]:
+    """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing."""
+    if not settings.cluster.given:
+        return None, "none (rendering only)"
+    from deployer import cluster as kubernetes_cluster
+
+    credentials = _credentials(settings.cluster, settings.rollout, console, env)
+    bodies = [obj.body for obj in rendered.objects]
+    with kubernetes_cluster.Cluster.connect(credentials) as kube:
+        namespace = settings.namespace or kube.default_namespace
+        record = kube.record(bodies)
+        changes: dict[tuple[str, str | None, str], str] = {}
+        missing_namespace = (
+            kube.get(kube.ref_of({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})) is None
+        )
+        for obj in rendered.objects:
+            ref = kube.ref_of(obj.body)
+            before = record.find(ref)
+            live = before.content if before is not None else None
+            if live is None and missing_namespace and ref.namespace == namespace:
+                # The server cannot dry-run into a namespace that a real run would create first.
+                changes[(obj.kind, obj.namespace, obj.name)] = "create"
+                continue
+            (result,) = kube.apply([obj.body], force=settings.rollout.force_conflicts, dry_run=True)
+            changes[(obj.kind, obj.namespace, obj.name)] = plans.change_of(live, result.live)
+    return changes, f"{credentials.description} (server-side dry run)"
 
 
 def run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:

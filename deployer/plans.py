@@ -7,7 +7,7 @@ services before workloads so that their endpoints exist when pods turn ready, in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -103,6 +103,26 @@ def make_plan(
         for obj in order_for_apply(objects)
     ]
     return Plan(image=image, build=build, objects=planned, cluster=cluster, namespace=namespace)
+
+
+# Fields the server writes on every change, or that apply does not set: they say nothing about the change.
+_SERVER_WRITTEN_METADATA = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
+
+
+def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+    body = {key: value for key, value in obj.items() if key != "status"}
+    metadata = dict(body.get("metadata") or {})
+    for key in _SERVER_WRITTEN_METADATA:
+        metadata.pop(key, None)
+    body["metadata"] = metadata
+    return body
+
+
+def change_of(live: Mapping[str, Any] | None, after_dry_run: Mapping[str, Any]) -> str:
+    """What applying would do, from the live object and the server's dry-run answer."""
+    if live is None:
+        return "create"
+    return "unchanged" if _comparable(live) == _comparable(after_dry_run) else "update"
 
 
 def plan_as_json(plan: Plan) -> dict[str, Any]:

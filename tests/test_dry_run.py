@@ -1,0 +1,175 @@
+"""Dry runs against a cluster: the server says what would change, and nothing does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployer.plans import change_of
+from tests.kubesim import KubeSim
+
+REPO = Path(__file__).resolve().parent.parent
+HELLO_MANIFESTS = REPO / "workflows-examples" / "hello-app" / "k8s"
+
+LIVE = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "a", "namespace": "n", "resourceVersion": "7", "uid": "u1", "managedFields": [{}]},
+    "data": {"k": "v"},
+}
+
+
+@pytest.mark.parametrize(
+    ("live", "answer", "change"),
+    [
+        (None, LIVE, "create"),
+        (LIVE, {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "8", "managedFields": []}}, "unchanged"),
+        (LIVE, {**LIVE, "status": {"observed": 1}}, "unchanged"),
+        (LIVE, {**LIVE, "data": {"k": "w"}}, "update"),
+        (LIVE, {**LIVE, "metadata": {**LIVE["metadata"], "labels": {"a": "b"}}}, "update"),
+    ],
+)
+def test_change_of_ignores_what_the_server_writes_on_its_own(
+    live: dict[str, Any] | None, answer: dict[str, Any], change: str
+) -> None:
+    assert change_of(live, answer) == change
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    simulator = KubeSim.start(kubelet="scripted", clock_speed=20)
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def _deployer(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "DEPLOYER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _hello(sim: KubeSim, tag: str, *extra: str) -> list[str]:
+    return [
+        "run",
+        "-f",
+        str(HELLO_MANIFESTS),
+        "-n",
+        "hello",
+        "--image",
+        "ghcr.io/acme/hello-app",
+        "--tag",
+        tag,
+        "--no-build",
+        "--kubeconfig",
+        str(sim.kubeconfig_path),
+        *extra,
+    ]
+
+
+def _plan_changes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    return {f"{o['kind']}/{o['name']}": o["change"] for o in plan["objects"]}
+
+
+def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(sim: KubeSim, kubectl: str) -> None:
+    first = _deployer(*_hello(sim, "a1", "--dry-run", "--format", "json"))
+    assert _plan_changes(first) == {"Service/hello-app": "create", "Deployment/hello-app": "create"}
+    assert "server-side dry run" in json.loads(first.stdout)["cluster"]
+    # The dry run stored nothing: kubectl finds no deployment, not even the namespace's objects.
+    found = subprocess.run(
+        [kubectl, "--kubeconfig", str(sim.kubeconfig_path), "-n", "hello", "get", "deployments", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.stdout.strip() == ""
+
+    deployed = _deployer(*_hello(sim, "a1", "--timeout", "60s"))
+    assert deployed.returncode == 0, deployed.stderr
+
+    same = _deployer(*_hello(sim, "a1", "--dry-run", "--format", "json"))
+    assert _plan_changes(same) == {"Service/hello-app": "unchanged", "Deployment/hello-app": "unchanged"}
+
+    newer = _deployer(*_hello(sim, "a2", "--dry-run", "--format", "json"))
+    assert _plan_changes(newer) == {"Service/hello-app": "unchanged", "Deployment/hello-app": "update"}
+    image = subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            str(sim.kubeconfig_path),
+            "-n",
+            "hello",
+            "get",
+            "deployment",
+            "hello-app",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert image.stdout == "ghcr.io/acme/hello-app:a1"
+
+
+def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path) -> None:
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    result = _deployer(
+        "run",
+        "--dry-run",
+        "--no-build",
+        "-f",
+        str(HELLO_MANIFESTS),
+        "--image",
+        "ghcr.io/acme/hello-app",
+        "--tag",
+        "abc1234",
+        env={"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)},
+    )
+    assert result.returncode == 0, result.stderr
+    text = summary.read_text()
+    assert "ghcr.io/acme/hello-app:abc1234" in text
+    assert "Deployment/hello-app" in text
+    assert "status<<" in outputs.read_text() and "planned" in outputs.read_text()
+
+
+def test_a_field_error_in_actions_is_annotated_on_its_document_line(tmp_path: Path) -> None:
+    manifests = tmp_path / "k8s"
+    manifests.mkdir()
+    (manifests / "app.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n# the second one\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {namespace: x}\n"
+    )
+    result = _deployer(
+        "run",
+        "--render-only",
+        "-f",
+        "k8s",
+        "--image",
+        "ghcr.io/acme/app",
+        "--tag",
+        "t1",
+        env={"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("::error")]
+    assert len(lines) == 1
+    assert lines[0].startswith("::error file=k8s/app.yaml,line=6::")
+    assert "document 2" in lines[0] and "metadata.name" in lines[0]
