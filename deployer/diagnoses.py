@@ -145,27 +145,9 @@ class Diagnosis:
                     )
             out.append("")
         if self.events:
-            out += [
-                "<details><summary>Latest events</summary>",
-                "",
-                "```text",
-                *self.events,
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
+            out += _md_details("Latest events", self.events)
         for request, log_lines in self.logs:
-            out += [
-                f"<details><summary>Last log lines of {_md_inline(request.label())}</summary>",
-                "",
-                "```text",
-                *(log_lines or ["(no output)"]),
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
+            out += _md_details(f"Last log lines of {_md_inline(request.label())}", log_lines or ["(no output)"])
         return "\n".join(out).rstrip() + "\n"
 
 
@@ -328,3 +310,8 @@ def diagnose(
         events=[format_event(e) for e in relevant[-max_events:]],
         logs=log_sections,
     )
+
+
+def _md_details(summary: str, lines: Sequence[str]) -> list[str]:
+    """A collapsed block of plain text under a one-line summary, for the GitHub step summary."""
+    return ["<details><summary>" + summary + "</summary>", "", "```text", *lines, "```", "", "</details>", ""]

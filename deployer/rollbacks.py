@@ -309,20 +309,25 @@ def _revision_words(target: RollbackTarget) -> str:
     return revision + (f" (image {images})" if images else "")
 
 
+def _already_restored(rec: ObjectRecord, target: RollbackTarget, words: str) -> RollbackStep:
+    """Nothing to do: the live template is the recorded one (kubectl's "skipped rollback")."""
+    return RollbackStep(
+        rec.ref,
+        RollbackAction.NOTHING,
+        f"skipped rollback of {rec.ref} (current template already matches {words})",
+        "unchanged",
+        target=target,
+        detail=f"(already at {words})",
+    )
+
+
 def _plan_deployment(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep:
     target = _target(rec)
     assert target is not None
     spec = live.get("spec") or {}
     words = _revision_words(target)
     if templates_equal_ignoring_hash(spec.get("template"), target.template):
-        return RollbackStep(
-            rec.ref,
-            RollbackAction.NOTHING,
-            f"skipped rollback of {rec.ref} (current template already matches {words})",
-            "unchanged",
-            target=target,
-            detail=f"(already at {words})",
-        )
+        return _already_restored(rec, target, words)
     if spec.get("paused"):
         return RollbackStep(
             rec.ref,
@@ -361,14 +366,7 @@ def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> Rol
     # kubectl compares the revision's data with the live object's patch as parsed JSON; here the templates.
     words = _revision_words(target)
     if templates_equal_ignoring_hash((live.get("spec") or {}).get("template"), target.template):
-        return RollbackStep(
-            rec.ref,
-            RollbackAction.NOTHING,
-            f"skipped rollback of {rec.ref} (current template already matches {words})",
-            "unchanged",
-            target=target,
-            detail=f"(already at {words})",
-        )
+        return _already_restored(rec, target, words)
     return RollbackStep(
         rec.ref,
         RollbackAction.PATCH,
