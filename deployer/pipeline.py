@@ -428,6 +428,7 @@ def _apply_and_verify(
     ]
     failure_reason: str
     diagnosis_text = ""
+    refused: KubernetesError | None = None
     with console.phase(f"Apply {len(bodies)} object(s)"):
         try:
             origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
@@ -436,7 +437,7 @@ def _apply_and_verify(
             applied = True
         except KubernetesError as e:
             # Objects before the refused one are applied: they are put back like a failed rollout.
-            applied, failure_reason = False, f"apply failed: {e}"
+            applied, failure_reason, refused = False, f"apply failed: {e}", e
             console.error(failure_reason)
     if applied:
         with console.phase(f"Wait for {len(workloads)} workload(s), at most {_seconds(rollout.timeout)}"):
@@ -466,6 +467,12 @@ def _apply_and_verify(
             if diagnosis_text:
                 console.info(diagnosis_text)
     failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)
+    if refused is not None:
+        steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
+        if not any(_undoes_a_change(step) for step in steps):
+            # The first change was refused (e.g. a conflict under --no-force-conflicts): nothing was rolled out
+            # and nothing needs rolling back, so this is the apply's own failure (exit 1), not exit 3.
+            raise refused
     if not rollout.rollback:
         raise KubernetesError(f"{failure_reason}; --no-rollback: the failed rollout is left in place")
     with console.phase("Roll back"):
@@ -480,6 +487,11 @@ def _apply_and_verify(
     if restored.ok:
         raise RolloutFailedError(failure)
     raise RollbackFailedError(failure, "; ".join(restored.problems))
+
+
+def _undoes_a_change(step: Any) -> bool:
+    """Whether a rollback step puts back something this run changed (or tells of an object it created)."""
+    return step.action != "nothing" or step.outcome == "left in place" or step.problem is not None
 
 
 def _recorded_revision(record: Any) -> str | None:
