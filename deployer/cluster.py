@@ -43,6 +43,7 @@ from deployer.rollouts import PodFailure, RolloutVerdict, WorkloadFailure
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "deployer"
+ROLLBACK_FIELD_MANAGER = "deployer-rollback"
 LOCK_NAME = "deployer-lock"
 DEFAULT_LEASE_SECONDS = 60
 # A watch is re-opened from its last resourceVersion after this long: one request per window, not polling.
@@ -818,15 +819,18 @@ class Cluster:
         ref = step.ref
         resource = self.resource_for(ref.api_version, ref.kind)
         path = resource.path(ref.namespace, ref.name)
+        # Named, so that the next deploy says it took these fields back from deployer's rollback rather than
+        # from the client library's default manager ("OpenAPI-Generator"), which no user would recognise.
+        manager = {"fieldManager": ROLLBACK_FIELD_MANAGER}
         if step.action is RollbackAction.PATCH:
             content_type = (
                 "application/json-patch+json" if step.patch_type == "json" else "application/strategic-merge-patch+json"
             )
-            self._request("PATCH", path, body=step.body, content_type=content_type)
+            self._request("PATCH", path, query=manager, body=step.body, content_type=content_type)
         elif step.action is RollbackAction.REPLACE:
-            self._request("PUT", path, body=step.body)
+            self._request("PUT", path, query=manager, body=step.body)
         elif step.action is RollbackAction.CREATE:
-            self._request("POST", resource.path(ref.namespace), body=step.body)
+            self._request("POST", resource.path(ref.namespace), query=manager, body=step.body)
         elif step.action is RollbackAction.DELETE:
             body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
             self._request("DELETE", path, body=body, allow=(404,))
