@@ -1,0 +1,431 @@
+"""`deployer run` end to end, as a user runs it, on the Kubernetes simulator, with the real kubectl as the judge.
+
+Each test starts deployer as a child process (``python -m deployer run --no-build ...``) from a directory of
+its own with an environment it controls, then reads the exit code and what deployer printed, and asks kubectl
+what is live. Most tests use the scripted kubelet (image behaviours chosen by tag words: ``pull-error``,
+``crash``, ``never-ready``, ``ready-after-<N>s``) on a clock 50 times faster than real time; one runs real
+busybox httpd containers on the Docker engine, pulled from the test registry.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy_scenarios import (
+    Deployer,
+    Kubectl,
+    clean_environment,
+    deployment,
+    github_run,
+    render_with_image,
+    run_url,
+    wait_until,
+    write_manifests,
+)
+from tests.kubesim import Behaviour, KubeSim
+
+pytestmark = pytest.mark.kubectl
+
+REPO = "registry.example/acme/web"
+WORKER_REPO = "registry.example/acme/worker"
+CRASH_LOG = "panic: DATABASE_URL is not set"
+EXIT_OK, EXIT_FAILURE, EXIT_ROLLED_BACK = 0, 1, 3
+
+
+@pytest.fixture
+def sim(kubesim: KubeSim) -> KubeSim:
+    # Crashes at start-up, before its readiness would come: what a missing setting does behind a probe.
+    kubesim.kubelet.set_behaviour(
+        "*:crash*", Behaviour(crash=True, crash_after=0.5, ready_after=30, logs=f"starting\n{CRASH_LOG}\n")
+    )
+    return kubesim
+
+
+@pytest.fixture
+def deployer(sim: KubeSim, tmp_path: Path) -> Deployer:
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    return Deployer(sim.kubeconfig_path, workdir, clean_environment(home))
+
+
+@pytest.fixture
+def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
+    home = tmp_path / "kubectl-home"
+    home.mkdir()
+    return Kubectl(kubectl, sim.kubeconfig_path, home)
+
+
+@pytest.fixture
+def manifests(deployer: Deployer) -> Path:
+    return write_manifests(deployer.workdir / "k8s", deployment("web"))
+
+
+def deployed(deployer: Deployer, tag: str, manifests: Path, namespace: str, *extra: str) -> None:
+    """A successful deploy the test builds on."""
+    done = deployer.run(tag, manifests, namespace, *extra)
+    assert done.code == EXIT_OK, done.explain()
+
+
+def git_commit(workdir: Path) -> str:
+    """Make the work directory a clean checkout: everything in it committed; returns the commit's SHA."""
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.name=e2e", "-c", "user.email=e2e@example.com", "commit", "-q", "-m", "the app"],
+    ):
+        subprocess.run(["git", *args], cwd=workdir, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=workdir, check=True, capture_output=True, text=True).stdout
+
+
+# --- success ------------------------------------------------------------------------------------------------
+
+
+def test_deploy_puts_the_commits_image_live_and_kubectl_history_shows_the_change_cause(
+    deployer: Deployer, judge: Kubectl, manifests: Path
+) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+    sha = git_commit(deployer.workdir).strip()
+
+    done = deployer.run(None, manifests, "shop", env=github_run(7))
+
+    assert done.code == EXIT_OK, done.explain()
+    assert judge.image("shop") == f"{REPO}:{sha[:7]}"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:{sha[:7]}"}
+    status = judge.run("-n", "shop", "rollout", "status", "deployment/web", "--timeout=5s").stdout
+    assert 'deployment "web" successfully rolled out' in status
+    history = judge.run("-n", "shop", "rollout", "history", "deployment/web").stdout
+    assert f"deployer: {REPO}:{sha[:7]} from commit {sha[:12]} ({run_url(7)})" in history
+    assert f"deployer: {REPO}:v1 by e2e-tester" in history
+    assert "web: 2/2 updated, 2/2 available" in done.stderr
+
+
+# --- failures that are detected and rolled back ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadRollout:
+    tag: str
+    extra: tuple[str, ...]
+    names: tuple[str, ...]  # what the diagnosis must say
+    config_map: str | None = None
+
+
+BAD_ROLLOUTS = {
+    "bad image": BadRollout("pull-error", (), ("ErrImagePull", "ImagePullBackOff", f"{REPO}:pull-error")),
+    "crash loop": BadRollout("crash", (), ("CrashLoopBackOff", CRASH_LOG, "previous container")),
+    "missing ConfigMap": BadRollout(
+        "v2", (), ("CreateContainerConfigError", 'configmap "app-settings" not found'), config_map="app-settings"
+    ),
+    "never ready": BadRollout(
+        "never-ready",
+        ("--timeout", "3s"),
+        (
+            "rollout timed out: timed out after 3s",
+            "1 out of 2 new replicas have been updated",
+            "Readiness probe failed",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROLLOUTS.values(), ids=BAD_ROLLOUTS.keys())
+def test_failed_rollout_is_detected_and_the_previous_image_serves_again(
+    deployer: Deployer, judge: Kubectl, manifests: Path, case: BadRollout
+) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+    if case.config_map:
+        write_manifests(manifests, deployment("web", config_map=case.config_map))
+
+    done = deployer.run(case.tag, manifests, "shop", *case.extra)
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    for text in case.names:
+        assert text in done.stderr, f"{text!r} not in the output:\n{done.stderr}"
+    assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
+    # Back before exit: the previous image is in the template and it is what the ready pods run.
+    assert judge.image("shop") == f"{REPO}:v1"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+    assert judge.jsonpath("shop", "deployment/web", "{.status.availableReplicas}") == "2"
+    # Failures are caught from the pod's status: the progress deadline (600 simulated s, 12 s here) never comes.
+    assert done.seconds < 8, done.explain()
+
+
+def test_two_workloads_one_failing_both_go_back_to_their_previous_revisions(deployer: Deployer, judge: Kubectl) -> None:
+    manifests = write_manifests(
+        deployer.workdir / "k8s", deployment("web"), deployment("worker", image="<IMAGE:worker>", replicas=1)
+    )
+    deployed(deployer, "v1", manifests, "shop", "--image-ref", f"worker={WORKER_REPO}:v1")
+
+    done = deployer.run("v2", manifests, "shop", "--image-ref", f"worker={WORKER_REPO}:pull-error")
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    last = done.stderr.splitlines()[-1]
+    assert "deployment/worker" in last and "ErrImagePull" in done.stderr
+    assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in last
+    assert f"rolled back deployment/worker to revision 1 (image {WORKER_REPO}:v1)" in last
+    assert judge.image("shop", "deployment/web") == f"{REPO}:v1"
+    assert judge.image("shop", "deployment/worker") == f"{WORKER_REPO}:v1"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+    assert judge.serving_images("shop", "worker") == {f"{WORKER_REPO}:v1"}
+
+    again = deployer.run("v3", manifests, "shop", "--image-ref", f"worker={WORKER_REPO}:v3")
+
+    assert again.code == EXIT_OK, again.explain()
+    # The rollback wrote under a manager of its own, which the next deploy names when it takes the fields back.
+    took = [line for line in again.stderr.splitlines() if "; took " in line]
+    assert len(took) == 2 and all(line.endswith("from deployer-rollback") for line in took), again.stderr
+    assert judge.image("shop", "deployment/worker") == f"{WORKER_REPO}:v3"
+
+
+@pytest.mark.parametrize("delete_created", [False, True], ids=["left in place", "deleted"])
+def test_failing_first_deploy_says_there_is_no_previous_revision(
+    deployer: Deployer, judge: Kubectl, manifests: Path, delete_created: bool
+) -> None:
+    extra = ("--delete-created-on-failure",) if delete_created else ()
+
+    done = deployer.run("pull-error", manifests, "fresh", *extra)
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "first deploy" in done.stderr and "no previous revision" in done.stderr
+    assert "ErrImagePull" in done.stderr
+    if delete_created:
+        assert "deleted deployment/web" in done.stderr.splitlines()[-1]
+        assert not judge.exists("fresh", "deployment/web")
+    else:
+        assert "--delete-created-on-failure removes it" in done.stderr
+        assert judge.image("fresh") == f"{REPO}:pull-error"
+
+
+def test_slow_rollout_times_out_at_the_timeout_and_is_rolled_back(
+    deployer: Deployer, judge: Kubectl, manifests: Path
+) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+
+    # Ready after 1000 simulated seconds (20 s here): healthy, only slower than --timeout allows.
+    done = deployer.run("ready-after-1000s", manifests, "shop", "--timeout", "2s")
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "rollout timed out: timed out after 2s" in done.stderr
+    assert 2 <= done.seconds < 15, done.explain()
+    assert judge.image("shop") == f"{REPO}:v1"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+
+
+def test_sigterm_during_the_wait_rolls_back_before_exit(deployer: Deployer, judge: Kubectl, manifests: Path) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+    running = deployer.start("never-ready", manifests, "shop", "--timeout", "5m")
+    try:
+        running.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the wait phase")
+        running.wait_for_line(lambda line: line.startswith("web: "), 30, "a progress line")
+        running.send(signal.SIGTERM)
+        done = running.finish(timeout=30)
+    finally:
+        running.kill()
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "received SIGTERM: stopping the wait and rolling back" in done.stderr
+    assert "cancelled" in done.stderr
+    assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
+    assert judge.image("shop") == f"{REPO}:v1"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+
+
+def test_no_rollback_leaves_the_failed_rollout_in_place(deployer: Deployer, judge: Kubectl, manifests: Path) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+
+    done = deployer.run("pull-error", manifests, "shop", "--no-rollback")
+
+    assert done.code == EXIT_FAILURE, done.explain()
+    assert "--no-rollback: the failed rollout is left in place" in done.stderr
+    assert "ErrImagePull" in done.stderr
+    assert "==> Roll back" not in done.stderr
+    assert judge.image("shop") == f"{REPO}:pull-error"
+
+
+# --- migrating from `kubectl apply` ----------------------------------------------------------------------------
+
+
+IMAGE_FIELD = '.spec.template.spec.containers[name="web"].image'
+
+
+@pytest.fixture
+def applied_by_kubectl(deployer: Deployer, judge: Kubectl) -> Path:
+    """The origin pipeline's way: the manifest with the image filled in, `kubectl apply` (client-side)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+    documents = [namespace, *render_with_image([deployment("web")], f"{REPO}:v1")]
+    rendered = write_manifests(deployer.workdir / "rendered", *documents)
+    judge.apply_client_side("shop", rendered / "app.yaml")
+    judge.run("-n", "shop", "rollout", "status", "deployment/web", "--timeout=30s")
+    return rendered
+
+
+def test_objects_from_client_side_kubectl_apply_are_taken_over_and_the_fields_named(
+    deployer: Deployer, judge: Kubectl, manifests: Path, applied_by_kubectl: Path
+) -> None:
+    done = deployer.run("v2", manifests, "shop")
+
+    assert done.code == EXIT_OK, done.explain()
+    assert "deployment/web configured; took " in done.stderr
+    took = next(line for line in done.stderr.splitlines() if "; took " in line)
+    assert IMAGE_FIELD in took and took.endswith("from kubectl-client-side-apply"), took
+    assert judge.image("shop") == f"{REPO}:v2"
+    managers = judge.get_json("shop", "deployment/web", "--show-managed-fields")["metadata"]["managedFields"]
+    owner = next(m for m in managers if "f:image" in str(m["fieldsV1"]) and m["operation"] == "Apply")
+    assert owner["manager"] == "deployer"
+
+
+def test_no_force_conflicts_refuses_and_names_the_fields_and_their_manager(
+    deployer: Deployer, judge: Kubectl, manifests: Path, applied_by_kubectl: Path
+) -> None:
+    done = deployer.run("v2", manifests, "shop", "--no-force-conflicts")
+
+    assert done.code == EXIT_FAILURE, done.explain()
+    assert f"{IMAGE_FIELD} owned by kubectl-client-side-apply" in done.stderr
+    assert judge.image("shop") == f"{REPO}:v1"
+
+
+# --- the deploy lock --------------------------------------------------------------------------------------------
+
+
+def test_second_concurrent_run_waits_for_the_lock_then_succeeds(
+    deployer: Deployer, judge: Kubectl, manifests: Path
+) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+    # Ready after 150 simulated seconds: the first run holds the lock about 3 s.
+    first = deployer.start("ready-after-150s", manifests, "shop", env=github_run(101))
+    second = None
+    try:
+        first.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the first run's wait phase")
+        second = deployer.start("v3", manifests, "shop", env=github_run(102))
+        waiting = second.wait_for_line(lambda line: "waiting for the deploy lock" in line, 30, "the lock wait")
+        first_done = first.finish(timeout=30)
+        second_done = second.finish(timeout=30)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+
+    assert f"held by {run_url(101)}" in waiting
+    assert first_done.code == EXIT_OK, first_done.explain()
+    assert second_done.code == EXIT_OK, second_done.explain()
+    assert second_done.stderr.index("waiting for the deploy lock") < second_done.stderr.index("==> Apply")
+    assert judge.image("shop") == f"{REPO}:v3"
+    assert not judge.exists("shop", "lease/deployer-lock")
+
+
+def test_run_that_cannot_get_the_lock_in_time_fails_naming_the_holder(
+    deployer: Deployer, judge: Kubectl, manifests: Path
+) -> None:
+    deployed(deployer, "v1", manifests, "shop")
+    first = deployer.start("ready-after-200s", manifests, "shop", env=github_run(201))
+    try:
+        first.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the first run's wait phase")
+        second = deployer.run("v3", manifests, "shop", "--lock-timeout", "1s", env=github_run(202))
+        first_done = first.finish(timeout=30)
+    finally:
+        first.kill()
+
+    assert second.code == EXIT_FAILURE, second.explain()
+    assert f"the deploy lock in namespace shop is held by {run_url(201)}" in second.stderr
+    assert "--lock-timeout" in second.stderr
+    assert first_done.code == EXIT_OK, first_done.explain()
+    assert judge.image("shop") == f"{REPO}:ready-after-200s"
+
+
+# --- real containers on Docker ---------------------------------------------------------------------------------
+
+E2E_PREFIX = "deployer-test-deploy-e2e"
+
+
+@dataclass(frozen=True)
+class HttpdImages:
+    repository: str
+    tags: tuple[str, ...]
+
+
+@pytest.fixture
+def httpd_images(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[HttpdImages]:
+    """Two tags of a busybox httpd image that serves its own version, pushed to the test registry."""
+    repository = f"{registry.host}/{E2E_PREFIX}/web-{uuid.uuid4().hex[:8]}"
+    name = repository.split("/", 1)[1]
+    auth = {"username": registry.username, "password": registry.password}
+    tags = ("v1", "v2")
+    try:
+        for tag in tags:
+            with tempfile.TemporaryDirectory(prefix=f"{E2E_PREFIX}-") as context:
+                (Path(context) / "Dockerfile").write_text(
+                    f"FROM {busybox_base_image}\n"
+                    f"RUN mkdir /www && echo {tag} > /www/index.html\n"
+                    f'CMD ["/bin/sh", "-c", "echo web {tag} starting; exec httpd -f -v -p 8080 -h /www"]\n'
+                )
+                docker_client.images.build(path=context, tag=f"{repository}:{tag}", rm=True, forcerm=True)
+            for line in docker_client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+                assert "error" not in line, f"pushing {repository}:{tag} failed: {line}"
+        yield HttpdImages(repository, tags)
+    finally:
+        for tag in tags:
+            digest = registry.manifest_digest(name, tag)
+            if digest:
+                registry.request("DELETE", f"/v2/{name}/manifests/{digest}")
+            try:
+                docker_client.images.remove(f"{repository}:{tag}", force=True)
+            except Exception:  # noqa: BLE001 - never built: nothing to remove
+                pass
+
+
+def served_versions(docker_client: Any, judge: Kubectl, namespace: str) -> set[str]:
+    """What the Ready pods of web answer on their published port 8080 (127.0.0.1 only)."""
+    pods = judge.get_json(namespace, "pods", "-l", "app=web")["items"]
+    answers = set()
+    for pod in pods:
+        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        if pod["metadata"].get("deletionTimestamp") or conditions.get("Ready") != "True":
+            continue
+        containers = docker_client.containers.list(filters={"label": f"kubesim.pod={pod['metadata']['name']}"})
+        for container in containers:
+            port = container.ports["8080/tcp"][0]["HostPort"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
+                answers.add(response.read().decode().strip())
+    return answers
+
+
+@pytest.mark.docker
+def test_real_containers_new_version_serves_then_a_missing_tag_brings_the_previous_one_back(
+    kubesim_docker: KubeSim, kubectl: str, httpd_images: HttpdImages, docker_client: Any, tmp_path: Path
+) -> None:
+    sim = kubesim_docker
+    (tmp_path / "checkout").mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "kubectl-home").mkdir()
+    judge = Kubectl(kubectl, sim.kubeconfig_path, tmp_path / "kubectl-home")
+    deployer = Deployer(
+        sim.kubeconfig_path, tmp_path / "checkout", clean_environment(tmp_path / "home"), httpd_images.repository
+    )
+    manifests = write_manifests(tmp_path / "checkout" / "k8s", deployment("web", replicas=1, http_port=8080))
+    deployed(deployer, "v1", manifests, "shop", "--timeout", "60s")
+
+    done = deployer.run("v2", manifests, "shop", "--timeout", "60s")
+
+    assert done.code == EXIT_OK, done.explain()
+    assert wait_until(lambda: served_versions(docker_client, judge, "shop") == {"v2"}, 20, "v2 serving")
+
+    missing = deployer.run("no-such-tag", manifests, "shop", "--timeout", "60s")
+
+    assert missing.code == EXIT_ROLLED_BACK, missing.explain()
+    assert "ErrImagePull" in missing.stderr or "ImagePullBackOff" in missing.stderr
+    assert f"rolled back deployment/web to revision 2 (image {httpd_images.repository}:v2)" in missing.stderr
+    assert missing.seconds < 20, missing.explain()
+    assert judge.image("shop") == f"{httpd_images.repository}:v2"
+    assert served_versions(docker_client, judge, "shop") == {"v2"}
