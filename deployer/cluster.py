@@ -224,8 +224,14 @@ class Lock:
     def __enter__(self) -> Lock:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self.release()
+        except KubernetesError:
+            # Leaving with an error already (e.g. expired credentials, which also stop the release): that
+            # error is the one to report; the Lease left behind expires on its own.
+            if exc_type is None:
+                raise
 
 
 # --- the cluster --------------------------------------------------------------------------------------------
