@@ -476,9 +476,14 @@ def _apply_and_verify(
     if not rollout.rollback:
         raise KubernetesError(f"{failure_reason}; --no-rollback: the failed rollout is left in place")
     with console.phase("Roll back"):
-        steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
-        # The rollback gets no cancel event: a second SIGTERM must not leave things half restored.
-        restored = kube.rollback(steps, timeout=rollout.rollback_timeout, on_progress=console.info)
+        try:
+            steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
+            # The rollback gets no cancel event: a second SIGTERM must not leave things half restored.
+            restored = kube.rollback(steps, timeout=rollout.rollback_timeout, on_progress=console.info)
+        except KubernetesError as e:
+            # E.g. the credentials expired during the wait: the failed rollout is still live, which is exit 4
+            # with the rollout's reason, not a bare API error that hides that nothing was put back.
+            raise RollbackFailedError(failure, str(e)) from e
     failure.outcomes = restored.outcomes
     report.rollback = restored.outcomes
     states = {(o.kind, o.name): o.state for o in restored.outcomes}
