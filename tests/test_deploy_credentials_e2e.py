@@ -167,11 +167,11 @@ def test_credentials_that_expire_during_the_wait_fail_the_rollback_with_exit_4(
     assert first.code == 0, first
     outputs, summary = scratch / "github-output", scratch / "step-summary.md"
 
-    # The token lives 3 s; the never-ready rollout keeps deployer waiting until its 6 s timeout, after
-    # which every request, the rollback's first, is refused.
+    # The token lives 4 s (applying takes well under that); the never-ready rollout keeps deployer waiting
+    # until its 8 s timeout (one watch window, no new request), after which every request is refused.
     result = deployer(
-        *run_args(digitalocean, namespace, "never-ready", "--kubeconfig-expiry", "3s",
-                  "--timeout", "6s", "--rollback-timeout", "10s"),
+        *run_args(digitalocean, namespace, "never-ready", "--kubeconfig-expiry", "4s",
+                  "--timeout", "8s", "--rollback-timeout", "10s"),
         scratch=scratch,
         env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)},
     )
@@ -183,7 +183,7 @@ def test_credentials_that_expire_during_the_wait_fail_the_rollback_with_exit_4(
     assert final.startswith("error: rollout timed out")
     assert "rollback failed: the cluster refused the credentials from DigitalOcean cluster web" in final
     assert "they expired at" in final
-    assert digitalocean.requests_for("kubeconfig")[-1].query["expiry_seconds"] == "3"
+    assert digitalocean.requests_for("kubeconfig")[-1].query["expiry_seconds"] == "4"
     # Nothing could be put back: the failed revision is what is live.
     assert live_image(sim, namespace) == f"{IMAGE}:never-ready"
     assert "status<<" in outputs.read_text() and "rollback-failed" in outputs.read_text()
