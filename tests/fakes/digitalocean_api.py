@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import threading
 import time
 import uuid
@@ -412,7 +413,15 @@ class FakeDigitalOceanAPI:
 
 # --- validation against the OpenAPI excerpt ------------------------------------------------------------
 
-OPENAPI_ROOT = Path("/work/shared/digitalocean-openapi/specification/DigitalOcean-public.v2.EXCERPT.yaml")
+# shared/ lies beside the clone, here and in CI; elsewhere DEPLOYER_DIGITALOCEAN_OPENAPI names the file.
+OPENAPI_ROOT = Path(
+    os.environ.get("DEPLOYER_DIGITALOCEAN_OPENAPI")
+    or Path(__file__).resolve().parents[3]
+    / "shared"
+    / "digitalocean-openapi"
+    / "specification"
+    / "DigitalOcean-public.v2.EXCERPT.yaml"
+)
 PUBLIC_HOST = "https://api.digitalocean.com"
 
 
