@@ -167,7 +167,8 @@ class Running:
     process: subprocess.Popen[str]
     started: float = field(default_factory=time.monotonic)
     lines: list[str] = field(default_factory=list)
-    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    arrived: list[float] = field(default_factory=list)  # time.monotonic() when each line of ``lines`` came
+    _queue: queue.Queue[tuple[float, str] | None] = field(default_factory=queue.Queue)
     _stdout: list[str] = field(default_factory=list)
     _stdout_done: threading.Event = field(default_factory=threading.Event)
 
@@ -176,9 +177,9 @@ class Running:
         threading.Thread(target=self._drain_stdout, daemon=True).start()
 
     @staticmethod
-    def _read(stream: Any, into: queue.Queue[str | None]) -> None:
+    def _read(stream: Any, into: queue.Queue[tuple[float, str] | None]) -> None:
         for line in stream:
-            into.put(line.rstrip("\n"))
+            into.put((time.monotonic(), line.rstrip("\n")))
         into.put(None)
 
     def _drain_stdout(self) -> None:
@@ -194,15 +195,20 @@ class Running:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
-                line = self._queue.get(timeout=remaining)
+                item = self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
-            if line is None:
+            if item is None:
                 raise AssertionError(f"deployer exited before {what}:\n" + "\n".join(self.lines))
-            self.lines.append(line)
+            line = self._take(item)
             if wanted(line):
                 return line
         raise AssertionError(f"no {what} within {timeout:g}s:\n" + "\n".join(self.lines))
+
+    def _take(self, item: tuple[float, str]) -> str:
+        self.arrived.append(item[0])
+        self.lines.append(item[1])
+        return item[1]
 
     def send(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
@@ -216,8 +222,8 @@ class Running:
             self.process.wait()
             raise AssertionError(f"deployer did not exit within {timeout:g}s:\n" + "\n".join(self.lines)) from None
         seconds = time.monotonic() - self.started
-        while (line := self._queue.get(timeout=10)) is not None:
-            self.lines.append(line)
+        while (item := self._queue.get(timeout=10)) is not None:
+            self._take(item)
         self._stdout_done.wait(timeout=10)  # the stdout reader ends right after the exit
         return Finished(self.args, code, "".join(self._stdout), "\n".join(self.lines) + "\n", seconds)
 
