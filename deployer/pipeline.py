@@ -294,10 +294,10 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
         namespace=settings.namespace,
         run_url=actions.run_url(env),
     )
-    reporter = _start_github_deployment(settings, target, console, env)
+    reporters: list[Any] = []  # the GitHub Deployment, once the image (and its digest) exists
     code: int = ExitCode.FAILURE
     try:
-        code = _deploy_phases(settings, console, env, target, rendered, report)
+        code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
         return code
     except DeployerError as e:
         code = e.exit_code
@@ -308,7 +308,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
         report.seconds = time.monotonic() - started
         actions.write_outputs(env, actions.report_outputs(report))
         actions.append_step_summary(env, console.redact(actions.summary_markdown(report)))
-        if reporter is not None:
+        for reporter in reporters:
             reporter.finish(
                 state="success" if code == ExitCode.OK else "failure",
                 log_url=report.run_url,
@@ -318,7 +318,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
 
 
 def _start_github_deployment(
-    settings: RunSettings, target: ImageTarget, console: Console, env: Mapping[str, str]
+    settings: RunSettings, target: ImageTarget, published: PublishedImage, console: Console, env: Mapping[str, str]
 ) -> Any:
     """A GitHub Deployment for --environment, or None; GitHub failures only warn (deployer.github)."""
     if not settings.github.environment:
@@ -337,8 +337,8 @@ def _start_github_deployment(
     reporter.start(
         environment=settings.github.environment,
         ref=target.commit.sha if target.commit else (target.reference.tag or ""),
-        payload={"image": str(target.reference)},
-        description=f"deploying {target.reference}",
+        payload={"image": published.reference, "digest": published.digest},
+        description=f"deploying {published.reference}",
         log_url=actions.run_url(env),
     )
     return reporter
@@ -372,6 +372,7 @@ def _deploy_phases(
     target: ImageTarget,
     rendered: Rendered,
     report: actions.DeployReport,
+    reporters: list[Any],
 ) -> int:
     from deployer import cluster as kubernetes_cluster
 
@@ -381,6 +382,9 @@ def _deploy_phases(
         pinned = str(target.reference.with_digest(published.digest))
         rendered = render(settings, target, env, image=pinned)
         report.image = pinned
+    reporter = _start_github_deployment(settings, target, published, console, env)
+    if reporter is not None:
+        reporters.append(reporter)
     credentials = _credentials(settings.cluster, settings.rollout, console, env)
     report.cluster = credentials.description
     cancel = threading.Event()
@@ -396,8 +400,14 @@ def _deploy_phases(
             lock = kube.acquire_lock(
                 namespace, holder, settings.rollout.lock_timeout, cancel=cancel, on_progress=console.info
             )
-        with lock:
+        try:
             return _apply_and_verify(settings, console, kube, rendered, bodies, report, cancel)
+        finally:
+            try:
+                lock.release()
+            except KubernetesError as e:
+                # The deploy's result stands; a lease left behind expires on its own.
+                console.warn(f"could not release the deploy lock in {namespace} ({e}); it expires on its own")
 
 
 def _apply_and_verify(

@@ -205,6 +205,7 @@ def test_good_deploy_is_a_successful_github_deployment(stack: Stack, good_deploy
     assert first["environment"] == ENVIRONMENT
     assert first["ref"] == SHA
     assert first["payload"]["image"] == good_deploy.outputs["image"]
+    assert first["payload"]["digest"] == good_deploy.outputs["digest"]
     statuses = stack.github.statuses(int(first["id"]))
     assert [s["state"] for s in statuses] == ["in_progress", "success"]
     assert statuses[-1]["environment_url"] == ENVIRONMENT_URL
