@@ -479,7 +479,7 @@ def _apply_and_verify(
     failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)
     if refused is not None:
         steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
-        if not any(_undoes_a_change(step) for step in steps):
+        if not any(step.undoes_a_change for step in steps):
             # The first change was refused (e.g. a conflict under --no-force-conflicts): nothing was rolled out
             # and nothing needs rolling back, so this is the apply's own failure (exit 1), not exit 3.
             raise refused
@@ -502,11 +502,6 @@ def _apply_and_verify(
     if restored.ok:
         raise RolloutFailedError(failure)
     raise RollbackFailedError(failure, "; ".join(restored.problems))
-
-
-def _undoes_a_change(step: Any) -> bool:
-    """Whether a rollback step puts back something this run changed (or tells of an object it created)."""
-    return step.action != "nothing" or step.outcome == "left in place" or step.problem is not None
 
 
 def _recorded_revision(record: Any) -> str | None:

@@ -160,6 +160,10 @@ def _revision_template(controller_revision: Mapping[str, Any]) -> dict[str, Any]
 # --- the plan -----------------------------------------------------------------------------------------
 
 
+# The outcome of an object this run created and a failed rollout leaves where it is.
+LEFT_IN_PLACE = "left in place"
+
+
 class RollbackAction(StrEnum):
     PATCH = "patch"  # json-patch (Deployment undo) or strategic-merge (ControllerRevision data)
     REPLACE = "replace"  # PUT the recorded content
@@ -200,6 +204,11 @@ class RollbackStep:
     def waits(self) -> bool:
         """Whether the rollback must then wait for this workload to be ready again."""
         return self.target is not None and self.action in (RollbackAction.PATCH, RollbackAction.CREATE)
+
+    @property
+    def undoes_a_change(self) -> bool:
+        """Whether this step puts back something the run changed, or tells of an object it created."""
+        return self.action is not RollbackAction.NOTHING or self.outcome == LEFT_IN_PLACE or self.problem is not None
 
 
 def template_images(template: Mapping[str, Any]) -> list[str]:
@@ -274,7 +283,7 @@ def _plan_created(rec: ObjectRecord, live: Mapping[str, Any] | None, delete: boo
         rec.ref,
         RollbackAction.NOTHING,
         f"{rec.ref} was created by this run and is left in place{first}; --delete-created-on-failure removes it",
-        "left in place",
+        LEFT_IN_PLACE,
         detail=detail,
     )
 
