@@ -448,7 +448,7 @@ def _apply_and_verify(
         except KubernetesError as e:
             # Objects before the refused one are applied: they are put back like a failed rollout.
             applied, failure_reason, refused = False, f"apply failed: {e}", e
-            console.error(failure_reason)
+            console.info(failure_reason)
     if applied:
         with console.phase(f"Wait for {len(workloads)} workload(s), at most {_seconds(rollout.timeout)}"):
             try:
@@ -473,7 +473,7 @@ def _apply_and_verify(
             found = kube.diagnose(waited)
             diagnosis_text = diagnoses.render_text(found)
             report.diagnosis = console.redact(diagnoses.render_markdown(found))
-            console.error(failure_reason)
+            console.info(failure_reason)
             if diagnosis_text:
                 console.info(diagnosis_text)
     failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)

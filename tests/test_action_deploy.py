@@ -246,7 +246,11 @@ def test_crashing_deploy_exits_3_rolled_back(stack: Stack, good_deploy: ActionRu
     assert set(revisions) == {"deployment/hello-app"}
     assert revisions["deployment/hello-app"]["previous_revision"] == "1"
     assert revisions["deployment/hello-app"]["namespace"] == NAMESPACE
-    assert "::error" in run.log and "CrashLoopBackOff" in run.log
+    assert "CrashLoopBackOff" in run.log
+    # One annotation for one failure: the final line, naming the cause and what was rolled back.
+    errors = [line for line in run.log.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1, errors
+    assert "CrashLoopBackOff" in errors[0] and "rolled back" in errors[0]
 
 
 def test_crashing_deploy_restores_the_running_version(stack: Stack, failing_deploy: ActionRun) -> None:
