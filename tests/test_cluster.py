@@ -25,6 +25,7 @@ from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
 from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockTimeoutError
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
+from tests.conftest import require_real_part
 from tests.kubesim import Behaviour, KubeSim
 
 SPEED = 20.0
@@ -66,8 +67,8 @@ def namespace(cluster: Cluster) -> str:
 
 
 def kubectl(sim: KubeSim, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
+    require_real_part(KUBECTL is not None, "kubectl is not installed")
+    assert KUBECTL is not None
     result = subprocess.run(
         [KUBECTL, "--kubeconfig", str(sim.kubeconfig_path), *args],
         input=input,
