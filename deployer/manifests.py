@@ -12,7 +12,6 @@ transforms (``_transform_document``):
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
 from collections.abc import Iterator, Mapping, MutableMapping, MutableSequence, Sequence
@@ -150,8 +149,6 @@ class _Context:
     path: str
     document: int
     placeholders: _Placeholders
-    # The fast path converts what a safe load turns into dates back into the strings Kubernetes expects.
-    plain: bool
 
 
 def _fail_field(ctx: _Context, field_path: str, problem: str, kind: type[ManifestError] = ManifestFieldError) -> None:
@@ -186,8 +183,6 @@ def _fill_strings(node: Any, ctx: _Context, field_path: str) -> Any:
             return node
         # Keep the quoting style a person chose in the round-trip path.
         return type(node)(filled) if isinstance(node, ScalarString) else filled
-    if ctx.plain and isinstance(node, dt.date | dt.datetime):
-        return node.isoformat()
     return node
 
 
@@ -335,7 +330,7 @@ def render_objects(sources: Sequence[ManifestSource], options: RenderOptions) ->
         for index, document in enumerate(_load_documents(yaml, source), start=1):
             if document is None:
                 continue  # an empty document between two "---", as kubectl skips it
-            ctx = _Context(source.path, index, placeholders, plain=True)
+            ctx = _Context(source.path, index, placeholders)
             if not isinstance(document, MutableMapping):
                 _fail_field(ctx, "", f"a manifest document must be a mapping, not a {type(document).__name__}")
             _transform_document(document, options, ctx)
@@ -365,7 +360,7 @@ def render_text(source: ManifestSource, options: RenderOptions) -> str:
     documents = _load_documents(yaml, source)
     for index, document in enumerate(documents, start=1):
         if isinstance(document, MutableMapping):
-            _transform_document(document, options, _Context(source.path, index, placeholders, plain=False))
+            _transform_document(document, options, _Context(source.path, index, placeholders))
     out = io.StringIO()
     # Empty documents carry nothing to apply; dumped they would read "--- null".
     yaml.dump_all([document for document in documents if document is not None], out)

@@ -57,15 +57,25 @@ class Rendered:
     objects: list[ManifestObject]
 
 
-def resolve_target(settings: RunSettings, env: Mapping[str, str]) -> ImageTarget:
+def resolve_target(image: ImageSettings, env: Mapping[str, str]) -> ImageTarget:
     event = workspace.read_event_payload(env)
     git = workspace.read_git_state(Path.cwd())
-    return resolve_image_target(settings.image, env, event, git)
+    return resolve_image_target(image, env, event, git)
 
 
-def render(settings: RunSettings, target: ImageTarget, env: Mapping[str, str], image: str | None = None) -> Rendered:
-    """Render every manifest with ``image`` (default: the target's tag reference) in the main placeholder."""
-    sources = workspace.read_manifests(settings.manifests)
+def render(
+    settings: RunSettings,
+    target: ImageTarget,
+    env: Mapping[str, str],
+    image: str | None = None,
+    sources: list[ManifestSource] | None = None,
+) -> Rendered:
+    """Render every manifest with ``image`` (default: the target's tag reference) in the main placeholder.
+
+    ``sources`` are manifests already read (rendering again with a digest); else they are read now.
+    """
+    if sources is None:
+        sources = workspace.read_manifests(settings.manifests)
     options = RenderOptions(
         images={"": image or str(target.reference), **settings.image_refs},
         placeholder=settings.placeholder,
@@ -107,7 +117,6 @@ class PublishedImage:
 
     reference: str
     digest: str | None
-    note: str
 
 
 def _build_request(image: ImageSettings, target: ImageTarget, env: Mapping[str, str]) -> Any:
@@ -151,7 +160,7 @@ def publish_image(
     """Build and push the target (and its extra tags), or reuse what the registry has; returns the digest."""
     reference = str(target.reference)
     if not image.build and not image.pin_digest:
-        return PublishedImage(reference, None, "not built (--no-build)")
+        return PublishedImage(reference, None)
     from deployer import docker_engine
 
     login = _registry_login(image, target)
@@ -160,7 +169,7 @@ def publish_image(
             digest = engine.remote_digest(reference, login)
             if digest:
                 console.info(f"{reference} is already in the registry ({digest}): not building it again")
-                return PublishedImage(reference, digest, "reused from the registry")
+                return PublishedImage(reference, digest)
             if not image.build:
                 raise RegistryError(f"--pin-digest with --no-build: {reference} is not in the registry")
         request = _build_request(image, target, env)
@@ -171,7 +180,7 @@ def publish_image(
             for extra in target.extra_references:
                 engine.push(str(extra), login, console.detail)
     console.info(f"pushed {pushed.reference} ({pushed.digest})")
-    return PublishedImage(reference, pushed.digest, "built and pushed")
+    return PublishedImage(reference, pushed.digest)
 
 
 def _build_locally(settings: RunSettings, target: ImageTarget, console: Console, env: Mapping[str, str]) -> str:
@@ -185,10 +194,11 @@ def _build_locally(settings: RunSettings, target: ImageTarget, console: Console,
     except DockerError as e:
         console.warn(f"not building: {e}")
         return "skipped (no Docker engine)"
-    request = _build_request(settings.image, target, env)
-    with console.phase(f"Build {target.reference} (local only, dry run)"):
-        engine.build(request, console.detail)
-    return f"built locally with {engine.builder_name()}, not pushed (dry run)"
+    with engine:
+        request = _build_request(settings.image, target, env)
+        with console.phase(f"Build {target.reference} (local only, dry run)"):
+            engine.build(request, console.detail)
+        return f"built locally with {engine.builder_name()}, not pushed (dry run)"
 
 
 def _emit_plan(plan: plans.Plan, output_format: str) -> None:
@@ -200,7 +210,7 @@ def _emit_plan(plan: plans.Plan, output_format: str) -> None:
 
 
 def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
-    target = resolve_target(settings, env)
+    target = resolve_target(settings.image, env)
     rendered = render(settings, target, env)
     _write_rendered_outputs(settings, rendered, console)
     build_note = _build_locally(settings, target, console, env)
@@ -262,7 +272,7 @@ def run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
     """``deployer run``; returns the exit code of a run that raised nothing."""
     _register_secrets(settings, console)
     if settings.render_only:
-        target = resolve_target(settings, env)
+        target = resolve_target(settings.image, env)
         _print_render_only(render(settings, target, env))
         return 0
     if settings.dry_run:
@@ -282,7 +292,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
     Whatever happens, the step outputs, the step summary and the GitHub Deployment are written at the end.
     """
     started = time.monotonic()
-    target = resolve_target(settings, env)
+    target = resolve_target(settings.image, env)
     rendered = render(settings, target, env)
     _write_rendered_outputs(settings, rendered, console)
     report = actions.DeployReport(
@@ -380,7 +390,7 @@ def _deploy_phases(
     report.digest = published.digest
     if settings.image.pin_digest and published.digest:
         pinned = str(target.reference.with_digest(published.digest))
-        rendered = render(settings, target, env, image=pinned)
+        rendered = render(settings, target, env, image=pinned, sources=rendered.sources)
         report.image = pinned
     reporter = _start_github_deployment(settings, target, published, console, env)
     if reporter is not None:
@@ -477,6 +487,7 @@ def _apply_and_verify(
             if diagnosis_text:
                 console.info(diagnosis_text)
     failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)
+    steps = None
     if refused is not None:
         steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
         if not any(step.undoes_a_change for step in steps):
@@ -487,7 +498,8 @@ def _apply_and_verify(
         raise KubernetesError(f"{failure_reason}; --no-rollback: the failed rollout is left in place")
     with console.phase("Roll back"):
         try:
-            steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
+            if steps is None:
+                steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
             # The rollback gets no cancel event: a second SIGTERM must not leave things half restored.
             restored = kube.rollback(steps, timeout=rollout.rollback_timeout, on_progress=console.info)
         except KubernetesError as e:
@@ -512,9 +524,9 @@ def _recorded_revision(record: Any) -> str | None:
 
 def _fill_workload_results(report: actions.DeployReport, waited: Any) -> None:
     """Per-workload result, time and revision now live, from the last state the wait saw."""
-    by_key = {(ref.kind, ref.name): ref for ref in waited.verdicts}
+    by_key = {(ref.kind, ref.namespace, ref.name): ref for ref in waited.verdicts}
     for workload in report.workloads:
-        ref = by_key.get((workload.kind, workload.name))
+        ref = by_key.get((workload.kind, workload.namespace, workload.name))
         if ref is None:
             continue
         verdict = waited.verdicts[ref]
@@ -536,7 +548,7 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
     console.add_secret(image.registry_password)
     if not image.build:
         raise OptionError("--no-build", "deployer build always builds; drop --no-build")
-    target = resolve_image_target(image, env, workspace.read_event_payload(env), workspace.read_git_state(Path.cwd()))
+    target = resolve_target(image, env)
     published = publish_image(image, target, console, env)
     outputs = {"image": published.reference, "digest": published.digest or "", "tag": target.reference.tag or ""}
     if output_format == "json":
@@ -555,7 +567,7 @@ def _credentials(cluster: ClusterSettings, rollout: RolloutSettings, console: Co
     expiry = cluster.kubeconfig_expiry or credentials.needed_expiry_seconds(rollout.timeout, rollout.rollback_timeout)
     resolved = credentials.resolve_credentials(
         cluster=cluster.cluster,
-        kubeconfig_path=cluster.kubeconfig or env.get("DEPLOYER_KUBECONFIG"),
+        kubeconfig_path=cluster.kubeconfig,
         kubeconfig_data=cluster.kubeconfig_data,
         context=cluster.kube_context,
         digitalocean_token=cluster.digitalocean_token,
