@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.test_actions import read_output_file
+
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -91,29 +93,6 @@ def as_text(value: Any) -> str:
 
 def interpolate(template: Any, contexts: Mapping[str, Any]) -> str:
     return re.sub(r"\$\{\{(.*?)\}\}", lambda m: as_text(evaluate(m[1], contexts)), as_text(template))
-
-
-def read_file_commands(text: str) -> dict[str, str]:
-    """A GITHUB_OUTPUT file as the runner reads it (name=value, or name<<DELIMITER ... DELIMITER)."""
-    values: dict[str, str] = {}
-    lines = iter(text.split("\n"))
-    for line in lines:
-        if not line:
-            continue
-        equals, heredoc = line.find("="), line.find("<<")
-        if equals >= 0 and (heredoc < 0 or equals < heredoc):
-            values[line[:equals]] = line[equals + 1 :]
-            continue
-        name, delimiter = line[:heredoc], line[heredoc + 2 :]
-        body = []
-        for candidate in lines:
-            if candidate == delimiter:
-                break
-            body.append(candidate)
-        else:
-            raise AssertionError(f"GITHUB_OUTPUT: {name} has no closing delimiter")
-        values[name] = "\n".join(body)
-    return values
 
 
 # --- the runner ----------------------------------------------------------------------------------------
@@ -236,9 +215,13 @@ class CompositeRunner:
         directory = self.workspace / interpolate(step.get("working-directory", "."), contexts)
         result = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-            cwd=directory, env=step_env, capture_output=True, text=True, timeout=600,
+            cwd=directory,
+            env=step_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
-        return result.returncode, read_file_commands(output_file.read_text()), result.stdout + result.stderr
+        return result.returncode, read_output_file(output_file.read_text()), result.stdout + result.stderr
 
 
 # --- tests ---------------------------------------------------------------------------------------------
@@ -252,8 +235,9 @@ def runner_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def runner(runner_temp: Path) -> Iterator[CompositeRunner]:
-    yield CompositeRunner(workspace=ROOT, runner_temp=runner_temp,
-                          event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}})
+    yield CompositeRunner(
+        workspace=ROOT, runner_temp=runner_temp, event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}}
+    )
 
 
 DRY_RUN = {

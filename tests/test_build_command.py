@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TestRegistry
+from tests.deploy_scenarios import Kubectl
 from tests.kubesim import KubeSim
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def sim() -> Iterator[KubeSim]:
 
 
 def test_pin_digest_deploys_the_pushed_digest(
-    app: dict[str, Any], registry: TestRegistry, sim: KubeSim, kubectl: str
+    app: dict[str, Any], registry: TestRegistry, sim: KubeSim, kubectl: str, tmp_path: Path
 ) -> None:
     result = _deployer(
         "run",
@@ -117,21 +118,5 @@ def test_pin_digest_deploys_the_pushed_digest(
     )
     assert result.returncode == 0, result.stderr
     digest = registry.manifest_digest(app["path"], "b1")
-    live = subprocess.run(
-        [
-            kubectl,
-            "--kubeconfig",
-            str(sim.kubeconfig_path),
-            "-n",
-            "hello",
-            "get",
-            "deployment",
-            "hello-app",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert live.stdout == f"{app['repository']}@{digest}"
+    live = Kubectl(kubectl, sim.kubeconfig_path, tmp_path).image("hello", "deployment/hello-app")
+    assert live == f"{app['repository']}@{digest}"

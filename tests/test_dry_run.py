@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from deployer.plans import change_of
+from tests.deploy_scenarios import Kubectl
 from tests.kubesim import KubeSim
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,18 +88,15 @@ def _plan_changes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return {f"{o['kind']}/{o['name']}": o["change"] for o in plan["objects"]}
 
 
-def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(sim: KubeSim, kubectl: str) -> None:
+def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(
+    sim: KubeSim, kubectl: str, tmp_path: Path
+) -> None:
     first = _deployer(*_hello(sim, "a1", "--dry-run", "--format", "json"))
     assert _plan_changes(first) == {"Service/hello-app": "create", "Deployment/hello-app": "create"}
     assert "server-side dry run" in json.loads(first.stdout)["cluster"]
-    # The dry run stored nothing: kubectl finds no deployment, not even the namespace's objects.
-    found = subprocess.run(
-        [kubectl, "--kubeconfig", str(sim.kubeconfig_path), "-n", "hello", "get", "deployments", "-o", "name"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert found.stdout.strip() == ""
+    # The dry run stored nothing: kubectl finds no deployment in the namespace.
+    judge = Kubectl(kubectl, sim.kubeconfig_path, tmp_path)
+    assert judge.run("-n", "hello", "get", "deployments", "-o", "name").stdout.strip() == ""
 
     deployed = _deployer(*_hello(sim, "a1", "--timeout", "60s"))
     assert deployed.returncode == 0, deployed.stderr
@@ -108,24 +106,7 @@ def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(sim:
 
     newer = _deployer(*_hello(sim, "a2", "--dry-run", "--format", "json"))
     assert _plan_changes(newer) == {"Service/hello-app": "unchanged", "Deployment/hello-app": "update"}
-    image = subprocess.run(
-        [
-            kubectl,
-            "--kubeconfig",
-            str(sim.kubeconfig_path),
-            "-n",
-            "hello",
-            "get",
-            "deployment",
-            "hello-app",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert image.stdout == "ghcr.io/acme/hello-app:a1"
+    assert judge.image("hello", "deployment/hello-app") == "ghcr.io/acme/hello-app:a1"
 
 
 def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path) -> None:
