@@ -171,12 +171,13 @@ class RegistryProxy:
                 status = proxy._refusal(self.command, self.path)
                 if status is not None:
                     message = _registry_error_body(status)
+                    # Recorded before answering: a client that has its answer must find it in the log.
+                    proxy._record(ProxiedRequest(self.command, self.path, status, True))
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(message)))
                     self.end_headers()
                     self.wfile.write(message)
-                    proxy._record(ProxiedRequest(self.command, self.path, status, True))
                     return
                 # The engine sends Accept once per media type; a dict would keep only the last one and make
                 # the registry answer with another manifest format (and digest). Join them, as HTTP allows.
@@ -191,6 +192,7 @@ class RegistryProxy:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
                     payload = response.read()
+                    proxy._record(ProxiedRequest(self.command, self.path, response.status, False))
                     self.send_response(response.status, response.reason)
                     for name, value in response.getheaders():
                         if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
@@ -200,7 +202,6 @@ class RegistryProxy:
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(payload)
-                    proxy._record(ProxiedRequest(self.command, self.path, response.status, False))
                 finally:
                     upstream.close()
 
