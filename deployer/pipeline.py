@@ -361,18 +361,32 @@ def _cancelled_on_signals(cancel: threading.Event, console: Console) -> Iterator
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[str] = []
+    leaving = False
 
+    # The handler runs on the main thread between two bytecodes, possibly while that thread holds the
+    # console's lock: it must not write. It only records and sets the event (whose lock the main thread
+    # never takes: it only reads is_set); this thread says what happened.
     def handle(signum: int, frame: Any) -> None:
-        if not cancel.is_set():
-            console.warn(f"received {signal.Signals(signum).name}: stopping the wait and rolling back")
+        received.append(signal.Signals(signum).name)
         cancel.set()
 
+    def announce() -> None:
+        cancel.wait()
+        if not leaving:
+            console.warn(f"received {received[0]}: stopping the wait and rolling back")
+
+    herald = threading.Thread(target=announce, name="deployer-signals", daemon=True)
+    herald.start()
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        leaving = not cancel.is_set()
+        cancel.set()
+        herald.join()
 
 
 def _deploy_phases(
