@@ -4,7 +4,8 @@ Pure: text in, objects or text out; reading files is deployer.workspace's job. T
 transforms (``_transform_document``):
 
 * ``render_objects`` parses with ruamel's C-backed safe loader into plain dicts: the objects that are
-  planned and applied. It validates every document and is the only path that raises for bad input.
+  planned and applied, with unquoted scalars read by kubectl's rules (deployer.scalars), not YAML 1.2's.
+  It validates every document and is the only path that raises for bad input.
 * ``render_text`` round-trips one file, keeping comments, key order and quoting, for the rendered
   manifests a person reads (``--render-only``, ``--output``). It runs only when asked for, because a
   round trip costs about ten times a safe load (see bench/render.py).
@@ -19,10 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import SafeConstructor
+from ruamel.yaml.constructor import BaseConstructor, ConstructorError, SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scalarstring import ScalarString
+from ruamel.yaml.tag import Tag
 
+from deployer import scalars
 from deployer.errors import (
     ManifestError,
     ManifestFieldError,
@@ -257,18 +262,64 @@ def _syntax_error(path: str, error: YAMLError) -> ManifestSyntaxError:
     return ManifestSyntaxError(f"invalid YAML: {problem}", path=path, line=mark.line + 1, column=mark.column + 1)
 
 
-class _TimestampAsTextConstructor(SafeConstructor):
-    """Unquoted timestamps stay the text written: kubectl sends ``2024-01-01 10:00:00`` as that string,
-    and a ConfigMap value must not become ``2024-01-01T10:00:00`` on the way."""
+# Private tags for unquoted scalars: the resolver below sends every one to the constructor, which reads it
+# by kubectl's rules (scalars.py) instead of ruamel's YAML 1.2 ones.
+_KUBECTL_VALUE = "tag:deployer,2026:kubectl-value"
+_KUBECTL_KEY = "tag:deployer,2026:kubectl-key"
+_MERGE = "tag:yaml.org,2002:merge"
+# Built once: the resolver runs for every scalar of every manifest.
+_KUBECTL_VALUE_TAG, _KUBECTL_KEY_TAG, _MERGE_TAG = (Tag(suffix=t) for t in (_KUBECTL_VALUE, _KUBECTL_KEY, _MERGE))
+
+
+class _KubectlResolver(VersionedResolver):
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode and implicit[0]:
+            return _MERGE_TAG if value == "<<" else _KUBECTL_VALUE_TAG
+        return super().resolve(kind, value, implicit)
+
+
+class _KubectlConstructor(SafeConstructor):
+    """Builds the objects ``kubectl apply`` would send: YAML 1.1 booleans and octals, JSON numbers, text keys."""
+
+    def construct_kubectl_value(self, node: ScalarNode) -> Any:
+        value = scalars.plain_scalar(node.value)
+        if not isinstance(value, float):
+            return value
+        try:
+            return scalars.json_number(value)
+        except ValueError:
+            raise ConstructorError(
+                None, None, f"{node.value} is not a number JSON can carry (kubectl refuses it too)", node.start_mark
+            ) from None
+
+    def construct_kubectl_key(self, node: ScalarNode) -> str:
+        try:
+            return scalars.json_key(scalars.plain_scalar(node.value))
+        except ValueError:
+            raise ConstructorError(
+                None, None, f"{node.value or 'an empty key'} cannot be a mapping key", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # Keys become text while they are built, as kubectl's JSON has it: "1" and "true" are then two keys,
+        # where Python's 1 == True would have called them duplicates.
+        if isinstance(node, MappingNode):
+            self.flatten_mapping(node)  # first, so that merged keys are turned into text too
+            for key_node, _ in node.value:
+                if key_node.tag == _KUBECTL_VALUE_TAG:
+                    key_node.tag = _KUBECTL_KEY_TAG
+        return BaseConstructor.construct_mapping(self, node, deep=deep)
 
 
 # add_constructor on the subclass leaves SafeConstructor, which other code may use, untouched.
-_TimestampAsTextConstructor.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+_KubectlConstructor.add_constructor(_KUBECTL_VALUE, _KubectlConstructor.construct_kubectl_value)
+_KubectlConstructor.add_constructor(_KUBECTL_KEY, _KubectlConstructor.construct_kubectl_key)
 
 
 def _safe_yaml() -> YAML:
     yaml = YAML(typ="safe")
-    yaml.Constructor = _TimestampAsTextConstructor
+    yaml.Resolver = _KubectlResolver
+    yaml.Constructor = _KubectlConstructor
     return yaml
 
 
