@@ -6,7 +6,8 @@ transforms (``_transform_document``):
 * ``render_objects`` parses with ruamel's C-backed safe loader into plain dicts: the objects that are
   planned and applied, with unquoted scalars read by kubectl's rules (deployer.scalars), not YAML 1.2's.
   It validates every document and is the only path that raises for bad input.
-* ``render_text`` round-trips one file, keeping comments, key order and quoting, for the rendered
+* ``render_text`` round-trips one file document by document, keeping comments (also those between
+  documents), key order and quoting, for the rendered
   manifests a person reads (``--render-only``, ``--output``). It runs only when asked for, because a
   round trip costs about ten times a safe load (see bench/render.py).
 """
@@ -407,6 +408,59 @@ def render_text(source: ManifestSource, options: RenderOptions) -> str:
     Call it only on sources render_objects accepted: it reports no placeholder counts.
     """
     placeholders = _Placeholders(options.placeholder, options.images)
+    segments = _document_segments(source.text)
+    if segments is None:
+        return _render_text_whole(source, options, placeholders)
+    # Document by document, so that what lies between documents survives as written: a header above
+    # the first "---", a document of comments only (an object switched off), the "---" lines themselves.
+    out: list[str] = []
+    index = 0
+    yaml = _round_trip_yaml(source.text)
+    for marker, body, is_document in segments:
+        if is_document:
+            index += 1
+        loaded = _load_documents(yaml, ManifestSource(source.path, body)) if is_document else []
+        document = loaded[0] if loaded else None
+        if not isinstance(document, MutableMapping):
+            if body.strip():
+                out.append(marker + body)  # comments only (or not a mapping): nothing to change, kept as is
+            continue  # a blank document carries nothing, not even for a reader
+        _transform_document(document, options, _Context(source.path, index, placeholders))
+        dumped = io.StringIO()
+        yaml.dump(document, dumped)
+        out.append(marker + dumped.getvalue())
+    return "".join(out)
+
+
+# A line that starts a document and carries at most a comment. A "---" at the start of a line followed by
+# a blank always starts a document, even inside a quoted scalar, so splitting the text there is exact.
+_DOCUMENT_MARKER = re.compile(r"---(?:[ \t]+#[^\n]*)?[ \t]*\n?\Z")
+_COMMENT_OR_BLANK = re.compile(r"[ \t]*(?:#[^\n]*)?\n?\Z")
+
+
+def _document_segments(text: str) -> list[tuple[str, str, bool]] | None:
+    """(the "---" line or "", the text after it, whether it is a document) for each part of ``text``;
+    None when the file uses what this split does not handle: directives, "..." ends, content on a
+    "---" line. The part before the first "---" is a document only when it holds more than comments."""
+    segments: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.splitlines(keepends=True):
+        if line.startswith(("---", "...", "%")):
+            if not _DOCUMENT_MARKER.match(line):
+                if line.startswith("---") and not line[3:4].isspace() and line[3:4] != "":
+                    segments[-1][1].append(line)  # "----" or "---x": text, not a marker
+                    continue
+                return None
+            segments.append((line if line.endswith("\n") else line + "\n", []))
+        else:
+            segments[-1][1].append(line)
+    parts = [(marker, "".join(lines)) for marker, lines in segments]
+    head_marker, head = parts[0]
+    head_is_document = not all(_COMMENT_OR_BLANK.match(line) for line in head.splitlines(keepends=True))
+    return [(head_marker, head, head_is_document)] + [(marker, body, True) for marker, body in parts[1:]]
+
+
+def _render_text_whole(source: ManifestSource, options: RenderOptions, placeholders: _Placeholders) -> str:
+    """The whole file in one round trip, for files _document_segments cannot split."""
     yaml = _round_trip_yaml(source.text)
     documents = _load_documents(yaml, source)
     for index, document in enumerate(documents, start=1):

@@ -226,6 +226,8 @@ RENDER_TEXT_CASES = {
         RenderOptions(images=MAIN_ONLY),
         """
         # Copyright Acme. Rendered by deployer.
+
+        ---
         # the config
         apiVersion: v1
         kind: ConfigMap
@@ -235,7 +237,7 @@ RENDER_TEXT_CASES = {
           image: ghcr.io/acme/web:abc1234
         """,
     ),
-    "empty documents are dropped": (
+    "blank documents are dropped, documents of comments only are kept as written": (
         """
         ---
         ---
@@ -245,7 +247,10 @@ RENDER_TEXT_CASES = {
           name: a
         data:
           image: <IMAGE>
-        ---
+        ---   # switched off until the migration lands
+        # apiVersion: batch/v1
+        # kind: Job
+
         ---
         apiVersion: v1
         kind: ConfigMap
@@ -255,17 +260,45 @@ RENDER_TEXT_CASES = {
         """,
         RenderOptions(images=MAIN_ONLY),
         """
+        ---
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: a
         data:
           image: ghcr.io/acme/web:abc1234
+        ---   # switched off until the migration lands
+        # apiVersion: batch/v1
+        # kind: Job
+
         ---
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: b
+        """,
+    ),
+    "a file with a %YAML directive is rendered in one round trip": (
+        """
+        %YAML 1.2
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: a  # kept
+        data:
+          image: <IMAGE>
+        """,
+        RenderOptions(images=MAIN_ONLY),
+        """
+        %YAML 1.2
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: a  # kept
+        data:
+          image: ghcr.io/acme/web:abc1234
         """,
     ),
     "namespace goes to namespaced objects that have none, never to cluster-scoped ones": (
