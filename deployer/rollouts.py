@@ -169,6 +169,18 @@ def _judge_deployment(obj: Mapping[str, Any]) -> RolloutVerdict:
     return verdict(RolloutState.DONE, f"deployment {_quoted(name)} successfully rolled out")
 
 
+ROLLING_UPDATE_ONLY = "rollout status is only available for RollingUpdate strategy type"
+
+
+def _not_waited_on(name: str, spec: Mapping[str, Any]) -> str:
+    # kubectl refuses (error, exit 1) but counts it as done: under OnDelete nothing rolls out until someone
+    # deletes pods, so there is nothing to wait for, and failing every deploy of such a workload helps no one.
+    return (
+        f"{name}: not waited on: updateStrategy {_strategy_type(spec)} replaces pods only when they are deleted "
+        f"(kubectl: {ROLLING_UPDATE_ONLY})"
+    )
+
+
 def _strategy_type(spec: Mapping[str, Any]) -> str:
     # The API server defaults an absent strategy to RollingUpdate; objects straight from a manifest lack it.
     return str(_section(spec, "updateStrategy").get("type") or "RollingUpdate")
@@ -186,12 +198,7 @@ def _judge_daemon_set(obj: Mapping[str, Any]) -> RolloutVerdict:
         return RolloutVerdict("DaemonSet", name, state, message, line)
 
     if _strategy_type(spec) != "RollingUpdate":
-        # kubectl errors out and counts it as done; deployer has nothing to wait for either.
-        return verdict(
-            RolloutState.DONE,
-            "rollout status is only available for RollingUpdate strategy type",
-            f"{name}: OnDelete update strategy, not waited on",
-        )
+        return verdict(RolloutState.DONE, ROLLING_UPDATE_ONLY, _not_waited_on(name, spec))
     if not _generation_observed(obj):
         return verdict(
             RolloutState.WAITING,
@@ -218,11 +225,7 @@ def _judge_stateful_set(obj: Mapping[str, Any]) -> RolloutVerdict:
         return RolloutVerdict("StatefulSet", name, state, message, line)
 
     if _strategy_type(spec) != "RollingUpdate":
-        return verdict(
-            RolloutState.DONE,
-            "rollout status is only available for RollingUpdate strategy type",
-            f"{name}: OnDelete update strategy, not waited on",
-        )
+        return verdict(RolloutState.DONE, ROLLING_UPDATE_ONLY, _not_waited_on(name, spec))
     observed = _int(status.get("observedGeneration"))
     if observed == 0 or _int(_meta(obj).get("generation")) > observed:
         return verdict(
@@ -457,7 +460,8 @@ class WorkloadFailure:
     message: str
 
     def describe(self) -> str:
-        return f"{self.kind.lower()}/{self.workload}: {self.reason}" + (f": {self.message}" if self.message else "")
+        # Without the workload's name, like PodFailure.describe: every caller puts "kind/name: " in front.
+        return self.reason + (f": {self.message}" if self.message else "")
 
 
 def failure_key(pod: str, container: str | None, init_container: bool = False) -> str:

@@ -269,7 +269,8 @@ def daemon_set(
             daemon_set(kind="OnDelete"),
             RolloutState.DONE,
             "rollout status is only available for RollingUpdate strategy type",
-            "agent: OnDelete update strategy, not waited on",
+            "agent: not waited on: updateStrategy OnDelete replaces pods only when they are deleted "
+            "(kubectl: rollout status is only available for RollingUpdate strategy type)",
         ),
     ],
 )
@@ -638,3 +639,9 @@ def test_workload_conditions_that_fail_fast(conditions: list[dict[str, Any]], ex
 def test_failed_job_is_a_workload_failure() -> None:
     failed = job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}])
     assert [(f.kind, f.reason) for f in find_workload_failures(failed)] == [("Job", "BackoffLimitExceeded")]
+
+
+def test_workload_failure_describes_reason_and_message_without_repeating_the_workload() -> None:
+    # Callers write "job/migrate: " or "job/migrate failed: " in front; the name must not come twice.
+    failed = job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}])
+    assert [f.describe() for f in find_workload_failures(failed)] == ["BackoffLimitExceeded: limit"]
