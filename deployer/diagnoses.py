@@ -38,10 +38,13 @@ class LogRequest:
 def logs_to_collect(
     failures: Iterable[Failure], pods: Iterable[Mapping[str, Any]] = (), *, limit: int = MAX_LOGGED_CONTAINERS
 ) -> list[LogRequest]:
-    """Which container logs explain the failure: crashed containers first, then running but unready ones.
+    """Which container logs explain the failure: crashed containers first, then containers that exited with
+    an error (the newest first), then running but unready ones.
 
     A crash-looping container's current instance is usually waiting (no logs yet); the previous one
-    holds the crash. Containers that never started (image pull, config errors) have no logs at all.
+    holds the crash. A container that exited and is not restarted (a Job's pod with restartPolicy Never)
+    keeps its crash as its current log. Containers that never started (image pull, config errors) have no
+    logs at all.
     """
     requests: list[LogRequest] = []
     for failure in failures:
@@ -51,11 +54,21 @@ def logs_to_collect(
             requests.append(LogRequest(failure.pod, failure.container, previous=True))
         elif failure.init_container and failure.reason not in _NEVER_STARTED:
             requests.append(LogRequest(failure.pod, failure.container))
+    exited: list[tuple[str, LogRequest]] = []
+    unready: list[LogRequest] = []
     for pod in pods:
         name = str((pod.get("metadata") or {}).get("name", ""))
         for status in (pod.get("status") or {}).get("containerStatuses") or ():
-            if "running" in (status.get("state") or {}) and not status.get("ready"):
-                requests.append(LogRequest(name, str(status.get("name", ""))))
+            state = status.get("state") or {}
+            terminated = state.get("terminated") or {}
+            if terminated and terminated.get("exitCode"):
+                finished = str(terminated.get("finishedAt") or "")
+                exited.append((finished, LogRequest(name, str(status.get("name", "")))))
+            elif "running" in state and not status.get("ready"):
+                unready.append(LogRequest(name, str(status.get("name", ""))))
+    # RFC 3339 times in UTC sort as text; a Job's latest attempt says the most about why it gave up.
+    requests.extend(request for _, request in sorted(exited, key=lambda item: item[0], reverse=True))
+    requests.extend(unready)
     unique = list(dict.fromkeys(requests))
     return unique[:limit]
 

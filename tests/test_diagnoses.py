@@ -36,6 +36,13 @@ def pod(name: str, containers: list[dict[str, Any]], phase: str = "Pending", **s
     }
 
 
+def exited(container: str, exit_code: int, at: str) -> dict[str, Any]:
+    """The status of a container that ran and exited (``at``: the time of day it finished)."""
+    reason = "Error" if exit_code else "Completed"
+    terminated = {"reason": reason, "exitCode": exit_code, "finishedAt": f"2026-01-01T{at}Z"}
+    return {"name": container, "ready": False, "state": {"terminated": terminated}}
+
+
 def event(subject_kind: str, subject: str, reason: str, message: str, at: str, count: int = 1) -> dict[str, Any]:
     return {
         "kind": "Event",
@@ -85,6 +92,16 @@ def test_container_state_reads_as_one_phrase(state: dict[str, Any], phrase: str)
             [LogRequest("web-bbb-2", "web")],
         ),
         ([], [pod("web-bbb-2", [{"name": "web", "ready": True, "state": {"running": {}}}], "Running")], []),
+        # A failed Job's pods (restartPolicy Never): the exited containers' current logs, the latest attempt first.
+        (
+            [WorkloadFailure("Job", "migrate", "BackoffLimitExceeded", "")],
+            [
+                pod("migrate-a", [exited("migrate", 1, "00:00:05")], "Failed"),
+                pod("migrate-b", [exited("migrate", 1, "00:00:20")], "Failed"),
+                pod("migrate-c", [exited("migrate", 0, "00:00:30")], "Succeeded"),
+            ],
+            [LogRequest("migrate-b", "migrate"), LogRequest("migrate-a", "migrate")],
+        ),
     ],
 )
 def test_logs_to_collect_picks_the_containers_whose_logs_explain_the_failure(
