@@ -627,3 +627,115 @@ def test_scale_subresource_reads_and_writes_replicas(api: Api) -> None:
     assert (scale["kind"], scale["spec"]["replicas"], scale["status"]["selector"]) == ("Scale", 2, "app=web")
     api.request("PATCH", DEPLOYMENTS + "/web/scale", {"spec": {"replicas": 4}}, "application/merge-patch+json")
     assert api.request("GET", DEPLOYMENTS + "/web").json()["spec"]["replicas"] == 4
+
+
+# ---------------------------------------------------------------- managedFields a client writes
+
+CONFIG_MAPS = "/api/v1/namespaces/default/configmaps"
+
+
+def test_apply_that_drops_a_keyed_list_item_removes_it_whole() -> None:
+    two = deployment()
+    two["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    live = server_side_apply(None, two, "deployer", False, "apps/v1", "t0")
+    one = deployment()
+    one["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    live = server_side_apply(live, one, "deployer", False, "apps/v1", "t1")
+    assert live["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
+
+
+def _client_side_config_map(api: Api) -> Obj:
+    """A ConfigMap as `kubectl apply` leaves it: written by the Update manager kubectl-client-side-apply."""
+    body = {"metadata": {"name": "cm", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "data": {"x": "1", "y": "2"}}
+    created = api.request("POST", CONFIG_MAPS, body, fieldManager="kubectl-client-side-apply")
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def _as_applier(entries: list[Obj], manager: str = "deployer") -> list[Obj]:
+    return [{**e, "manager": manager, "operation": "Apply"} for e in entries]
+
+
+@pytest.mark.parametrize("patch_type", ["application/json-patch+json", "application/merge-patch+json"])
+def test_managed_fields_set_by_a_patch_replace_the_stored_ones(api: Api, patch_type: str) -> None:
+    live = _client_side_config_map(api)
+    upgraded = _as_applier(live["metadata"]["managedFields"])
+    if patch_type == "application/json-patch+json":
+        version = live["metadata"]["resourceVersion"]
+        body: Any = [{"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+                     {"op": "replace", "path": "/metadata/resourceVersion", "value": version}]
+    else:
+        body = {"metadata": {"managedFields": upgraded}}
+
+    patched = api.request("PATCH", CONFIG_MAPS + "/cm", body, patch_type)
+
+    assert patched.status_code == 200, patched.text
+    assert [(e["manager"], e["operation"]) for e in patched.json()["metadata"]["managedFields"]] == [
+        ("deployer", "Apply")]
+    assert patched.json()["metadata"]["managedFields"][0]["fieldsV1"] == upgraded[0]["fieldsV1"]
+    assert int(patched.json()["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
+    # The next apply computes from them: what deployer owned alone and no longer applies goes.
+    applied = api.apply(CONFIG_MAPS + "/cm", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"},
+                                              "data": {"x": "1"}})
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["data"] == {"x": "1"}
+    assert "annotations" not in applied.json()["metadata"]
+
+
+def test_managed_fields_patch_with_a_stale_resource_version_conflicts(api: Api) -> None:
+    live = _client_side_config_map(api)
+    api.request("PATCH", CONFIG_MAPS + "/cm", {"data": {"z": "3"}}, "application/merge-patch+json")
+    upgraded = _as_applier(live["metadata"]["managedFields"])
+    body = [{"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]}]
+
+    stale = api.request("PATCH", CONFIG_MAPS + "/cm", body, "application/json-patch+json")
+
+    assert stale.status_code == 409
+    assert stale.json()["reason"] == "Conflict"
+    managers = {e["manager"] for e in api.request("GET", CONFIG_MAPS + "/cm").json()["metadata"]["managedFields"]}
+    assert "deployer" not in managers
+
+
+@pytest.mark.parametrize("reset", [[], [{}]], ids=["empty list", "one empty entry"])
+def test_managed_fields_reset_leaves_none_and_the_write_untracked(api: Api, reset: list[Obj]) -> None:
+    _client_side_config_map(api)
+
+    patched = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": reset}, "data": {"z": "3"}},
+                          "application/merge-patch+json")
+
+    assert patched.status_code == 200, patched.text
+    assert "managedFields" not in patched.json()["metadata"]
+    assert patched.json()["data"] == {"x": "1", "y": "2", "z": "3"}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param({"fieldsType": ""}, id="no fieldsType"),
+        pytest.param({"fieldsType": "FieldsV2"}, id="another fieldsType"),
+        pytest.param({"operation": "Replace"}, id="an unknown operation"),
+        pytest.param({"apiVersion": ""}, id="no apiVersion"),
+    ],
+)
+def test_managed_fields_the_server_cannot_decode_are_ignored(api: Api, entry: Obj) -> None:
+    live = _client_side_config_map(api)
+    written = [{**e, **entry, "manager": "someone"} for e in live["metadata"]["managedFields"]]
+
+    patched = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}},
+                          "application/merge-patch+json")
+
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["metadata"]["managedFields"] == live["metadata"]["managedFields"]
+
+
+def test_managed_fields_with_a_manager_name_too_long_are_invalid(api: Api) -> None:
+    live = _client_side_config_map(api)
+    written = [{**e, "manager": "m" * 129} for e in live["metadata"]["managedFields"]]
+
+    refused = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}},
+                          "application/merge-patch+json")
+
+    assert refused.status_code == 422
+    assert "metadata.managedFields[0].manager: Too long" in refused.json()["message"]

@@ -351,8 +351,16 @@ def server_side_apply(
     merged: dict[str, Any] = copy.deepcopy(live) if live else {}
     others = [e for e in entries if e is not mine]
     owned_by_others = set().union(*(e.paths for e in others)) if others else set()
-    # Fields this manager applied before but dropped now go away unless someone else still owns them.
-    for path in sorted(previously - wanted - owned_by_others, key=len, reverse=True):
+    # Fields this manager applied before but dropped now go away unless someone else still owns them (or a
+    # field under them). Parents go first: a list item emptied of its fields first would no longer match its
+    # key and would stay behind as an empty item.
+    kept = owned_by_others | wanted
+    dropped = [
+        path
+        for path in previously - kept
+        if not any(len(other) > len(path) and other[: len(path)] == path for other in kept)
+    ]
+    for path in sorted(dropped, key=len):
         _remove_path(merged, path)
     merged = merge_applied(merged, applied)
 
@@ -391,9 +399,14 @@ def record_update(
 ) -> None:
     """Give ``manager`` (operation Update) the fields this write changed, taking them from everyone else.
 
-    Mutates ``new``'s metadata.managedFields in place.
+    Mutates ``new``'s metadata.managedFields in place. The ownership it starts from is the one the write
+    carries when it sets valid managedFields (see ``managers_for_write``), else the stored one; a write that
+    resets them leaves the object without managedFields and is not tracked either.
     """
-    entries = read_managers(old)
+    entries = managers_for_write(old, new, subresource)
+    if entries is None:
+        new.setdefault("metadata", {}).pop("managedFields", None)
+        return
     status = subresource == "status"
     after = field_set(new, status=status)
     if old is None:
@@ -417,3 +430,65 @@ def record_update(
     mine.paths = (mine.paths - removed) | changed
     mine.time = timestamp
     write_managers(new, entries)
+
+
+# ---------------------------------------------------------------- managedFields a client writes
+
+
+def managers_for_write(
+    old: dict[str, Any] | None, new: dict[str, Any], subresource: str = ""
+) -> list[ManagerEntry] | None:
+    """The ownership an update, patch or create starts from, as the API server's field manager decides it.
+
+    - Through a subresource (status, scale): always the stored managedFields; a client cannot set them there.
+    - A write whose managedFields are an empty list or a list of one empty entry resets them: None (the
+      object is left without managedFields and this write is not tracked: the server only starts tracking
+      again on a create or an apply).
+    - A write carrying managedFields the server can decode (each entry with operation Apply or Update, an
+      apiVersion, fieldsType FieldsV1 and a FieldsV1 tree) replaces the stored ones.
+    - Anything else (no managedFields, or ones it cannot decode) keeps the stored ones: clients that do not
+      know the field must not wipe it, and a bad entry is ignored, not refused.
+    """
+    stored = read_managers(old)
+    if subresource:
+        return stored
+    written = (new.get("metadata") or {}).get("managedFields", MISSING)
+    if isinstance(written, list) and (not written or written == [{}]):
+        return None
+    if isinstance(written, list) and all(_decodable(entry) for entry in written):
+        return read_managers(new)
+    return stored
+
+
+def _decodable(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and entry.get("operation") in ("Apply", "Update")
+        and isinstance(entry.get("apiVersion"), str)
+        and bool(entry["apiVersion"])
+        and entry.get("fieldsType") == "FieldsV1"
+        and _fields_tree(entry.get("fieldsV1", {}))
+    )
+
+
+def _fields_tree(tree: Any) -> bool:
+    return isinstance(tree, dict) and all(
+        isinstance(key, str) and (key == "." or key[:2] in ("f:", "k:", "v:", "i:")) and _fields_tree(child)
+        for key, child in tree.items()
+    )
+
+
+def managed_fields_problems(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """What metadata validation refuses in stored managedFields, as (field, message) pairs: a manager longer
+    than 128 characters or with unprintable ones, a subresource longer than 256."""
+    problems: list[tuple[str, str]] = []
+    for index, entry in enumerate((obj.get("metadata") or {}).get("managedFields") or []):
+        where = f"metadata.managedFields[{index}]"
+        manager = str(entry.get("manager", ""))
+        if len(manager) > 128:
+            problems.append((f"{where}.manager", "Too long: may not be more than 128 bytes"))
+        elif not manager.isprintable():
+            problems.append((f"{where}.manager", "must only contain printable characters"))
+        if len(str(entry.get("subresource", ""))) > 256:
+            problems.append((f"{where}.subresource", "Too long: may not be more than 256 bytes"))
+    return problems

@@ -21,8 +21,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import statuses
-from .admission import apply_defaults, validation_causes
-from .applying import ApplyConflictError, describe_path, record_update, server_side_apply
+from .admission import Cause, apply_defaults, validation_causes
+from .applying import (
+    ApplyConflictError,
+    describe_path,
+    managed_fields_problems,
+    record_update,
+    server_side_apply,
+)
 from .clock import SimClock
 from .patches import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from .resources import RESOURCE_TYPES, ResourceType, resource_for_kind
@@ -416,6 +422,11 @@ class ObjectStore:
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if manager and not managed_fields_done:
             record_update(old, new, manager, rtype.api_version, self.clock.timestamp(), subresource)
+            # Metadata validation sees the managedFields the field manager settled on (a client's, when it
+            # set decodable ones), after it, as in the API server's write path.
+            problems = managed_fields_problems(new)
+            if problems:
+                raise statuses.invalid(rtype, name, [Cause(f, "FieldValueInvalid", m) for f, m in problems])
         if _same_content(new, old) and _without_times(meta.get("managedFields")) == _without_times(
             old_meta.get("managedFields")
         ):
