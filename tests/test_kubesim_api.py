@@ -739,3 +739,14 @@ def test_managed_fields_with_a_manager_name_too_long_are_invalid(api: Api) -> No
 
     assert refused.status_code == 422
     assert "metadata.managedFields[0].manager: Too long" in refused.json()["message"]
+
+
+def test_apply_that_drops_a_map_it_owned_keeps_the_keys_it_did_not_own() -> None:
+    labelled = deployment()
+    labelled["metadata"]["annotations"] = {"team": "a"}
+    live = server_side_apply(None, labelled, "deployer", False, "apps/v1", "t0")
+    live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "1"  # a controller's, owned by no one
+
+    live = server_side_apply(live, deployment(), "deployer", False, "apps/v1", "t1")
+
+    assert live["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "1"}

@@ -351,17 +351,17 @@ def server_side_apply(
     merged: dict[str, Any] = copy.deepcopy(live) if live else {}
     others = [e for e in entries if e is not mine]
     owned_by_others = set().union(*(e.paths for e in others)) if others else set()
-    # Fields this manager applied before but dropped now go away unless someone else still owns them (or a
-    # field under them). Parents go first: a list item emptied of its fields first would no longer match its
-    # key and would stay behind as an empty item.
-    kept = owned_by_others | wanted
-    dropped = [
-        path
-        for path in previously - kept
-        if not any(len(other) > len(path) and other[: len(path)] == path for other in kept)
-    ]
+    # Fields this manager applied before but dropped now go away unless someone else still owns them. As the
+    # API server prunes: only those fields; what lies under them and is not theirs to drop (owned by another
+    # manager, or by none, such as a controller's annotation in a map the applier owned) stays. A node goes
+    # whole when everything under it goes, parents first: a list item emptied field by field would no longer
+    # match its key and would stay behind as an empty item.
+    dropped = previously - wanted - owned_by_others
+    live_paths = field_set(live) if live else set()
     for path in sorted(dropped, key=len):
-        _remove_path(merged, path)
+        below = {p for p in live_paths if len(p) > len(path) and p[: len(path)] == path}
+        if below <= dropped:
+            _remove_path(merged, path)
     merged = merge_applied(merged, applied)
 
     leaf_paths = {p for p in wanted if not any(q[: len(p)] == p and q != p for q in wanted)}
