@@ -324,13 +324,14 @@ def test_retry_after_beyond_a_minute_gives_up_at_once(
 
 
 def test_unreachable_api_is_retried_then_reported(sleeps: RecordedSleeps) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # Nothing listens on the port once the probe is closed: every connection is refused.
-    with DigitalOceanAPI(TOKEN, f"http://127.0.0.1:{port}", sleep=sleeps, max_attempts=3) as api:
-        with pytest.raises(DigitalOceanError) as caught:
-            api.list_clusters()
+    # Bound but never listening: every connection is refused, and while it stays bound no other server (a
+    # fake started by another thread or process) can take the port, as it could once the socket were closed.
+    with socket.socket() as unreachable:
+        unreachable.bind(("127.0.0.1", 0))
+        port = unreachable.getsockname()[1]
+        with DigitalOceanAPI(TOKEN, f"http://127.0.0.1:{port}", sleep=sleeps, max_attempts=3) as api:
+            with pytest.raises(DigitalOceanError) as caught:
+                api.list_clusters()
     assert str(caught.value) == (
         f"cannot reach the DigitalOcean API at http://127.0.0.1:{port} to list Kubernetes clusters: "
         "ConnectionError (gave up after 3 attempts)"

@@ -174,18 +174,20 @@ def test_a_wrong_token_warns_bad_credentials_without_showing_the_token(fake: Fak
 
 
 def test_an_unreachable_api_is_retried_then_warns() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
     warnings: list[str] = []
     sleeps: list[float] = []
-    reporter = DeploymentReporter(
-        token="t", repository="acme/hello-app", api_url=f"http://127.0.0.1:{closed_port}",
-        warn=warnings.append, sleep=sleeps.append, timeout=5,
-    )
+    # Bound but never listening: connections are refused, and no other server can take the port meanwhile
+    # (as one could once the socket were closed).
+    with socket.socket() as unreachable:
+        unreachable.bind(("127.0.0.1", 0))
+        port = unreachable.getsockname()[1]
+        reporter = DeploymentReporter(
+            token="t", repository="acme/hello-app", api_url=f"http://127.0.0.1:{port}",
+            warn=warnings.append, sleep=sleeps.append, timeout=5,
+        )
 
-    reporter.start(environment="production", ref=SHA, payload={}, description="d")
-    reporter.finish(state="success", log_url=None, description="d")
+        reporter.start(environment="production", ref=SHA, payload={}, description="d")
+        reporter.finish(state="success", log_url=None, description="d")
 
     assert len(sleeps) == 2
     [warning] = warnings
