@@ -77,6 +77,10 @@ class RecordingSink:
         with self._lock:
             return copy.deepcopy(self.statuses.get(name, {}))
 
+    def status_names(self) -> list[str]:
+        with self._lock:
+            return list(self.statuses)
+
     def event_list(self, pod: str) -> list[tuple[str, str]]:
         with self._lock:
             return [(e["reason"], e["message"]) for e in self.events if e["involvedObject"]["name"] == pod]
@@ -602,16 +606,16 @@ def test_secret_values_are_decoded_for_the_container(scripted: Scripted) -> None
     assert env == {"CFG_MODE": "fast", "PW": "hunter2", "URL": "db://hunter2@$(POD)", "POD": "envs"}
 
 
-def test_five_hundred_pods_become_ready_quickly(scripted: Scripted) -> None:
+def test_five_hundred_pods_all_become_ready_after_one_clock_jump(scripted: Scripted) -> None:
+    # How fast is bench/'s business: a wall-clock bound here would fail on a loaded CI machine, not on a bug.
     kubelet, sink, clock = scripted
     kubelet.set_behaviour("bulk:*", Behaviour(ready_after=5))
-    started = time.monotonic()
     for i in range(500):
         kubelet.pod_changed(make_pod(f"p{i}", "bulk:1"))
-    wait_for("500 running", lambda: len(sink.statuses) == 500)
+    wait_for("500 running", lambda: len(sink.status_names()) == 500, timeout=30)
+    assert not any(is_ready(sink.status(name)) for name in sink.status_names())
     clock.advance(5)
-    wait_for("500 ready", lambda: all(is_ready(s) for s in list(sink.statuses.values())), timeout=20)
-    assert time.monotonic() - started < 2
+    wait_for("500 ready", lambda: all(is_ready(sink.status(name)) for name in sink.status_names()), timeout=30)
 
 
 # -- Docker kubelet ----------------------------------------------------------------------------------
