@@ -158,8 +158,9 @@ def test_failed_rollout_is_detected_and_the_previous_image_serves_again(
     assert judge.image("shop") == f"{REPO}:v1"
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
     assert judge.jsonpath("shop", "deployment/web", "{.status.availableReplicas}") == "2"
-    # Failures are caught from the pod's status: the progress deadline (600 simulated s, 12 s here) never comes.
-    assert done.seconds < 10, done.explain()
+    # Failures are caught from the pod's status, not from the progress deadline (600 simulated s, 12 s here).
+    # Said by what deployer reports, not by its wall time: a loaded CI machine is slow, not wrong.
+    assert "exceeded its progress deadline" not in done.stderr, done.explain()
 
 
 def test_two_workloads_one_failing_both_go_back_to_their_previous_revisions(deployer: Deployer, judge: Kubectl) -> None:
@@ -218,7 +219,10 @@ def test_slow_rollout_times_out_at_the_timeout_and_is_rolled_back(
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert "rollout timed out: timed out after 2s" in done.stderr
-    assert 2 <= done.seconds < 15, done.explain()
+    # Not before the timeout; had it waited on, the first new pod would have become ready at 20 s and the
+    # progress deadline (12 s) would have been what it reported.
+    assert done.seconds >= 2, done.explain()
+    assert "exceeded its progress deadline" not in done.stderr, done.explain()
     assert judge.image("shop") == f"{REPO}:v1"
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
 
@@ -298,18 +302,38 @@ def test_no_force_conflicts_refuses_and_names_the_fields_and_their_manager(
 
 # --- the deploy lock --------------------------------------------------------------------------------------------
 
+# The first run holds the lock until the test lets its rollout finish, however slowly the second run starts on a
+# loaded machine: its pods are never ready until ``release_held_rollout``. The progress deadline is out of reach
+# meanwhile (3600 simulated s, 72 s here).
+HELD = "held-until-released"
+
+
+@pytest.fixture
+def held_manifests(sim: KubeSim, deployer: Deployer) -> Path:
+    sim.kubelet.set_behaviour(f"*:{HELD}", Behaviour(never_ready=True))
+    return write_manifests(deployer.workdir / "k8s-held", deployment("web", progress_deadline_seconds=3600))
+
+
+def release_held_rollout(sim: KubeSim, judge: Kubectl, namespace: str) -> None:
+    """Pods of the held image start ready from now on; the ones already waiting are replaced by such pods."""
+    sim.kubelet.set_behaviour(f"*:{HELD}", Behaviour())
+    pods = judge.get_json(namespace, "pods", "-l", "app=web")["items"]
+    held = [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == f"{REPO}:{HELD}"]
+    assert held, "the held rollout has no pod to release"
+    judge.run("-n", namespace, "delete", "pod", *held, "--wait=false")
+
 
 def test_second_concurrent_run_waits_for_the_lock_then_succeeds(
-    deployer: Deployer, judge: Kubectl, manifests: Path
+    sim: KubeSim, deployer: Deployer, judge: Kubectl, held_manifests: Path
 ) -> None:
-    deployed(deployer, "v1", manifests, "shop")
-    # Ready after 150 simulated seconds: the first run holds the lock about 3 s.
-    first = deployer.start("ready-after-150s", manifests, "shop", env=github_run(101))
+    deployed(deployer, "v1", held_manifests, "shop")
+    first = deployer.start(HELD, held_manifests, "shop", env=github_run(101))
     second = None
     try:
         first.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the first run's wait phase")
-        second = deployer.start("v3", manifests, "shop", env=github_run(102))
+        second = deployer.start("v3", held_manifests, "shop", env=github_run(102))
         waiting = second.wait_for_line(lambda line: "waiting for the deploy lock" in line, 30, "the lock wait")
+        release_held_rollout(sim, judge, "shop")
         first_done = first.finish(timeout=30)
         second_done = second.finish(timeout=30)
     finally:
@@ -326,13 +350,14 @@ def test_second_concurrent_run_waits_for_the_lock_then_succeeds(
 
 
 def test_run_that_cannot_get_the_lock_in_time_fails_naming_the_holder(
-    deployer: Deployer, judge: Kubectl, manifests: Path
+    sim: KubeSim, deployer: Deployer, judge: Kubectl, held_manifests: Path
 ) -> None:
-    deployed(deployer, "v1", manifests, "shop")
-    first = deployer.start("ready-after-200s", manifests, "shop", env=github_run(201))
+    deployed(deployer, "v1", held_manifests, "shop")
+    first = deployer.start(HELD, held_manifests, "shop", env=github_run(201))
     try:
         first.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the first run's wait phase")
-        second = deployer.run("v3", manifests, "shop", "--lock-timeout", "1s", env=github_run(202))
+        second = deployer.run("v3", held_manifests, "shop", "--lock-timeout", "1s", env=github_run(202))
+        release_held_rollout(sim, judge, "shop")
         first_done = first.finish(timeout=30)
     finally:
         first.kill()
@@ -341,7 +366,7 @@ def test_run_that_cannot_get_the_lock_in_time_fails_naming_the_holder(
     assert f"the deploy lock in namespace shop is held by {run_url(201)}" in second.stderr
     assert "--lock-timeout" in second.stderr
     assert first_done.code == EXIT_OK, first_done.explain()
-    assert judge.image("shop") == f"{REPO}:ready-after-200s"
+    assert judge.image("shop") == f"{REPO}:{HELD}"
 
 
 # --- real containers on Docker ---------------------------------------------------------------------------------
@@ -426,6 +451,7 @@ def test_real_containers_new_version_serves_then_a_missing_tag_brings_the_previo
     assert missing.code == EXIT_ROLLED_BACK, missing.explain()
     assert "ErrImagePull" in missing.stderr or "ImagePullBackOff" in missing.stderr
     assert f"rolled back deployment/web to revision 2 (image {httpd_images.repository}:v2)" in missing.stderr
-    assert missing.seconds < 20, missing.explain()
+    # Caught from the pod's status, not by waiting out --timeout (said by the output, not the wall time).
+    assert "rollout timed out" not in missing.stderr, missing.explain()
     assert judge.image("shop") == f"{httpd_images.repository}:v2"
     assert served_versions(docker_client, judge, "shop") == {"v2"}
