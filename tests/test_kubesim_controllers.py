@@ -72,7 +72,21 @@ class Cluster:
         new["status"] = stored.get("status", {})
         new["metadata"]["generation"] = stored["metadata"]["generation"] + (new.get("spec") != stored.get("spec"))
         new["metadata"]["resourceVersion"] = str(next(self._versions))
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            del self.objects[key]  # the last finalizer of an object being deleted is gone: so is the object
+            return
         self.objects[key] = new
+
+    def delete(self, key: tuple[str, str | None, str]) -> None:
+        """As the API server deletes: at once, or, while finalizers remain, by marking it as being deleted."""
+        stored = self.objects[key]
+        if not stored["metadata"].get("finalizers"):
+            del self.objects[key]
+        elif not stored["metadata"].get("deletionTimestamp"):
+            marked = copy.deepcopy(stored)
+            marked["metadata"]["deletionTimestamp"] = format_time(self.now)
+            marked["metadata"]["resourceVersion"] = str(next(self._versions))
+            self.objects[key] = marked
 
     def update_status(self, obj: Obj) -> None:
         key = _key(obj)
@@ -95,7 +109,7 @@ class Cluster:
             elif isinstance(action, UpdateStatus):
                 self.update_status(action.obj)
             elif isinstance(action, Delete):
-                del self.objects[(action.kind, action.namespace, action.name)]
+                self.delete((action.kind, action.namespace, action.name))
             else:
                 self.events.append(action)
                 continue
@@ -970,7 +984,9 @@ def test_daemonset_rolling_update_replaces_at_most_max_unavailable_pods_at_a_tim
 # --------------------------------------------------------------------------------------------- Job
 
 
-def job_manifest(completions: int = 2, parallelism: int = 1, backoff_limit: int = 6) -> Obj:
+def job_manifest(
+    completions: int = 2, parallelism: int = 1, backoff_limit: int = 6, restart_policy: str = "Never"
+) -> Obj:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -982,7 +998,7 @@ def job_manifest(completions: int = 2, parallelism: int = 1, backoff_limit: int 
             "selector": {"matchLabels": {"job-name": "migrate"}},
             "template": {
                 "metadata": {"labels": {"job-name": "migrate"}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]},
+                "spec": {"restartPolicy": restart_policy, "containers": [{"name": "m", "image": "m:1"}]},
             },
         },
     }
@@ -1048,6 +1064,68 @@ def test_job_backs_off_between_failures_and_fails_past_the_backoff_limit() -> No
     cluster.advance(1000)
     cluster.settle()
     assert active_pods(cluster) == []
+
+
+def crash_in_place(cluster: Cluster, pod: Obj, restarts: int) -> None:
+    """restartPolicy OnFailure: the kubelet restarts the crashed container in the same pod."""
+    stored = copy.deepcopy(cluster.objects[_key(pod)])
+    stored["spec"].setdefault("nodeName", "node-1")
+    stored["status"] = {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": "m",
+                "ready": False,
+                "restartCount": restarts,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "finishedAt": format_time(cluster.now)}},
+            }
+        ],
+    }
+    cluster.update_status(stored)
+
+
+def test_job_whose_restarts_reach_the_backoff_limit_fails_once_and_starts_no_new_pods() -> None:
+    # restartPolicy OnFailure: restarts count against backoffLimit. The controller deletes the crashing pod;
+    # being deleted, it counts as failed and loses its tracking finalizer (the real isPodFailed), and the
+    # FailureTarget verdict stands once it is gone: no new pod, then the terminal Failed condition.
+    cluster = Cluster()
+    cluster.create(job_manifest(completions=1, backoff_limit=2, restart_policy="OnFailure"))
+    cluster.settle()
+    (pod,) = active_pods(cluster)
+    assert pod["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
+    crash_in_place(cluster, pod, restarts=2)
+    cluster.settle()
+    job = cluster.get("Job", "migrate")
+    target, failed = condition(job, "FailureTarget"), condition(job, "Failed")
+    assert (target["status"], target["reason"]) == ("True", "BackoffLimitExceeded")
+    assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert cluster.of_kind("Pod") == []
+    assert job["status"]["failed"] == 1
+    assert job["status"]["terminating"] == 0
+    assert "active" not in job["status"]
+    cluster.advance(1000)
+    cluster.settle()
+    assert cluster.of_kind("Pod") == []
+
+
+def test_job_pod_deleted_while_running_counts_as_failed_and_is_replaced() -> None:
+    # An evicted pod never reaches a terminal phase: counted as failed, it is released (gone) and replaced.
+    # (The real controller also waits out a back-off it remembers in memory; this stateless one cannot once
+    # the pod is gone.)
+    cluster = Cluster()
+    cluster.create(job_manifest(completions=1, backoff_limit=3))
+    cluster.settle()
+    (pod,) = active_pods(cluster)
+    cluster.set_pod_ready(pod)
+    cluster.delete(_key(pod))
+    cluster.settle()
+    job = cluster.get("Job", "migrate")
+    assert job["status"]["failed"] == 1
+    (replacement,) = cluster.of_kind("Pod")
+    assert replacement["metadata"]["uid"] != pod["metadata"]["uid"]
+    assert "deletionTimestamp" not in replacement["metadata"]
+    assert not any(c["type"] == "FailureTarget" for c in job["status"].get("conditions", []))
 
 
 # --------------------------------------------------------------------------------------------- scheduler

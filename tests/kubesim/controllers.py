@@ -2020,7 +2020,16 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
 
     active = [p for p in owned if _pod_is_active(p)]
     succeeded_pods = [p for p in owned if _pod_phase(p) == "Succeeded"]
-    failed_pods = [p for p in owned if _pod_phase(p) == "Failed"]
+    # The real isPodFailed: unless the Job replaces only Failed pods (podReplacementPolicy Failed, or a
+    # podFailurePolicy), a pod being deleted that did not succeed counts as failed, because it may never reach
+    # a terminal phase; counting it is what releases its tracking finalizer, so it does not hang in Terminating.
+    only_failed = spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
+    failed_pods = [
+        p
+        for p in owned
+        if _pod_phase(p) == "Failed" or (not only_failed and _is_being_deleted(p) and _pod_phase(p) != "Succeeded")
+    ]
+    terminating = [p for p in owned if _is_being_deleted(p) and _pod_phase(p) not in ("Succeeded", "Failed")]
     # Finished pods may be deleted by someone else; what was counted stays counted.
     succeeded = max(_int(status.get("succeeded"), 0), len(succeeded_pods))
     failed = max(_int(status.get("failed"), 0), len(failed_pods))
@@ -2035,8 +2044,19 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
         if not any(c.get("type") == condition["type"] for c in conditions):
             conditions.append(condition)
 
+    # A verdict already given stands (the real controller turns an existing SuccessCriteriaMet into Complete and
+    # FailureTarget into Failed): once the Job's pods are gone, recounting them must not start it over.
+    success_met = _has_true_condition(job, "SuccessCriteriaMet")
+    target = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "FailureTarget" and c.get("status") == "True"),
+        None,
+    )
     failure: tuple[str, str] | None = None
-    if failed > backoff_limit:
+    if success_met:
+        pass
+    elif target is not None:
+        failure = (str(target.get("reason") or ""), str(target.get("message") or ""))
+    elif failed > backoff_limit:
         failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
     elif restart_policy == "OnFailure" and backoff_limit >= 0:
         restarts = sum(
@@ -2048,9 +2068,15 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
             failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
     started = parse_time(new_status.get("startTime"))
     deadline = spec.get("activeDeadlineSeconds")
-    if failure is None and deadline is not None and started is not None and now - started >= _int(deadline, 0):
+    if (
+        failure is None
+        and not success_met
+        and deadline is not None
+        and started is not None
+        and now - started >= _int(deadline, 0)
+    ):
         failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
-    complete = (completions is not None and succeeded >= completions) or (
+    complete = success_met or (completions is not None and succeeded >= completions) or (
         completions is None and succeeded > 0 and not active
     )
 
@@ -2062,13 +2088,14 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
             actions.append(RecordEvent(involved, "Warning", failure[0], failure[1]))
         add_condition(_job_condition("FailureTarget", failure[0], failure[1], now))
         to_delete = active
-        if not active:
+        # The terminal condition waits until no pod of the Job is still running or terminating.
+        if not active and not terminating:
             add_condition(_job_condition("Failed", failure[0], failure[1], now))
     elif complete:
         reached = ("CompletionsReached", "Reached expected number of succeeded pods")
         add_condition(_job_condition("SuccessCriteriaMet", *reached, now))
         to_delete = active
-        if not active:
+        if not active and not terminating:
             add_condition(_job_condition("Complete", *reached, now))
             new_status["completionTime"] = format_time(now)
             actions.append(RecordEvent(involved, "Normal", "Completed", "Job completed"))
@@ -2115,7 +2142,7 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
         else:
             new_status.pop(key, None)
     new_status["ready"] = ready
-    new_status.setdefault("terminating", 0)
+    new_status["terminating"] = len(terminating) + len(to_delete)
     new_status.setdefault("uncountedTerminatedPods", {})
     if conditions:
         new_status["conditions"] = conditions
