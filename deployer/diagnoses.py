@@ -64,6 +64,9 @@ def logs_to_collect(
             if terminated and terminated.get("exitCode"):
                 finished = str(terminated.get("finishedAt") or "")
                 exited.append((finished, LogRequest(name, str(status.get("name", "")))))
+            elif (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+                # Not a failure of its own for a Job (its backoffLimit decides), yet the crash explains why it gave up.
+                requests.append(LogRequest(name, str(status.get("name", "")), previous=True))
             elif "running" in state and not status.get("ready"):
                 unready.append(LogRequest(name, str(status.get("name", ""))))
     # RFC 3339 times in UTC sort as text; a Job's latest attempt says the most about why it gave up.

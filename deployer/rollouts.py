@@ -485,10 +485,13 @@ def _pod_problems(pod: Mapping[str, Any], is_job: bool) -> list[tuple[str | None
     """(container, is_init, reason, message) for every problem the pod shows right now."""
     problems: list[tuple[str | None, bool, str, str]] = []
     status = _section(pod, "status")
+    # A Job retries a crashed container or a failed pod up to its backoffLimit (restartPolicy OnFailure counts
+    # restarts, Never failed pods) and then says so in its Failed condition: that is its verdict, not the first
+    # crash. What no retry heals (an image that cannot be pulled, a missing ConfigMap) still fails at once.
     if status.get("phase") == "Failed" and not is_job:
-        # A Job retries failed pods up to its backoffLimit; its own Failed condition is the verdict.
         problems.append((None, False, str(status.get("reason") or "Failed"), str(status.get("message") or "")))
         return problems
+    fatal = FATAL_WAITING_REASONS - {"CrashLoopBackOff"} if is_job else FATAL_WAITING_REASONS
     for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
         for container in status.get(key) or ():
             if not isinstance(container, Mapping):
@@ -496,9 +499,9 @@ def _pod_problems(pod: Mapping[str, Any], is_job: bool) -> list[tuple[str | None
             cname = str(container.get("name", ""))
             state = _section(container, "state")
             waiting, terminated = _section(state, "waiting"), _section(state, "terminated")
-            if waiting.get("reason") in FATAL_WAITING_REASONS:
+            if waiting.get("reason") in fatal:
                 problems.append((cname, init, str(waiting["reason"]), str(waiting.get("message") or "")))
-            elif init and terminated and _int(terminated.get("exitCode")) != 0:
+            elif init and not is_job and terminated and _int(terminated.get("exitCode")) != 0:
                 problems.append(
                     (
                         cname,

@@ -102,6 +102,12 @@ def test_container_state_reads_as_one_phrase(state: dict[str, Any], phrase: str)
             ],
             [LogRequest("migrate-b", "migrate"), LogRequest("migrate-a", "migrate")],
         ),
+        # restartPolicy OnFailure: the Job gave up on a crash-looping container; the crashed instance tells why.
+        (
+            [WorkloadFailure("Job", "migrate", "BackoffLimitExceeded", "")],
+            [pod("migrate-a", [{"name": "migrate", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}], "Running")],
+            [LogRequest("migrate-a", "migrate", previous=True)],
+        ),
     ],
 )
 def test_logs_to_collect_picks_the_containers_whose_logs_explain_the_failure(

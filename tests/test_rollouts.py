@@ -595,6 +595,24 @@ def test_job_pods_that_failed_are_left_to_the_jobs_backoff_limit() -> None:
     assert [(f.pod, f.reason) for f in scan.failures] == [("migrate-2", "ImagePullBackOff")]
 
 
+def test_job_pods_that_crash_are_left_to_the_jobs_backoff_limit_but_unpullable_images_are_not() -> None:
+    # restartPolicy OnFailure: the kubelet restarts the container (CrashLoopBackOff) and the Job controller
+    # counts the restarts against backoffLimit; a crashed init container is retried the same way.
+    revision = RevisionPods("Job", "migrate", "j-uid")
+    crashing = pod("migrate-1", owner_uid="j-uid", labels={}, containers=[waiting("CrashLoopBackOff", name="migrate")])
+    init_failed = pod(
+        "migrate-2",
+        owner_uid="j-uid",
+        labels={},
+        init_containers=[{"name": "wait-db", "state": {"terminated": {"reason": "Error", "exitCode": 1}}}],
+    )
+    no_config = pod(
+        "migrate-3", owner_uid="j-uid", labels={}, containers=[waiting("CreateContainerConfigError", name="migrate")]
+    )
+    scan = find_pod_failures([crashing, init_failed, no_config], revision, now=T0)
+    assert [(f.pod, f.reason) for f in scan.failures] == [("migrate-3", "CreateContainerConfigError")]
+
+
 def test_failure_describes_pod_container_reason_and_message() -> None:
     scan = find_pod_failures([pod("web-1", containers=[waiting("ErrImagePull", "manifest unknown")])], NEW, now=T0)
     assert scan.failures[0].describe() == "pod web-1 container web: ErrImagePull: manifest unknown"
