@@ -317,10 +317,14 @@ def held_manifests(sim: KubeSim, deployer: Deployer) -> Path:
 def release_held_rollout(sim: KubeSim, judge: Kubectl, namespace: str) -> None:
     """Pods of the held image start ready from now on; the ones already waiting are replaced by such pods."""
     sim.kubelet.set_behaviour(f"*:{HELD}", Behaviour())
-    pods = judge.get_json(namespace, "pods", "-l", "app=web")["items"]
-    held = [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == f"{REPO}:{HELD}"]
-    assert held, "the held rollout has no pod to release"
-    judge.run("-n", namespace, "delete", "pod", *held, "--wait=false")
+
+    def held_pods() -> list[str]:
+        pods = judge.get_json(namespace, "pods", "-l", "app=web")["items"]
+        return [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == f"{REPO}:{HELD}"]
+
+    # Listed after the change, so every pod that could have started never-ready is among them.
+    judge.run("-n", namespace, "delete", "pod", *wait_until(held_pods, 30, "a pod of the held rollout"),
+               "--wait=false", "--ignore-not-found")
 
 
 def test_second_concurrent_run_waits_for_the_lock_then_succeeds(
