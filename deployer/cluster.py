@@ -27,7 +27,7 @@ import kubernetes.client
 import kubernetes.config
 import urllib3
 
-from deployer import diagnoses, rollbacks, rollouts
+from deployer import diagnoses, managed_fields, rollbacks, rollouts
 from deployer.credentials import KubeCredentials
 from deployer.errors import (
     ApplyError,
@@ -53,6 +53,9 @@ WATCH_WINDOW_SECONDS = 300
 TICK_SECONDS = 0.1
 CONNECT_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 60.0
+# Attempts at upgrading client-side apply ownership when the object keeps changing under it (kubectl's
+# maxPatchRetry): each 409 means a newer version to read and compute the upgrade from again.
+UPGRADE_ATTEMPTS = 5
 
 Failure = PodFailure | WorkloadFailure
 
@@ -136,12 +139,15 @@ WORKLOAD_RESOURCES = {
 @dataclass(frozen=True)
 class ApplyResult:
     """One applied object: ``action`` is created, configured or unchanged; ``taken_over`` maps each other
-    field manager to the fields this apply took from it (with force)."""
+    field manager to the fields this apply took from it (with force, or by upgrading a client-side apply
+    manager, whose every field this run now applies); ``upgraded`` names the client-side apply managers whose
+    ownership was moved to deployer's, as kubectl apply --server-side does."""
 
     ref: ObjectRef
     action: str
     taken_over: dict[str, list[str]] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict, repr=False)
+    upgraded: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         text = f"{self.ref} {self.action}"
@@ -478,37 +484,107 @@ class Cluster:
             ref = self.ref_of(obj)
             resource = self.resource_for(ref.api_version, ref.kind)
             where = f"{origins[ref]}: " if origins and ref in origins else ""
-            query: dict[str, Any] = {"fieldManager": field_manager, "force": force}
-            if dry_run:
-                # The server runs admission and defaulting and answers with what it would store.
-                query["dryRun"] = "All"
+            before = record.find(ref) if record is not None else None
+            # Fields that `kubectl apply` (client-side) owns would outlive their removal from the manifests:
+            # a server-side apply only removes fields its own manager applied before. kubectl apply
+            # --server-side first moves them into its own Apply entry (see managed_fields). kubectl does it
+            # after its apply, from the answer, and then applies again, to save a GET on every apply; deployer
+            # has read every object already (record), so it upgrades first, from that read: one request more
+            # for such an object, none for the others, and the apply that follows drops what the manifests
+            # dropped in the same run. Not in a dry run: a dry-run upgrade is not stored, so the dry-run apply
+            # could not build on it.
+            upgraded: list[str] = []
+            if before is not None and before.content is not None and not dry_run:
+                upgraded = self._upgrade_client_side_apply(resource, ref, before.content, field_manager)
+            status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)
+            if before is None and not dry_run and isinstance(live, Mapping):
+                # Without a record there was no read to upgrade from: kubectl's order, from the apply's answer,
+                # then the same apply again so that the dropped fields go.
+                upgraded = self._upgrade_client_side_apply(resource, ref, live, field_manager)
+                if upgraded:
+                    status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)
+            results.append(_apply_result(ref, status, live, before, field_manager, upgraded))
+        return results
+
+    def _server_side_apply(
+        self,
+        resource: Resource,
+        ref: ObjectRef,
+        obj: Mapping[str, Any],
+        field_manager: str,
+        force: bool,
+        dry_run: bool,
+        where: str,
+    ) -> tuple[int, Any]:
+        query: dict[str, Any] = {"fieldManager": field_manager, "force": force}
+        if dry_run:
+            # The server runs admission and defaulting and answers with what it would store.
+            query["dryRun"] = "All"
+        try:
+            status, live = self._request(
+                "PATCH",
+                resource.path(ref.namespace, ref.name),
+                query=query,
+                body=dict(obj),
+                content_type="application/apply-patch+yaml",
+                allow=(409,),
+            )
+        except CredentialsExpiredError:
+            raise
+        except KubernetesError as e:
+            raise ApplyError(
+                f"{where}{ref} was refused: {e.message}",
+                status=e.status,
+                request_id=e.request_id,
+                retryable=e.retryable,
+            ) from e
+        if status == 409:
+            raise ApplyError(
+                f"{where}{ref} conflicts with other field managers: {_conflict_text(live)}; "
+                "without --no-force-conflicts deployer takes these fields over",
+                status=409,
+            )
+        return status, live
+
+    def _upgrade_client_side_apply(
+        self, resource: Resource, ref: ObjectRef, live: Mapping[str, Any], field_manager: str
+    ) -> list[str]:
+        """Move the client-side apply managers' fields into ``field_manager``'s Apply entry, as kubectl apply
+        --server-side does; returns the managers upgraded (empty: nothing to do, or it did not work).
+
+        One JSON patch of metadata.managedFields guarded by the resourceVersion read; on 409 (the object changed
+        since) read it again and recompute, up to UPGRADE_ATTEMPTS times. Like kubectl, a failure only warns:
+        the apply goes on as it would without the upgrade, and the next run tries again.
+        """
+        path = resource.path(ref.namespace, ref.name)
+        current: Mapping[str, Any] | None = live
+        for _ in range(UPGRADE_ATTEMPTS):
+            if current is None:
+                return []
+            managers = managed_fields.client_side_apply_managers(
+                (current.get("metadata") or {}).get("managedFields") or ()
+            )
+            patch = managed_fields.upgrade_patch(current, field_manager)
+            if patch is None:
+                return []
             try:
-                status, live = self._request(
-                    "PATCH",
-                    resource.path(ref.namespace, ref.name),
-                    query=query,
-                    body=dict(obj),
-                    content_type="application/apply-patch+yaml",
-                    allow=(409,),
+                status, _ = self._request(
+                    "PATCH", path, body=patch, content_type="application/json-patch+json", allow=(409,)
                 )
             except CredentialsExpiredError:
                 raise
             except KubernetesError as e:
-                raise ApplyError(
-                    f"{where}{ref} was refused: {e.message}",
-                    status=e.status,
-                    request_id=e.request_id,
-                    retryable=e.retryable,
-                ) from e
-            if status == 409:
-                raise ApplyError(
-                    f"{where}{ref} conflicts with other field managers: {_conflict_text(live)}; "
-                    "without --no-force-conflicts deployer takes these fields over",
-                    status=409,
-                )
-            before = record.find(ref) if record is not None else None
-            results.append(_apply_result(ref, status, live, before, field_manager))
-        return results
+                log.warning("could not upgrade the client-side apply field ownership of %s: %s", ref, e)
+                return []
+            if status != 409:
+                return managers
+            current = self._get(resource, ref.namespace, ref.name)
+        log.warning(
+            "could not upgrade the client-side apply field ownership of %s: it kept changing (%d attempts)",
+            ref,
+            UPGRADE_ATTEMPTS,
+        )
+        return []
 
     # --- the deploy lock --------------------------------------------------------------------------------
 
@@ -1215,7 +1291,12 @@ def _managed_fields(obj: Mapping[str, Any] | None, operation: str | None = None)
 
 
 def _apply_result(
-    ref: ObjectRef, status: int, live: Any, before: ObjectRecord | None, field_manager: str
+    ref: ObjectRef,
+    status: int,
+    live: Any,
+    before: ObjectRecord | None,
+    field_manager: str,
+    upgraded: Sequence[str] = (),
 ) -> ApplyResult:
     live_obj = dict(live) if isinstance(live, Mapping) else {}
     previous = before.content if before is not None else None
@@ -1237,4 +1318,6 @@ def _apply_result(
             lost = (fields - owned_after.get(manager, set())) & mine
             if lost:
                 taken[manager] = sorted(lost)
-    return ApplyResult(ref, action, taken, live_obj)
+    # Compared with the record, taken before any upgrade: an upgraded manager's fields that this apply keeps
+    # are reported as taken from it, which is what happened to them.
+    return ApplyResult(ref, action, taken, live_obj, list(upgraded))

@@ -403,6 +403,82 @@ def test_no_force_conflicts_refuses_and_names_fields_and_manager(
     assert live_image(sim, namespace, "deployment", "web") == "web:1"
 
 
+def managers_of(sim: KubeSim, namespace: str, resource: str) -> dict[tuple[str, str], Any]:
+    shown = kubectl(sim, "-n", namespace, "get", resource, "-o", "json", "--show-managed-fields").stdout
+    return {(m["manager"], m["operation"]): m for m in json.loads(shown)["metadata"].get("managedFields") or []}
+
+
+@pytest.mark.kubectl
+def test_client_side_apply_ownership_is_upgraded_with_one_request_for_such_objects_only(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(deployment(namespace, "web:1")))
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace}}
+    cluster.apply([config])
+    changed = deployment(namespace, "web:2")
+    del changed["metadata"]["annotations"]
+    record = cluster.record([changed, config])
+    sim.reset_request_counts()
+
+    results = cluster.apply([config, changed], record=record)
+
+    assert [(r.ref.kind, r.upgraded) for r in results] == [
+        ("ConfigMap", []),
+        ("Deployment", ["kubectl-client-side-apply"]),
+    ]
+    counts = sim.request_counts
+    assert counts[("patch", "deployments")] == 2 and counts[("patch", "configmaps")] == 1
+    assert counts[("get", "deployments")] == 0
+    assert set(managers_of(sim, namespace, "deployment/web")) == {("deployer", "Apply")}
+    live = json.loads(kubectl(sim, "-n", namespace, "get", "deployment/web", "-o", "json").stdout)
+    # The last-applied annotation and the change-cause kubectl wrote were kubectl's alone: now dropped.
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in (live["metadata"].get("annotations") or {})
+    assert "kubernetes.io/change-cause" not in (live["metadata"].get("annotations") or {})
+    assert live_image(sim, namespace, "deployment", "web") == "web:2"
+
+
+@pytest.mark.kubectl
+def test_client_side_apply_upgrade_reads_again_when_the_object_changed_since_the_record(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(deployment(namespace, "web:1")))
+    changed = deployment(namespace, "web:2")
+    record = cluster.record([changed])
+    kubectl(sim, "-n", namespace, "label", "deployment/web", "tier=front")
+    sim.reset_request_counts()
+
+    (result,) = cluster.apply([changed], record=record)
+
+    assert result.upgraded == ["kubectl-client-side-apply"]
+    counts = sim.request_counts
+    # The upgrade from the record is refused (409), read again, sent again; then the apply.
+    assert (counts[("patch", "deployments")], counts[("get", "deployments")]) == (3, 1)
+    assert set(managers_of(sim, namespace, "deployment/web")) == {("deployer", "Apply"), ("kubectl-label", "Update")}
+    assert ".spec.replicas" in result.taken_over["kubectl-client-side-apply"]
+
+
+@pytest.mark.kubectl
+def test_client_side_apply_ownership_is_upgraded_without_a_record_as_kubectl_does(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(deployment(namespace, "web:1")))
+    changed = deployment(namespace, "web:2")
+    del changed["metadata"]["annotations"]
+    sim.reset_request_counts()
+
+    (result,) = cluster.apply([changed])
+
+    assert result.upgraded == ["kubectl-client-side-apply"]
+    # kubectl's order: apply, upgrade from its answer, apply again so that the dropped fields go. The
+    # controller's reaction to the new image may come between the apply and the upgrade: then one more read
+    # and upgrade each time.
+    counts = sim.request_counts
+    assert counts[("patch", "deployments")] == 3 + counts[("get", "deployments")]
+    assert set(managers_of(sim, namespace, "deployment/web")) == {("deployer", "Apply")}
+    live = json.loads(kubectl(sim, "-n", namespace, "get", "deployment/web", "-o", "json").stdout)
+    assert "kubernetes.io/change-cause" not in (live["metadata"].get("annotations") or {})
+
+
 # --- the deploy lock -------------------------------------------------------------------------------------------
 
 
