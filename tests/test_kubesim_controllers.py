@@ -1128,6 +1128,42 @@ def test_job_pod_deleted_while_running_counts_as_failed_and_is_replaced() -> Non
     assert not any(c["type"] == "FailureTarget" for c in job["status"].get("conditions", []))
 
 
+def test_finished_job_is_deleted_ttl_seconds_after_finished() -> None:
+    # The TTL-after-finished controller: counted from the Complete condition, not from the Job's start.
+    manifest = job_manifest(completions=1)
+    manifest["spec"]["ttlSecondsAfterFinished"] = 100
+    cluster = Cluster()
+    cluster.create(manifest)
+    cluster.settle()
+    cluster.advance(30)
+    (pod,) = active_pods(cluster)
+    finish_pod(cluster, pod, "Succeeded")
+    cluster.settle()
+    assert condition(cluster.get("Job", "migrate"), "Complete")["status"] == "True"
+    cluster.advance(99)
+    assert cluster.sync_once() == []
+    cluster.advance(1)
+    assert cluster.sync_once() == [Delete("batch/v1", "Job", "default", "migrate")]
+    cluster.settle()
+    assert cluster.of_kind("Job") == []
+
+
+def test_finished_job_without_a_ttl_stays() -> None:
+    cluster = Cluster()
+    cluster.create(job_manifest(completions=1))
+    cluster.settle()
+    (pod,) = active_pods(cluster)
+    finish_pod(cluster, pod, "Failed")
+    cluster.advance(10)
+    cluster.settle()
+    (pod,) = active_pods(cluster)
+    finish_pod(cluster, pod, "Succeeded")
+    cluster.settle()
+    cluster.advance(10**6)
+    assert cluster.sync_once() == []
+    assert condition(cluster.get("Job", "migrate"), "Complete")["status"] == "True"
+
+
 # --------------------------------------------------------------------------------------------- scheduler
 
 

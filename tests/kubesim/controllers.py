@@ -2004,12 +2004,33 @@ def _finished_at(pod: Obj) -> float:
     return latest if latest is not None else _created_at(pod)
 
 
+def _expire_finished_job(job: Obj, now: float) -> list[Action]:
+    """The TTL-after-finished controller's part: a finished Job with ``spec.ttlSecondsAfterFinished`` is deleted
+    that long after its Complete or Failed condition came (its pods go with it, by garbage collection).
+
+    The real controller deletes with Foreground propagation; the caller's default (Background) removes the Job
+    at once instead of after its pods, which a client watching the Job sees the same way: it is gone.
+    """
+    ttl = _spec(job).get("ttlSecondsAfterFinished")
+    if ttl is None or _is_being_deleted(job):
+        return []
+    finished = [
+        parse_time(c.get("lastTransitionTime"))
+        for c in _status(job).get("conditions") or []
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+    ]
+    finished_at = max((f for f in finished if f is not None), default=None)
+    if finished_at is None or now < finished_at + _int(ttl, 0):
+        return []
+    return [Delete("batch/v1", "Job", _namespace(job), _name(job))]
+
+
 def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
     """One sync of the Job controller (NonIndexed): pods until completions, back-off, Complete or Failed."""
     involved = _object_ref(job)
     status = _status(job)
     if _has_true_condition(job, "Complete") or _has_true_condition(job, "Failed"):
-        return []
+        return _expire_finished_job(job, now)
     owned, actions = _claim(job, "batch/v1", "Job", pods)
     spec = _spec(job)
     parallelism = _int(spec.get("parallelism"), 1)
