@@ -522,8 +522,16 @@ def test_redeploying_a_job_with_a_new_image_is_refused_naming_the_immutable_temp
 # --- mixed -------------------------------------------------------------------------------------------------------
 
 
+MIXED = {
+    # (web's tag, db's tag, the pod that fails): either one failing takes both back.
+    "the StatefulSet fails": ("v2", "pull-error", "statefulset/db failed: pod db-2 container db: "),
+    "the Deployment fails": ("pull-error", "v2", "deployment/web failed: pod web-"),
+}
+
+
+@pytest.mark.parametrize("web_tag, db_tag, failing", MIXED.values(), ids=MIXED.keys())
 def test_deployment_and_stateful_set_one_failing_both_go_back(
-    deployer: Deployer, judge: Kubectl, tmp_path: Path
+    deployer: Deployer, judge: Kubectl, tmp_path: Path, web_tag: str, db_tag: str, failing: str
 ) -> None:
     manifests = write_manifests(
         deployer.workdir / "k8s",
@@ -532,15 +540,16 @@ def test_deployment_and_stateful_set_one_failing_both_go_back(
         stateful_set(image="<IMAGE:db>"),
     )
     deployed(deployer, "v1", manifests, "shop", "--image-ref", f"db={DB_REPO}:v1")
+    before = revisions(judge, "shop", "statefulset/db")
     summary = tmp_path / "step-summary.md"
     summary.touch()
 
     done = deployer.run(
-        "v2", manifests, "shop", "--image-ref", f"db={DB_REPO}:pull-error", env={"GITHUB_STEP_SUMMARY": str(summary)}
+        web_tag, manifests, "shop", "--image-ref", f"db={DB_REPO}:{db_tag}", env={"GITHUB_STEP_SUMMARY": str(summary)}
     )
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
-    assert "statefulset/db failed: pod db-2 container db: " in done.stderr and "ErrImagePull" in done.stderr
+    assert failing in done.stderr and "ErrImagePull" in done.stderr, done.stderr
     last = done.stderr.splitlines()[-1]
     assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in last
     assert f"rolled back statefulset/db to revision 1 (image {DB_REPO}:v1)" in last
@@ -551,6 +560,9 @@ def test_deployment_and_stateful_set_one_failing_both_go_back(
     assert judge.image("shop", "statefulset/db") == f"{DB_REPO}:v1"
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
     assert judge.serving_images("shop", "db") == {f"{DB_REPO}:v1"}
+    assert judge.jsonpath("shop", "statefulset/db", "{.status.readyReplicas}") == "3"
+    after = revisions(judge, "shop", "statefulset/db")
+    assert after["update"] == after["current"] == before["current"]
     for resource in ("deployment/web", "statefulset/db"):
         status = rollout_status(judge, "shop", resource)
         assert status.returncode == 0, status.stderr
