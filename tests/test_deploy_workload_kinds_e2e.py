@@ -21,6 +21,7 @@ from tests.deploy_scenarios import (
     Kubectl,
     clean_environment,
     deployment,
+    wait_until,
     write_manifests,
 )
 from tests.kubesim import Behaviour, KubeSim
@@ -261,6 +262,8 @@ def test_on_delete_workload_is_applied_but_not_waited_on_as_kubectl_refuses_its_
 ) -> None:
     manifests = write_manifests(deployer.workdir / "k8s", *documents)
     deployed(deployer, "v1", manifests, "shop")
+    # Not waited on, even on the first deploy: let its three pods come up before the next template arrives.
+    wait_until(lambda: len(ready_pods(judge, "shop", app)) == 3, 20, f"three ready {app} pods")
 
     # Even a bad image: under OnDelete no pod takes the new template until someone deletes it.
     done = deployer.run("pull-error", manifests, "shop")
@@ -327,6 +330,15 @@ def test_failed_partitioned_rollout_goes_back_without_touching_the_pods_below_th
     assert after["db-2"] != uids["db-2"]
     status = rollout_status(judge, "shop", "statefulset/db")
     assert status.returncode == 0, status.stderr
+
+
+def ready_pods(judge: Kubectl, namespace: str, app: str) -> list[str]:
+    pods = judge.get_json(namespace, "pods", "-l", f"app={app}")["items"]
+    return [
+        pod["metadata"]["name"]
+        for pod in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+    ]
 
 
 def pod_uids(judge: Kubectl, namespace: str, app: str) -> dict[str, str]:
