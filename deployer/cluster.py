@@ -477,7 +477,9 @@ class Cluster:
         are taken over and reported; without it a conflict raises ApplyError naming the fields and their
         managers. With ``dry_run`` nothing is stored (``dryRun=All``). ``record`` (from ``record()``) tells
         created from configured from unchanged and which fields were taken; ``origins`` names each object's
-        file and document in error messages.
+        file and document in error messages. The field ownership of client-side ``kubectl apply`` is upgraded
+        to ``field_manager``'s as ``kubectl apply --server-side`` does (ApplyResult.upgraded), so that fields
+        the manifests no longer have are removed.
         """
         results = []
         for obj in sorted(objects, key=lambda o: apply_rank(str(o.get("kind")))):
@@ -487,19 +489,21 @@ class Cluster:
             before = record.find(ref) if record is not None else None
             # Fields that `kubectl apply` (client-side) owns would outlive their removal from the manifests:
             # a server-side apply only removes fields its own manager applied before. kubectl apply
-            # --server-side first moves them into its own Apply entry (see managed_fields). kubectl does it
-            # after its apply, from the answer, and then applies again, to save a GET on every apply; deployer
-            # has read every object already (record), so it upgrades first, from that read: one request more
-            # for such an object, none for the others, and the apply that follows drops what the manifests
-            # dropped in the same run. Not in a dry run: a dry-run upgrade is not stored, so the dry-run apply
-            # could not build on it.
+            # --server-side moves them into its own Apply entry (see managed_fields). kubectl does it after
+            # its apply, from the answer, then applies again, to save a GET on every apply. With force,
+            # deployer has read every object already (record) and upgrades first, from that read: one request
+            # more for such an object, none for the others, and the apply that follows drops what the
+            # manifests dropped. Upgrading first cannot change what a forced apply takes (all conflicting
+            # fields anyway); without force it would hide the conflicts --no-force-conflicts must refuse, so
+            # then deployer keeps kubectl's order: only an apply that went through is followed by the upgrade.
+            # Never in a dry run: a dry-run upgrade is not stored, so no dry-run apply could build on it.
+            recorded = before.content if before is not None else None
+            upgrade_first = force and not dry_run and recorded is not None
             upgraded: list[str] = []
-            if before is not None and before.content is not None and not dry_run:
-                upgraded = self._upgrade_client_side_apply(resource, ref, before.content, field_manager)
+            if upgrade_first and recorded is not None:
+                upgraded = self._upgrade_client_side_apply(resource, ref, recorded, field_manager)
             status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)
-            if before is None and not dry_run and isinstance(live, Mapping):
-                # Without a record there was no read to upgrade from: kubectl's order, from the apply's answer,
-                # then the same apply again so that the dropped fields go.
+            if not upgrade_first and not dry_run and isinstance(live, Mapping):
                 upgraded = self._upgrade_client_side_apply(resource, ref, live, field_manager)
                 if upgraded:
                     status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)

@@ -479,6 +479,23 @@ def test_client_side_apply_ownership_is_upgraded_without_a_record_as_kubectl_doe
     assert "kubernetes.io/change-cause" not in (live["metadata"].get("annotations") or {})
 
 
+@pytest.mark.kubectl
+def test_without_force_the_upgrade_follows_an_apply_that_went_through_as_kubectl_does(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    kubectl(sim, "apply", "--validate=false", "-f", "-", input=json.dumps(deployment(namespace, "web:1")))
+    same = deployment(namespace, "web:1")
+    del same["metadata"]["annotations"]
+    record = cluster.record([same])
+    sim.reset_request_counts()
+
+    (result,) = cluster.apply([same], record=record, force=False)
+
+    assert result.upgraded == ["kubectl-client-side-apply"]
+    assert sim.request_counts[("patch", "deployments")] == 3 + sim.request_counts[("get", "deployments")]
+    assert set(managers_of(sim, namespace, "deployment/web")) == {("deployer", "Apply")}
+
+
 # --- the deploy lock -------------------------------------------------------------------------------------------
 
 
