@@ -750,3 +750,20 @@ def test_apply_that_drops_a_map_it_owned_keeps_the_keys_it_did_not_own() -> None
     live = server_side_apply(live, deployment(), "deployer", False, "apps/v1", "t1")
 
     assert live["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "1"}
+
+
+def test_first_apply_to_an_untracked_object_conflicts_with_before_first_apply(api: Api) -> None:
+    _client_side_config_map(api)
+    api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": [{}]}}, "application/merge-patch+json")
+    changed = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"x": "2"}}
+
+    refused = api.apply(CONFIG_MAPS + "/cm", changed)
+
+    assert refused.status_code == 409
+    message = 'Apply failed with 1 conflict: conflict with "before-first-apply" using v1: .data.x'
+    assert refused.json()["message"] == message
+    forced = api.apply(CONFIG_MAPS + "/cm", changed, force=True).json()
+    owners = {e["manager"]: e for e in forced["metadata"]["managedFields"]}
+    assert set(owners) == {"deployer", "before-first-apply"}
+    assert "f:y" in owners["before-first-apply"]["fieldsV1"]["f:data"]
+    assert "f:x" not in owners["before-first-apply"]["fieldsV1"]["f:data"]

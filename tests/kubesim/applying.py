@@ -16,6 +16,7 @@ from typing import Any
 
 Path = tuple[str, ...]
 MISSING: Any = object()
+BEFORE_FIRST_APPLY = "before-first-apply"
 
 # Fields that are never owned: identity and bookkeeping the server writes itself.
 _IGNORED_TOP = {"apiVersion", "kind", "status"}
@@ -344,6 +345,11 @@ def server_side_apply(
     applied_meta = {k: v for k, v in (applied.get("metadata") or {}).items() if k != "managedFields"}
     applied = {**applied, "metadata": applied_meta}
     entries = read_managers(live)
+    if live is not None and not entries:
+        # An object nobody tracks (its managedFields were reset, or it predates tracking) gets a stand-in
+        # owner of everything it holds before the first apply, as the API server does: the applier then
+        # conflicts with it over different values and shares the same ones.
+        entries = [ManagerEntry(BEFORE_FIRST_APPLY, "Update", api_version, timestamp, "", field_set(live))]
     wanted = field_set(applied)
     mine = next((e for e in entries if e.identity == (manager, "Apply", "")), None)
     previously = mine.paths if mine else set()
