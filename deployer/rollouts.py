@@ -94,6 +94,11 @@ def condition(obj: Mapping[str, Any], condition_type: str) -> Mapping[str, Any] 
     return None
 
 
+def _condition_true(obj: Mapping[str, Any], condition_type: str) -> bool:
+    cond = condition(obj, condition_type)
+    return cond is not None and cond.get("status") == "True"
+
+
 def controller_uid(obj: Mapping[str, Any]) -> str | None:
     """The uid of the object's controlling owner (the ownerReference with controller: true)."""
     for ref in _meta(obj).get("ownerReferences") or ():
@@ -291,6 +296,33 @@ def _judge_job(obj: Mapping[str, Any]) -> RolloutVerdict:
         RolloutState.WAITING,
         f"Waiting for job {_quoted(name)} to complete: {succeeded} of {completions} completions succeeded...",
     )
+
+
+def judge_departed(
+    kind: str, name: str, last_seen: Mapping[str, Any] | None, applied: Mapping[str, Any] | None
+) -> tuple[RolloutVerdict, list[WorkloadFailure]]:
+    """Judge a workload that is no longer there, by the last state seen of it (a DELETED event's object).
+
+    A Job is removed on purpose once finished (``ttlSecondsAfterFinished``, the TTL-after-finished
+    controller): one that succeeded (Complete, or SuccessCriteriaMet, which always leads to Complete) is done,
+    one that failed failed as it would have live. Anything else is a failure, NotFound; when the Job as
+    applied (or last seen) had ``ttlSecondsAfterFinished``, the message says that may be why it is gone.
+    """
+    if last_seen is not None and kind == "Job":
+        verdict = _judge_job(last_seen)
+        if verdict.failed:
+            return verdict, find_workload_failures(last_seen)
+        if any(_condition_true(last_seen, success) for success in ("Complete", "SuccessCriteriaMet")):
+            message = f"job {_quoted(name)} completed, then was deleted"
+            return RolloutVerdict(kind, name, RolloutState.DONE, message, verdict.progress), []
+    label = f"{kind.lower()}/{name}"
+    hint = ""
+    if kind == "Job" and any(
+        _section(obj, "spec").get("ttlSecondsAfterFinished") is not None for obj in (applied, last_seen) if obj
+    ):
+        hint = " (ttlSecondsAfterFinished?)"
+    verdict = RolloutVerdict(kind, name, RolloutState.FAILED, f"{label} not found", f"{name}: gone")
+    return verdict, [WorkloadFailure(kind, name, "NotFound", f"{label} was deleted{hint}")]
 
 
 # --- the newest revision's pods -----------------------------------------------------------------------

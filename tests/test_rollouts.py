@@ -12,6 +12,7 @@ from deployer.rollouts import (
     RolloutState,
     find_pod_failures,
     find_workload_failures,
+    judge_departed,
     judge_workload,
     new_replica_set,
     newest_revision_pods,
@@ -320,6 +321,69 @@ def job(conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[s
 def test_job_is_waited_on_to_completion(obj: dict[str, Any], state: RolloutState, message: str) -> None:
     verdict = judge_workload(obj)
     assert (verdict.state, verdict.message) == (state, message)
+
+
+def with_ttl(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "spec": {**obj["spec"], "ttlSecondsAfterFinished": 0}}
+
+
+COMPLETE = {"type": "Complete", "status": "True", "reason": "CompletionsReached"}
+SUCCESS_CRITERIA_MET = {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"}
+BACKOFF_LIMIT = {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "last_seen", "applied", "state", "failure"),
+    [
+        # Deleted once finished (the TTL-after-finished controller): judged by the DELETED event's last state.
+        ("Job", job([COMPLETE], succeeded=1), None, RolloutState.DONE, None),
+        ("Job", job([SUCCESS_CRITERIA_MET], succeeded=1), None, RolloutState.DONE, None),
+        ("Job", job([SUCCESS_CRITERIA_MET, BACKOFF_LIMIT]), None, RolloutState.FAILED, "BackoffLimitExceeded: limit"),
+        ("Job", job([BACKOFF_LIMIT], failed=1), None, RolloutState.FAILED, "BackoffLimitExceeded: limit"),
+        # Gone unfinished, or unseen: a failure, which guesses at ttlSecondsAfterFinished only when it is set.
+        ("Job", job(active=1), None, RolloutState.FAILED, "NotFound: job/migrate was deleted"),
+        ("Job", None, None, RolloutState.FAILED, "NotFound: job/migrate was deleted"),
+        (
+            "Job",
+            None,
+            with_ttl(job()),
+            RolloutState.FAILED,
+            "NotFound: job/migrate was deleted (ttlSecondsAfterFinished?)",
+        ),
+        (
+            "Job",
+            with_ttl(job(active=1)),
+            None,
+            RolloutState.FAILED,
+            "NotFound: job/migrate was deleted (ttlSecondsAfterFinished?)",
+        ),
+        (
+            "Deployment",
+            deployment(updated=3, total=3, available=3),
+            None,
+            RolloutState.FAILED,
+            "NotFound: deployment/migrate was deleted",
+        ),
+    ],
+)
+def test_departed_workload_is_judged_by_its_last_state(
+    kind: str,
+    last_seen: dict[str, Any] | None,
+    applied: dict[str, Any] | None,
+    state: RolloutState,
+    failure: str | None,
+) -> None:
+    verdict, failures = judge_departed(kind, "migrate", last_seen, applied)
+    assert verdict.state is state
+    assert [f.describe() for f in failures] == ([failure] if failure else [])
+
+
+def test_job_deleted_once_complete_keeps_its_last_progress_line() -> None:
+    verdict, _ = judge_departed("Job", "migrate", job([COMPLETE], succeeded=1), None)
+    assert (verdict.message, verdict.progress) == (
+        'job "migrate" completed, then was deleted',
+        "migrate: 1/1 succeeded",
+    )
 
 
 def test_unknown_kind_has_no_rollout_status() -> None:
