@@ -253,6 +253,9 @@ class Cluster:
         self._resources: dict[tuple[str, str], Resource] = dict(_KNOWN_RESOURCES)
         self._resources_lock = threading.Lock()
         self.host = str(api.configuration.host)
+        # Each object as this connection's last apply of it answered, in the order of those applies: where
+        # ``wait`` starts a Job's history.
+        self._applied: dict[ObjectRef, dict[str, Any]] = {}
 
     @classmethod
     def connect(cls, credentials: KubeCredentials) -> Cluster:
@@ -507,7 +510,11 @@ class Cluster:
                 upgraded = self._upgrade_client_side_apply(resource, ref, live, field_manager)
                 if upgraded:
                     status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)
-            results.append(_apply_result(ref, status, live, before, field_manager, upgraded))
+            result = _apply_result(ref, status, live, before, field_manager, upgraded)
+            if not dry_run and result.live:
+                self._applied.pop(ref, None)  # re-inserted last: the dict stays in the order of the applies
+                self._applied[ref] = result.live
+            results.append(result)
         return results
 
     def _server_side_apply(
@@ -733,11 +740,17 @@ class Cluster:
         ``tolerate_failures_for`` a failure must persist that long), when all are done, at the deadline
         (``timeout`` seconds; 0 waits forever) or when ``cancel`` is set. ``on_progress`` gets a line per
         change of a workload's progress. Requests: one LIST and one WATCH per kind and namespace,
-        whatever the number of workloads.
+        whatever the number of workloads; no LIST of Jobs when every Job was applied by this connection.
+
+        A Job may finish and be deleted (``ttlSecondsAfterFinished``) before or while this waits: its
+        history is watched from this connection's apply of it (its resourceVersion then), so that its
+        last state, which the DELETED event carries, says whether it completed (rollouts.judge_departed).
         """
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
-        view = _ClusterView(self, workloads, with_revision_objects=True)
+        wanted = set(workloads)
+        applied = {ref: obj for ref, obj in self._applied.items() if ref in wanted}
+        view = _ClusterView(self, workloads, with_revision_objects=True, applied=applied)
         tolerate = timedelta(seconds=tolerate_failures_for)
         grace = timedelta(seconds=unschedulable_grace)
         first_seen: dict[ObjectRef, dict[str, datetime]] = {}
@@ -751,7 +764,7 @@ class Cluster:
                 reason,
                 dict(verdicts),
                 {ref: list(found) for ref, found in failures.items() if found},
-                {ref: obj for ref in workloads if (obj := view.workload(ref)) is not None},
+                {ref: obj for ref in workloads if (obj := view.workload(ref) or view.departed(ref)) is not None},
                 {ref: view.revision_pods(ref) for ref in workloads},
                 time.monotonic() - started,
             )
@@ -766,14 +779,13 @@ class Cluster:
                     for ref in workloads:
                         obj = view.workload(ref)
                         if obj is None:
-                            failures[ref] = [WorkloadFailure(ref.kind, ref.name, "NotFound", f"{ref} was deleted")]
-                            verdicts[ref] = RolloutVerdict(
-                                ref.kind,
-                                ref.name,
-                                rollouts.RolloutState.FAILED,
-                                f"{ref} not found",
-                                f"{ref.name}: gone",
+                            verdict, gone = rollouts.judge_departed(
+                                ref.kind, ref.name, view.departed(ref), applied.get(ref)
                             )
+                            verdicts[ref], failures[ref] = verdict, list(gone)
+                            if shown.get(ref) != verdict.progress:
+                                shown[ref] = verdict.progress
+                                on_progress(verdict.progress)
                             continue
                         verdict = rollouts.judge_workload(obj)
                         verdicts[ref] = verdict
@@ -1115,14 +1127,38 @@ def _lines(response: Any) -> Iterator[bytes]:
 
 class _ClusterView:
     """What the waiting loop sees: workloads, their ReplicaSets/ControllerRevisions and pods, kept current by
-    one watcher per kind and namespace."""
+    one watcher per kind and namespace, and the last state of the workloads deleted meanwhile.
 
-    def __init__(self, cluster: Cluster, workloads: Sequence[ObjectRef], *, with_revision_objects: bool) -> None:
+    With ``applied`` (each workload as its apply answered), the Jobs of a namespace whose every Job was applied
+    are not listed: their view starts from the apply's answers and their watch from the resourceVersion of the
+    first of them applied, replaying every change since, a deletion included, which a LIST made after the
+    TTL-after-finished controller removed a Job could not show. An API server keeps that history for minutes
+    (etcd compaction); when it is gone already (410), the watcher lists as for any other kind.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        workloads: Sequence[ObjectRef],
+        *,
+        with_revision_objects: bool,
+        applied: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
+    ) -> None:
         self._cluster = cluster
         self._events: queue.Queue[tuple[tuple[str, str | None], tuple[Any, ...]]] = queue.Queue()
         self._store: dict[tuple[str, str | None], dict[str, dict[str, Any]]] = {}
+        self._departed: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self._workloads = list(workloads)
         self._watchers: list[_Watcher] = []
+        applied = applied or {}
+        # An object of the same name with another uid is another object (an earlier Job of that name, whose
+        # deletion a replayed history may hold): not the history of the one applied.
+        self._uids: dict[tuple[str, str | None, str], str] = {
+            (ref.kind, ref.namespace or cluster.default_namespace, ref.name): str(uid)
+            for ref, obj in applied.items()
+            if (uid := (obj.get("metadata") or {}).get("uid"))
+        }
+        self._watch_from: dict[tuple[str, str | None], str] = {}
         wanted: dict[tuple[str, str | None], Resource] = {}
         for ref in workloads:
             namespace = ref.namespace or cluster.default_namespace
@@ -1134,7 +1170,32 @@ class _ClusterView:
                 wanted[("ControllerRevision", namespace)] = CONTROLLER_REVISIONS
         for key, resource in wanted.items():
             self._watchers.append(_Watcher(cluster, resource, key[1], self._sink_for(key)))
-        self._pending = {(w.resource.kind, w.namespace) for w in self._watchers}
+            if key[0] == "Job":
+                self._start_from_apply(key, applied)
+        self._pending = {(w.resource.kind, w.namespace) for w in self._watchers} - set(self._watch_from)
+
+    def _start_from_apply(self, key: tuple[str, str | None], applied: Mapping[ObjectRef, Mapping[str, Any]]) -> None:
+        """Seed the view of a namespace's Jobs with their applied state, to watch from the first one's apply."""
+        refs = [
+            r
+            for r in self._workloads
+            if r.kind == key[0] and (r.namespace or self._cluster.default_namespace) == key[1]
+        ]
+        seeded: dict[str, dict[str, Any]] = {}
+        first_version = ""
+        # In apply order, which is the order of resourceVersions (opaque strings, never compared here).
+        for ref, obj in applied.items():
+            if ref not in refs:
+                continue
+            version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            if not version or (ref.kind, key[1], ref.name) not in self._uids:
+                return
+            first_version = first_version or version
+            seeded[ref.name] = dict(obj)
+        if len(seeded) < len(set(refs)):
+            return  # a Job this connection did not apply: only a LIST tells where it stands
+        self._store[key] = seeded
+        self._watch_from[key] = first_version
 
     def _sink_for(self, key: tuple[str, str | None]) -> Callable[[tuple[Any, ...]], None]:
         def sink(item: tuple[Any, ...]) -> None:
@@ -1144,7 +1205,7 @@ class _ClusterView:
 
     def __enter__(self) -> _ClusterView:
         for watcher in self._watchers:
-            watcher.start()
+            watcher.start(resource_version=self._watch_from.get((watcher.resource.kind, watcher.namespace)))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1181,21 +1242,35 @@ class _ClusterView:
         if message[0] == "sync":
             store.clear()
             for obj in message[1]:
-                store[str(obj["metadata"]["name"])] = obj
+                if self._is_applied_one(key, obj):
+                    store[str(obj["metadata"]["name"])] = obj
             self._pending.discard(key)
             return
         _, event_type, obj = message
+        if not self._is_applied_one(key, obj):
+            return
         name = str((obj.get("metadata") or {}).get("name", ""))
         if event_type == "DELETED":
             store.pop(name, None)
+            # Its last state: a Job deleted once finished is judged by it (rollouts.judge_departed).
+            self._departed[(key[0], key[1], name)] = obj
         else:
             store[name] = obj
+
+    def _is_applied_one(self, key: tuple[str, str | None], obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        uid = self._uids.get((key[0], key[1], str(meta.get("name", ""))))
+        return uid is None or meta.get("uid") == uid
 
     def _items(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
         return list(self._store.get((kind, namespace or self._cluster.default_namespace), {}).values())
 
     def workload(self, ref: ObjectRef) -> dict[str, Any] | None:
         return self._store.get((ref.kind, ref.namespace or self._cluster.default_namespace), {}).get(ref.name)
+
+    def departed(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The last state of the workload when a DELETED event said it is gone; None if none did."""
+        return self._departed.get((ref.kind, ref.namespace or self._cluster.default_namespace, ref.name))
 
     def pods_in(self, namespace: str | None) -> list[dict[str, Any]]:
         return self._items("Pod", namespace)

@@ -26,6 +26,7 @@ from deployer.diagnoses import Diagnosis
 from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockTimeoutError
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
 from tests.conftest import require_real_part
+from tests.deploy_scenarios import wait_until
 from tests.kubesim import Behaviour, KubeSim
 
 SPEED = 20.0
@@ -620,3 +621,126 @@ def test_job_with_a_bad_image_fails_fast(cluster: Cluster, namespace: str) -> No
     run = deploy(cluster, [job(namespace, "migrate:bad-1")])
     assert run.wait.outcome is WaitOutcome.FAILED
     assert "migrate" in run.wait.reason and "Image" in run.wait.reason
+
+
+# --- Jobs removed once finished (ttlSecondsAfterFinished) ------------------------------------------------------
+
+
+def removed_when_finished(obj: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """The Job with ttlSecondsAfterFinished: 0, which the TTL-after-finished controller deletes once finished."""
+    obj["spec"].update({"ttlSecondsAfterFinished": 0, **spec})
+    return obj
+
+
+def job_ref(namespace: str, name: str = "migrate") -> ObjectRef:
+    return ObjectRef("batch/v1", "Job", namespace, name)
+
+
+def wait_until_gone(cluster: Cluster, ref: ObjectRef) -> None:
+    wait_until(lambda: cluster.get(ref) is None, 20, f"{ref} to be deleted once finished")
+
+
+def test_job_deleted_once_complete_while_waited_on_is_done(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    # Applied by another connection, so the waiting one lists the Job (suspended: not started yet). Its first
+    # progress line holds the waiting loop while the Job runs, completes and is deleted: the loop then takes
+    # Complete and DELETED together, and only the DELETED event's last state says how the Job ended.
+    ref = job_ref(namespace)
+    with Cluster.connect(credentials(sim)) as other:
+        other.apply([removed_when_finished(job(namespace, "migrate:complete-1"), suspend=True)])
+        progress: list[str] = []
+
+        def on_progress(line: str) -> None:
+            progress.append(line)
+            if len(progress) == 1:
+                other.apply([removed_when_finished(job(namespace, "migrate:complete-1"), suspend=False)])
+                wait_until_gone(other, ref)
+
+        result = cluster.wait([ref], timeout=20, on_progress=on_progress)
+
+    assert result.outcome is WaitOutcome.DONE, result.reason
+    # In between, the states the loop took in batches as they came (e.g. "1 running").
+    assert progress[0] == "migrate: 0/1 succeeded" and progress[-1] == "migrate: 1/1 succeeded", progress
+
+
+def test_job_completed_and_deleted_before_the_wait_is_judged_by_its_history_since_the_apply(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    ref = job_ref(namespace)
+    cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
+    wait_until_gone(cluster, ref)
+    sim.reset_request_counts()
+    progress: list[str] = []
+
+    result = cluster.wait([ref], timeout=20, on_progress=progress.append)
+
+    assert result.outcome is WaitOutcome.DONE, result.reason
+    # From the state the apply answered (0/1) to the last one the replayed history holds.
+    assert progress[-1] == "migrate: 1/1 succeeded", progress
+    # The Jobs are watched from the apply's resourceVersion instead of listed: one request fewer, not more.
+    assert wait_requests(sim) == {("watch", "jobs"): 1, ("list", "pods"): 1, ("watch", "pods"): 1}
+
+
+def test_job_failed_and_deleted_before_the_wait_fails_with_the_controllers_reason(
+    cluster: Cluster, namespace: str
+) -> None:
+    ref = job_ref(namespace)
+    failing = removed_when_finished(job(namespace, "migrate:crash-1"), backoffLimit=0)
+    cluster.apply([failing])
+    wait_until_gone(cluster, ref)
+
+    result = cluster.wait([ref], timeout=20)
+
+    assert result.outcome is WaitOutcome.FAILED
+    assert result.reason.startswith("job/migrate: BackoffLimitExceeded"), result.reason
+
+
+def test_job_gone_before_the_wait_whose_history_was_compacted_is_a_failure_naming_its_ttl(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    ref = job_ref(namespace)
+    cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
+    wait_until_gone(cluster, ref)
+    # As etcd compaction does: the watch from the apply's resourceVersion gets 410 Gone, the wait lists instead.
+    sim.store.compact()
+    sim.reset_request_counts()
+
+    result = cluster.wait([ref], timeout=20)
+
+    assert result.outcome is WaitOutcome.FAILED
+    assert result.reason == "job/migrate: NotFound: job/migrate was deleted (ttlSecondsAfterFinished?)"
+    assert sim.request_counts[("list", "jobs")] == 1
+
+
+def test_job_gone_without_a_ttl_is_a_failure_without_the_hint(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
+    # Nothing in the Job says why it went: no guess.
+    ref = job_ref(namespace)
+    with Cluster.connect(credentials(sim)) as other:
+        other.apply([job(namespace, "migrate:never-ready-1")])
+        other._request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/migrate")
+
+    result = cluster.wait([ref], timeout=20)
+
+    assert result.outcome is WaitOutcome.FAILED
+    assert result.reason == "job/migrate: NotFound: job/migrate was deleted"
+
+
+def test_an_earlier_job_of_the_same_name_deleted_once_complete_does_not_pass_for_the_new_one(
+    cluster: Cluster, namespace: str
+) -> None:
+    # The watch starts at the first Job applied, unchanged since before the previous "migrate" completed and
+    # was deleted: the replay holds that deletion, of another object (uid) than the new "migrate", which
+    # never finishes.
+    first = job(namespace, "migrate:complete-1")
+    first["metadata"]["name"] = "first"
+    assert deploy(cluster, [first]).wait.ok
+    cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
+    wait_until_gone(cluster, job_ref(namespace))
+    objects = [first, removed_when_finished(job(namespace, "migrate:never-ready-1"))]
+    applied = cluster.apply(objects, record=cluster.record(objects))
+    assert [r.action for r in applied] == ["unchanged", "created"]
+
+    result = cluster.wait([job_ref(namespace), job_ref(namespace, "first")], timeout=2)
+
+    assert result.outcome is WaitOutcome.TIMED_OUT, result.reason
+    assert result.verdicts[job_ref(namespace, "first")].done
+    assert not result.verdicts[job_ref(namespace)].done

@@ -472,13 +472,6 @@ def ingress(name: str) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer/cluster.py judges a workload absent from its first LIST (or gone by a DELETED event) as "
-    "failed 'NotFound: ... was deleted', even when it is a Job that completed and was then removed by "
-    "ttlSecondsAfterFinished; the wait must see the Job's events since the apply (watch from the apply's "
-    "resourceVersion) and judge a deleted Job by its last state",
-)
 def test_job_removed_by_ttl_after_it_completed_is_a_success(deployer: Deployer, judge: Kubectl) -> None:
     # ttlSecondsAfterFinished: 0 has the TTL-after-finished controller delete the Job as soon as it completes;
     # Ingresses are applied after workloads, so the Job is done and gone before deployer starts waiting.
