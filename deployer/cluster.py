@@ -4,8 +4,9 @@ The only module that imports the kubernetes client. It turns the client into pla
 objects stay dicts shaped like the API's JSON) and leaves every decision to the pure modules: rollouts.py
 judges workloads and finds failures, rollbacks.py plans and judges the rollback, diagnoses.py explains a
 failure. It never sleeps to poll: waiting is list+watch with resourceVersion resumption (re-listing on
-410 Gone), and one overall deadline. It must not print (progress goes to the ``on_progress`` callback),
-call sys.exit, or let a token or kubeconfig reach a message: errors are deployer.errors, chained.
+410 Gone; Jobs are watched from their apply's resourceVersion instead of listed), and one overall
+deadline. It must not print (progress goes to the ``on_progress`` callback), call sys.exit, or let a
+token or kubeconfig reach a message: errors are deployer.errors, chained.
 """
 
 from __future__ import annotations
@@ -544,7 +545,7 @@ class Cluster:
             raise
         except KubernetesError as e:
             raise ApplyError(
-                f"{where}{ref} was refused: {e.message}",
+                f"{where}{ref} was refused: {e.message}{_refusal_hint(ref, e)}",
                 status=e.status,
                 request_id=e.request_id,
                 retryable=e.retryable,
@@ -1313,6 +1314,17 @@ def _lease_expired(spec: Mapping[str, Any], duration: int) -> bool:
 def _duration(seconds: float) -> str:
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes}m{rest}s" if minutes else f"{seconds:g}s"
+
+
+def _refusal_hint(ref: ObjectRef, error: KubernetesError) -> str:
+    """What to do about a refusal whose cause is known: a Job's pod template, which the API never lets change
+    (a re-deploy of the same Job with a new image)."""
+    if ref.kind == "Job" and error.status == 422 and "spec.template" in error.message and "immutable" in error.message:
+        return (
+            "; a Job's pod template cannot change: delete the finished Job before deploying, name the Job per "
+            "deploy, or set ttlSecondsAfterFinished so that it is removed once finished"
+        )
+    return ""
 
 
 def _conflict_text(body: Any) -> str:

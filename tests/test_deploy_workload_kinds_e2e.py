@@ -519,7 +519,13 @@ def test_redeploying_a_job_with_a_new_image_is_refused_naming_the_immutable_temp
     # As `kubectl apply` would: the API server refuses the new template; nothing changed, so exit 1, not 3.
     assert done.code == EXIT_FAILURE, done.explain()
     assert "app.yaml (document 1): job/migrate was refused: " in done.stderr
-    assert "spec.template: Invalid value: field is immutable (HTTP 422)" in done.stderr
+    assert "spec.template: Invalid value: field is immutable; " in done.stderr
+    # And what to do about it, on the same line.
+    hint = (
+        "a Job's pod template cannot change: delete the finished Job before deploying, name the Job per deploy, "
+        "or set ttlSecondsAfterFinished so that it is removed once finished (HTTP 422)"
+    )
+    assert hint in done.stderr, done.stderr
     assert "==> Roll back" not in done.stderr
     assert judge.image("shop", "job/migrate") == f"{REPO}:complete"
 
