@@ -712,11 +712,10 @@ def test_job_gone_before_the_wait_whose_history_was_compacted_is_a_failure_namin
 
 
 def test_job_gone_without_a_ttl_is_a_failure_without_the_hint(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
-    # Nothing in the Job says why it went: no guess.
+    # Deleted by someone while it runs; nothing in the Job says why it went: no guess.
     ref = job_ref(namespace)
-    with Cluster.connect(credentials(sim)) as other:
-        other.apply([job(namespace, "migrate:never-ready-1")])
-        other._request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/migrate")
+    cluster.apply([job(namespace, "migrate:never-ready-1")])
+    sim.store.delete("batch/v1", "Job", namespace, "migrate")
 
     result = cluster.wait([ref], timeout=20)
 
