@@ -120,6 +120,15 @@ class Deployer:
     env: dict[str, str]
     repository: str = "registry.example/acme/web"
 
+    @classmethod
+    def under(cls, tmp_path: Path, kubeconfig: Path) -> Deployer:
+        """A deployer with a checkout and a HOME of its own under ``tmp_path``."""
+        workdir = tmp_path / "checkout"
+        workdir.mkdir()
+        home = tmp_path / "home"
+        home.mkdir()
+        return cls(kubeconfig, workdir, clean_environment(home))
+
     def args(self, tag: str | None, manifests: Path, namespace: str, *extra: str) -> list[str]:
         args = ["run", "--no-build", "--image", self.repository, "-f", str(manifests), "-n", namespace]
         args += ["--kubeconfig", str(self.kubeconfig), *extra]
@@ -245,6 +254,13 @@ class Kubectl:
     binary: str
     kubeconfig: Path
     home: Path
+
+    @classmethod
+    def under(cls, tmp_path: Path, binary: str, kubeconfig: Path) -> Kubectl:
+        """kubectl with a HOME of its own under ``tmp_path``."""
+        home = tmp_path / "kubectl-home"
+        home.mkdir()
+        return cls(binary, kubeconfig, home)
 
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -53,18 +53,12 @@ def sim(kubesim: KubeSim) -> KubeSim:
 
 @pytest.fixture
 def deployer(sim: KubeSim, tmp_path: Path) -> Deployer:
-    workdir = tmp_path / "checkout"
-    workdir.mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-    return Deployer(sim.kubeconfig_path, workdir, clean_environment(home))
+    return Deployer.under(tmp_path, sim.kubeconfig_path)
 
 
 @pytest.fixture
 def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
-    home = tmp_path / "kubectl-home"
-    home.mkdir()
-    return Kubectl(kubectl, sim.kubeconfig_path, home)
+    return Kubectl.under(tmp_path, kubectl, sim.kubeconfig_path)
 
 
 @pytest.fixture

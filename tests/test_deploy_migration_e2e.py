@@ -24,7 +24,6 @@ from tests.deploy_scenarios import (
     Deployer,
     Finished,
     Kubectl,
-    clean_environment,
     deployment,
     render_with_image,
     write_manifests,
@@ -40,18 +39,12 @@ EXIT_OK = 0
 
 @pytest.fixture
 def deployer(kubesim: KubeSim, tmp_path: Path) -> Deployer:
-    workdir = tmp_path / "checkout"
-    workdir.mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-    return Deployer(kubesim.kubeconfig_path, workdir, clean_environment(home))
+    return Deployer.under(tmp_path, kubesim.kubeconfig_path)
 
 
 @pytest.fixture
 def judge(kubectl: str, kubesim: KubeSim, tmp_path: Path) -> Kubectl:
-    home = tmp_path / "kubectl-home"
-    home.mkdir()
-    return Kubectl(kubectl, kubesim.kubeconfig_path, home)
+    return Kubectl.under(tmp_path, kubectl, kubesim.kubeconfig_path)
 
 
 def app(env: Sequence[str], keys: Sequence[str]) -> list[dict[str, Any]]:

@@ -18,8 +18,8 @@ import pytest
 
 from tests.deploy_scenarios import (
     Deployer,
+    Finished,
     Kubectl,
-    clean_environment,
     deployment,
     wait_until,
     write_manifests,
@@ -33,8 +33,12 @@ REPO = "registry.example/acme/web"
 DB_REPO = "registry.example/acme/db"
 CRASH_LOG = "panic: DATABASE_URL is not set"
 EXIT_OK, EXIT_FAILURE, EXIT_ROLLED_BACK = 0, 1, 3
-# Bad rollouts are caught from pod status, long before the 10 minutes of --timeout: well under this.
-FAST_FAILURE_SECONDS = 15
+
+
+def assert_failed_on_pod_status(done: Finished) -> None:
+    """A bad rollout is caught from its pods' status, not by waiting out --timeout (10 minutes) or a
+    deadline: said by what deployer reports, not by its wall time (a loaded CI machine is slow, not wrong)."""
+    assert "timed out" not in done.stderr and "exceeded its progress deadline" not in done.stderr, done.explain()
 
 
 # --- manifests as a user writes them ------------------------------------------------------------------------
@@ -112,18 +116,12 @@ def sim() -> Iterator[KubeSim]:
 
 @pytest.fixture
 def deployer(sim: KubeSim, tmp_path: Path) -> Deployer:
-    workdir = tmp_path / "checkout"
-    workdir.mkdir()
-    home = tmp_path / "home"
-    home.mkdir()
-    return Deployer(sim.kubeconfig_path, workdir, clean_environment(home))
+    return Deployer.under(tmp_path, sim.kubeconfig_path)
 
 
 @pytest.fixture
 def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
-    home = tmp_path / "kubectl-home"
-    home.mkdir()
-    return Kubectl(kubectl, sim.kubeconfig_path, home)
+    return Kubectl.under(tmp_path, kubectl, sim.kubeconfig_path)
 
 
 def deployed(deployer: Deployer, tag: str, manifests: Path, namespace: str, *extra: str) -> None:
@@ -199,7 +197,7 @@ def test_failed_stateful_set_rollout_goes_back_through_its_controller_revision(
     for text in names:
         assert text in done.stderr, f"{text!r} not in the output:\n{done.stderr}"
     assert f"rolled back statefulset/db to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
-    assert done.seconds < FAST_FAILURE_SECONDS, done.explain()
+    assert_failed_on_pod_status(done)
     # Back before exit, as kubectl sees it: the v1 template, every pod ready on it, one revision again.
     assert judge.image("shop", "statefulset/db") == f"{REPO}:v1"
     assert judge.serving_images("shop", "db") == {f"{REPO}:v1"}
@@ -390,7 +388,7 @@ def test_failed_daemon_set_rollout_goes_back_through_its_controller_revision(
     for text in names:
         assert text in done.stderr, f"{text!r} not in the output:\n{done.stderr}"
     assert f"rolled back daemonset/agent to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
-    assert done.seconds < FAST_FAILURE_SECONDS, done.explain()
+    assert_failed_on_pod_status(done)
     assert judge.image("shop", "daemonset/agent") == f"{REPO}:v1"
     assert judge.serving_images("shop", "agent") == {f"{REPO}:v1"}
     # Only the node whose pod was replaced by the failing one got a new pod; the other two never stopped.
@@ -505,7 +503,7 @@ def test_job_whose_image_cannot_be_pulled_fails_fast_instead_of_hanging(deployer
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert "job/migrate failed: pod migrate-" in done.stderr and "ErrImagePull" in done.stderr, done.stderr
-    assert done.seconds < FAST_FAILURE_SECONDS, done.explain()
+    assert_failed_on_pod_status(done)
 
 
 def test_redeploying_a_job_with_a_new_image_is_refused_naming_the_immutable_template(

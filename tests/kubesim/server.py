@@ -11,7 +11,6 @@ import base64
 import collections
 import json
 import secrets
-import socket
 import ssl
 import threading
 import time
@@ -655,10 +654,3 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
         })
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
