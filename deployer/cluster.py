@@ -254,9 +254,6 @@ class Cluster:
         self._resources: dict[tuple[str, str], Resource] = dict(_KNOWN_RESOURCES)
         self._resources_lock = threading.Lock()
         self.host = str(api.configuration.host)
-        # Each object as this connection's last apply of it answered, in the order of those applies: where
-        # ``wait`` starts a Job's history.
-        self._applied: dict[ObjectRef, dict[str, Any]] = {}
 
     @classmethod
     def connect(cls, credentials: KubeCredentials) -> Cluster:
@@ -511,11 +508,7 @@ class Cluster:
                 upgraded = self._upgrade_client_side_apply(resource, ref, live, field_manager)
                 if upgraded:
                     status, live = self._server_side_apply(resource, ref, obj, field_manager, force, dry_run, where)
-            result = _apply_result(ref, status, live, before, field_manager, upgraded)
-            if not dry_run and result.live:
-                self._applied.pop(ref, None)  # re-inserted last: the dict stays in the order of the applies
-                self._applied[ref] = result.live
-            results.append(result)
+            results.append(_apply_result(ref, status, live, before, field_manager, upgraded))
         return results
 
     def _server_side_apply(
@@ -734,6 +727,7 @@ class Cluster:
         unschedulable_grace: float = rollouts.DEFAULT_UNSCHEDULABLE_GRACE.total_seconds(),
         on_progress: Callable[[str], None] = lambda line: None,
         cancel: threading.Event | None = None,
+        applied: Sequence[ApplyResult] = (),
     ) -> WaitResult:
         """Wait for every workload as ``kubectl rollout status`` would (Jobs: to completion), all at once.
 
@@ -741,17 +735,18 @@ class Cluster:
         ``tolerate_failures_for`` a failure must persist that long), when all are done, at the deadline
         (``timeout`` seconds; 0 waits forever) or when ``cancel`` is set. ``on_progress`` gets a line per
         change of a workload's progress. Requests: one LIST and one WATCH per kind and namespace,
-        whatever the number of workloads; no LIST of Jobs when every Job was applied by this connection.
+        whatever the number of workloads; no LIST of Jobs when ``applied`` has every Job.
 
-        A Job may finish and be deleted (``ttlSecondsAfterFinished``) before or while this waits: its
-        history is watched from this connection's apply of it (its resourceVersion then), so that its
-        last state, which the DELETED event carries, says whether it completed (rollouts.judge_departed).
+        ``applied`` is what ``apply`` returned, in its order. A Job may finish and be deleted
+        (``ttlSecondsAfterFinished``) before or while this waits: its history is watched from its apply (its
+        resourceVersion then), so that its last state, which the DELETED event carries, says whether it
+        completed (rollouts.judge_departed).
         """
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
         wanted = set(workloads)
-        applied = {ref: obj for ref, obj in self._applied.items() if ref in wanted}
-        view = _ClusterView(self, workloads, with_revision_objects=True, applied=applied)
+        applied_objects = {r.ref: r.live for r in applied if r.ref in wanted and r.live}
+        view = _ClusterView(self, workloads, with_revision_objects=True, applied=applied_objects)
         tolerate = timedelta(seconds=tolerate_failures_for)
         grace = timedelta(seconds=unschedulable_grace)
         first_seen: dict[ObjectRef, dict[str, datetime]] = {}
@@ -781,7 +776,7 @@ class Cluster:
                         obj = view.workload(ref)
                         if obj is None:
                             verdict, gone = rollouts.judge_departed(
-                                ref.kind, ref.name, view.departed(ref), applied.get(ref)
+                                ref.kind, ref.name, view.departed(ref), applied_objects.get(ref)
                             )
                             verdicts[ref], failures[ref] = verdict, list(gone)
                             if shown.get(ref) != verdict.progress:

@@ -466,7 +466,8 @@ def _apply_and_verify(
     with console.phase(f"Apply {len(bodies)} object(s)"):
         try:
             origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
-            for result in kube.apply(bodies, force=rollout.force_conflicts, record=record, origins=origins):
+            results = kube.apply(bodies, force=rollout.force_conflicts, record=record, origins=origins)
+            for result in results:
                 console.info(result.describe())
             applied = True
         except KubernetesError as e:
@@ -482,6 +483,7 @@ def _apply_and_verify(
                     tolerate_failures_for=rollout.tolerate_failures_for,
                     on_progress=lambda line: console.progress(line.split(":", 1)[0], line),
                     cancel=cancel,
+                    applied=results,
                 )
             except KubernetesError as e:
                 waited = None

@@ -150,6 +150,7 @@ def deploy(
         tolerate_failures_for=tolerate_failures_for,
         on_progress=progress.append,
         cancel=cancel,
+        applied=applied,
     )
     run = Deploy(record, result, progress=progress)
     if not result.ok:
@@ -641,7 +642,7 @@ def wait_until_gone(cluster: Cluster, ref: ObjectRef) -> None:
 
 
 def test_job_deleted_once_complete_while_waited_on_is_done(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
-    # Applied by another connection, so the waiting one lists the Job (suspended: not started yet). Its first
+    # Applied without handing the results to the wait, which lists the Job (suspended: not started yet). Its first
     # progress line holds the waiting loop while the Job runs, completes and is deleted: the loop then takes
     # Complete and DELETED together, and only the DELETED event's last state says how the Job ended.
     ref = job_ref(namespace)
@@ -666,12 +667,12 @@ def test_job_completed_and_deleted_before_the_wait_is_judged_by_its_history_sinc
     sim: KubeSim, cluster: Cluster, namespace: str
 ) -> None:
     ref = job_ref(namespace)
-    cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
+    applied = cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
     wait_until_gone(cluster, ref)
     sim.reset_request_counts()
     progress: list[str] = []
 
-    result = cluster.wait([ref], timeout=20, on_progress=progress.append)
+    result = cluster.wait([ref], timeout=20, on_progress=progress.append, applied=applied)
 
     assert result.outcome is WaitOutcome.DONE, result.reason
     # From the state the apply answered (0/1) to the last one the replayed history holds.
@@ -685,10 +686,10 @@ def test_job_failed_and_deleted_before_the_wait_fails_with_the_controllers_reaso
 ) -> None:
     ref = job_ref(namespace)
     failing = removed_when_finished(job(namespace, "migrate:crash-1"), backoffLimit=0)
-    cluster.apply([failing])
+    applied = cluster.apply([failing])
     wait_until_gone(cluster, ref)
 
-    result = cluster.wait([ref], timeout=20)
+    result = cluster.wait([ref], timeout=20, applied=applied)
 
     assert result.outcome is WaitOutcome.FAILED
     assert result.reason.startswith("job/migrate: BackoffLimitExceeded"), result.reason
@@ -698,13 +699,13 @@ def test_job_gone_before_the_wait_whose_history_was_compacted_is_a_failure_namin
     sim: KubeSim, cluster: Cluster, namespace: str
 ) -> None:
     ref = job_ref(namespace)
-    cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
+    applied = cluster.apply([removed_when_finished(job(namespace, "migrate:complete-1"))])
     wait_until_gone(cluster, ref)
     # As etcd compaction does: the watch from the apply's resourceVersion gets 410 Gone, the wait lists instead.
     sim.store.compact()
     sim.reset_request_counts()
 
-    result = cluster.wait([ref], timeout=20)
+    result = cluster.wait([ref], timeout=20, applied=applied)
 
     assert result.outcome is WaitOutcome.FAILED
     assert result.reason == "job/migrate: NotFound: job/migrate was deleted (ttlSecondsAfterFinished?)"
@@ -714,10 +715,10 @@ def test_job_gone_before_the_wait_whose_history_was_compacted_is_a_failure_namin
 def test_job_gone_without_a_ttl_is_a_failure_without_the_hint(sim: KubeSim, cluster: Cluster, namespace: str) -> None:
     # Deleted by someone while it runs; nothing in the Job says why it went: no guess.
     ref = job_ref(namespace)
-    cluster.apply([job(namespace, "migrate:never-ready-1")])
+    applied = cluster.apply([job(namespace, "migrate:never-ready-1")])
     sim.store.delete("batch/v1", "Job", namespace, "migrate")
 
-    result = cluster.wait([ref], timeout=20)
+    result = cluster.wait([ref], timeout=20, applied=applied)
 
     assert result.outcome is WaitOutcome.FAILED
     assert result.reason == "job/migrate: NotFound: job/migrate was deleted"
@@ -738,7 +739,7 @@ def test_an_earlier_job_of_the_same_name_deleted_once_complete_does_not_pass_for
     applied = cluster.apply(objects, record=cluster.record(objects))
     assert [r.action for r in applied] == ["unchanged", "created"]
 
-    result = cluster.wait([job_ref(namespace), job_ref(namespace, "first")], timeout=2)
+    result = cluster.wait([job_ref(namespace), job_ref(namespace, "first")], timeout=2, applied=applied)
 
     assert result.outcome is WaitOutcome.TIMED_OUT, result.reason
     assert result.verdicts[job_ref(namespace, "first")].done
