@@ -24,6 +24,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# The README's exit codes, written as a user's script would check them.
+EXIT_OK, EXIT_FAILURE, EXIT_ROLLED_BACK = 0, 1, 3
+# What the e2e tests' crashing image logs before it exits: a missing setting, as a real app would say it.
+CRASH_LOG = "panic: DATABASE_URL is not set"
 # Variables that would make a run behave differently from the one a test asks for.
 _INHERITED_PREFIXES = ("DEPLOYER_", "GITHUB_", "RUNNER_", "KUBECONFIG", "DIGITALOCEAN_", "CI")
 
@@ -168,6 +172,13 @@ class Deployer:
             text=True,
         )
         return Running(args, process)
+
+
+def deployed(deployer: Deployer, tag: str, manifests: Path, namespace: str, *extra: str) -> Finished:
+    """A successful deploy the test builds on (anything else fails the test)."""
+    done = deployer.run(tag, manifests, namespace, *extra)
+    assert done.code == EXIT_OK, done.explain()
+    return done
 
 
 @dataclass

@@ -22,9 +22,14 @@ from typing import Any
 import pytest
 
 from tests.deploy_scenarios import (
+    CRASH_LOG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
     Deployer,
     Kubectl,
     clean_environment,
+    deployed,
     deployment,
     github_run,
     render_with_image,
@@ -38,8 +43,6 @@ pytestmark = pytest.mark.kubectl
 
 REPO = "registry.example/acme/web"
 WORKER_REPO = "registry.example/acme/worker"
-CRASH_LOG = "panic: DATABASE_URL is not set"
-EXIT_OK, EXIT_FAILURE, EXIT_ROLLED_BACK = 0, 1, 3
 
 
 @pytest.fixture
@@ -64,12 +67,6 @@ def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
 @pytest.fixture
 def manifests(deployer: Deployer) -> Path:
     return write_manifests(deployer.workdir / "k8s", deployment("web"))
-
-
-def deployed(deployer: Deployer, tag: str, manifests: Path, namespace: str, *extra: str) -> None:
-    """A successful deploy the test builds on."""
-    done = deployer.run(tag, manifests, namespace, *extra)
-    assert done.code == EXIT_OK, done.explain()
 
 
 def git_commit(workdir: Path) -> str:

@@ -21,9 +21,10 @@ import pytest
 import yaml
 
 from tests.deploy_scenarios import (
+    EXIT_OK,
     Deployer,
-    Finished,
     Kubectl,
+    deployed,
     deployment,
     render_with_image,
     write_manifests,
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.kubectl
 
 REPO = "registry.example/acme/web"
 CSA = "kubectl-client-side-apply"
-EXIT_OK = 0
 
 
 @pytest.fixture
@@ -67,12 +67,6 @@ def applied_client_side(deployer: Deployer, judge: Kubectl, namespace: str) -> N
     judge.run("-n", namespace, "rollout", "status", "deployment/web", "--timeout=30s")
 
 
-def deployed(deployer: Deployer, manifests: Path, namespace: str) -> Finished:
-    done = deployer.run("v1", manifests, namespace)
-    assert done.code == EXIT_OK, done.explain()
-    return done
-
-
 def managers(judge: Kubectl, namespace: str, resource: str) -> list[dict[str, Any]]:
     obj = judge.get_json(namespace, resource, "--show-managed-fields")
     return list(obj["metadata"].get("managedFields") or [])
@@ -96,7 +90,7 @@ def test_fields_dropped_after_migrating_from_kubectl_apply_disappear(deployer: D
     assert (CSA, "Update") in manager_names(judge, "shop", "deployment/web")
     manifests = write_manifests(deployer.workdir / "k8s", *app("AB", "xy"))
 
-    migrated = deployed(deployer, manifests, "shop")
+    migrated = deployed(deployer, "v1", manifests, "shop")
 
     assert "deployment/web configured; took " in migrated.stderr
     took = next(line for line in migrated.stderr.splitlines() if line.startswith("deployment/web configured"))
@@ -106,7 +100,7 @@ def test_fields_dropped_after_migrating_from_kubectl_apply_disappear(deployer: D
     assert env_names(judge, "shop") == ["A", "B"] and config_keys(judge, "shop") == ["x", "y"]
 
     write_manifests(deployer.workdir / "k8s", *app("A", "x"))
-    dropped = deployed(deployer, manifests, "shop")
+    dropped = deployed(deployer, "v1", manifests, "shop")
 
     assert "deployment/web configured" in dropped.stderr and "configmap/web-config configured" in dropped.stderr
     assert env_names(judge, "shop") == ["A"]
@@ -116,7 +110,7 @@ def test_fields_dropped_after_migrating_from_kubectl_apply_disappear(deployer: D
     annotations = judge.get_json("shop", "configmap/web-config")["metadata"].get("annotations") or {}
     assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations
 
-    again = deployed(deployer, manifests, "shop")
+    again = deployed(deployer, "v1", manifests, "shop")
 
     assert "deployment/web unchanged" in again.stderr and "configmap/web-config unchanged" in again.stderr
     assert "; took " not in again.stderr
@@ -154,7 +148,7 @@ def test_migration_leaves_other_update_managers_alone(deployer: Deployer, judge:
     assert {("kubectl-edit", "Update"), ("kubectl-label", "Update"), (CSA, "Update")} <= set(before)
     manifests = write_manifests(deployer.workdir / "k8s", *app("A", "x"))
 
-    done = deployed(deployer, manifests, "shop")
+    done = deployed(deployer, "v1", manifests, "shop")
 
     after = {(m["manager"], m["operation"]): m for m in managers(judge, "shop", "deployment/web")}
     assert set(after) == {("deployer", "Apply"), ("kubectl-edit", "Update"), ("kubectl-label", "Update")}
@@ -187,7 +181,7 @@ def test_deployer_leaves_the_ownership_kubectl_apply_server_side_leaves(deployer
             "-n", "by-kubectl", "apply", "--server-side", "--force-conflicts", "--field-manager=deployer",
             "-f", str(by_kubectl / "app.yaml"),
         )
-        deployed(deployer, manifests, "by-deployer")
+        deployed(deployer, "v1", manifests, "by-deployer")
 
         for resource in ("deployment/web", "configmap/web-config"):
             expected = ownership(judge, "by-kubectl", resource)

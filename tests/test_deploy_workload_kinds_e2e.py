@@ -17,9 +17,14 @@ from typing import Any
 import pytest
 
 from tests.deploy_scenarios import (
+    CRASH_LOG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
     Deployer,
     Finished,
     Kubectl,
+    deployed,
     deployment,
     wait_until,
     write_manifests,
@@ -31,8 +36,6 @@ pytestmark = pytest.mark.kubectl
 
 REPO = "registry.example/acme/web"
 DB_REPO = "registry.example/acme/db"
-CRASH_LOG = "panic: DATABASE_URL is not set"
-EXIT_OK, EXIT_FAILURE, EXIT_ROLLED_BACK = 0, 1, 3
 
 
 def assert_failed_on_pod_status(done: Finished) -> None:
@@ -122,12 +125,6 @@ def deployer(sim: KubeSim, tmp_path: Path) -> Deployer:
 @pytest.fixture
 def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
     return Kubectl.under(tmp_path, kubectl, sim.kubeconfig_path)
-
-
-def deployed(deployer: Deployer, tag: str, manifests: Path, namespace: str, *extra: str) -> None:
-    """A successful deploy the test builds on."""
-    done = deployer.run(tag, manifests, namespace, *extra)
-    assert done.code == EXIT_OK, done.explain()
 
 
 # --- StatefulSet --------------------------------------------------------------------------------------------
