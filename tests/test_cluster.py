@@ -595,9 +595,11 @@ def test_pod_unschedulable_past_its_grace_period_fails_the_rollout(cluster: Clus
     cluster.apply([pinned])
     ref = ObjectRef("apps/v1", "Deployment", namespace, "web")
     result = cluster.wait([ref], timeout=20, unschedulable_grace=1.0)
+    # FAILED, not TIMED_OUT: the grace period ended the wait, not the 20 s timeout. The grace is honoured: not
+    # before 1 s. No upper wall-clock bound: a loaded machine is slow, not wrong.
     assert result.outcome is WaitOutcome.FAILED
     assert "Unschedulable" in result.reason
-    assert 1.0 <= result.elapsed < 5
+    assert result.elapsed >= 1.0
 
 
 def job(namespace: str, image: str) -> dict[str, Any]:
