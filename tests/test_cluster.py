@@ -222,9 +222,10 @@ def test_bad_image_fails_fast_and_rollback_restores_the_previous_template(
     started = time.monotonic()
     run = deploy(cluster, [deployment(namespace, "web:bad-1")])
     assert run.wait.outcome is WaitOutcome.FAILED
-    # Long before the progress deadline (600 simulated seconds = 30 s here).
-    assert run.wait.elapsed < 10
+    # Caught from the pod's status, not at the progress deadline (600 simulated seconds = 30 s here): said by the
+    # reason, not by wall time, which a loaded machine stretches.
     assert "ImagePullBackOff" in run.wait.reason or "ErrImagePull" in run.wait.reason
+    assert "ProgressDeadlineExceeded" not in run.wait.reason
     assert run.wait.reason.startswith("deployment/web: pod web-")
     (step,) = run.steps
     assert (
@@ -286,7 +287,7 @@ def test_never_ready_times_out_then_rolls_back(sim: KubeSim, cluster: Cluster, n
     run = deploy(cluster, [deployment(namespace, "web:never-ready-1")], timeout=2)
     assert run.wait.outcome is WaitOutcome.TIMED_OUT
     assert run.wait.reason.startswith('timed out after 2s: Waiting for deployment "web" rollout to finish')
-    assert 2 <= run.wait.elapsed < 4
+    assert run.wait.elapsed >= 2  # no upper wall-clock bound: the reason above says it ended at the timeout
     (diagnosis,) = run.diagnoses
     assert diagnosis.reason.startswith("timed out: Waiting for deployment")
     assert "| waiting for the database" in diagnosis.text()
