@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import threading
 import time
 import uuid
@@ -413,12 +412,12 @@ class FakeDigitalOceanAPI:
 
 # --- validation against the OpenAPI excerpt ------------------------------------------------------------
 
-# shared/ lies beside the clone, here and in CI; elsewhere DEPLOYER_DIGITALOCEAN_OPENAPI names the file.
-OPENAPI_ROOT = Path(
-    os.environ.get("DEPLOYER_DIGITALOCEAN_OPENAPI")
-    or Path(__file__).resolve().parents[3]
-    / "shared"
-    / "digitalocean-openapi"
+# An excerpt kept in the repository, in DigitalOcean's own layout so its relative $refs resolve (its origin:
+# tests/openapi/digitalocean/SOURCE.txt).
+OPENAPI_ROOT = (
+    Path(__file__).resolve().parents[1]
+    / "openapi"
+    / "digitalocean"
     / "specification"
     / "DigitalOcean-public.v2.EXCERPT.yaml"
 )

@@ -3,7 +3,8 @@
 Serves GET /repos/{owner}/{repo}, GET/POST .../deployments, GET .../deployments/{id} and GET/POST
 .../deployments/{id}/statuses with state kept in memory, records every request (method, path, query,
 headers, JSON body), and checks each request and each response it gives against GitHub's own OpenAPI
-description (../shared/github-openapi/deployments.json); ``validation_problems`` lists what did not conform.
+description (tests/openapi/github/, which also holds the pull-request and issue-comment endpoints);
+``validation_problems`` lists what did not conform.
 Responses with a status the description does not document (an injected 502, a 401) are not checked.
 
 Faults are injected by rule: ``fail(method, path_regex, status, times)`` answers the next ``times`` matching
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import secrets
 import threading
@@ -30,11 +30,10 @@ from typing import Any
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-# shared/ lies beside the clone here and in CI; elsewhere DEPLOYER_GITHUB_OPENAPI names the file.
-SPEC_PATH = Path(
-    os.environ.get("DEPLOYER_GITHUB_OPENAPI")
-    or Path(__file__).resolve().parents[3] / "shared" / "github-openapi" / "deployments.json"
-)
+# Excerpts of GitHub's description kept in the repository (their origin: SOURCE.txt beside them). They share
+# everything but their paths, so the validator reads them as one description.
+SPEC_DIRECTORY = Path(__file__).resolve().parents[1] / "openapi" / "github"
+SPEC_FILES = ("deployments.json", "pull-comments.json")
 SPEC_SERVER = "https://api.github.com"
 TIMESTAMP = "2026-01-02T03:04:05Z"
 DOCS_URL = "https://docs.github.com/rest/deployments/deployments"
@@ -62,7 +61,12 @@ _OPERATIONS = [
 
 
 def _load_spec() -> tuple[dict[str, Any], OpenAPI]:
-    spec = json.loads(SPEC_PATH.read_text())
+    first, *others = (json.loads((SPEC_DIRECTORY / name).read_text()) for name in SPEC_FILES)
+    spec: dict[str, Any] = first
+    for name, other in zip(SPEC_FILES[1:], others, strict=True):
+        if repeated := spec["paths"].keys() & other["paths"].keys():
+            raise ValueError(f"{name} describes paths an earlier excerpt already does: {sorted(repeated)}")
+        spec["paths"].update(other["paths"])
     return spec, OpenAPI.from_dict(spec)
 
 
@@ -71,7 +75,7 @@ _spec_lock = threading.Lock()
 
 
 def github_openapi() -> tuple[dict[str, Any], OpenAPI]:
-    """The parsed description and its validator, loaded once per test session (it is 270 kB)."""
+    """The parsed description and its validator, loaded once per test session (it is 700 kB)."""
     global _spec_cache
     with _spec_lock:
         if _spec_cache is None:
