@@ -14,6 +14,7 @@ from typing import Any
 from deployer.errors import RevisionError
 
 PULL_REQUEST_EVENTS = frozenset({"pull_request", "pull_request_target"})
+_COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _GITHUB_REMOTE = re.compile(r"(?:github\.com[:/])(?P<owner>[^/]+)/(?P<name>[^/]+?)(?:\.git)?/?$")
 
 
@@ -48,8 +49,8 @@ def choose_commit(env: Mapping[str, str], event: Mapping[str, Any] | None, git: 
     so the PR head from the event payload wins there, as the docker/metadata-action does.
     """
     if env.get("GITHUB_EVENT_NAME") in PULL_REQUEST_EVENTS and event:
-        head = event.get("pull_request", {}).get("head", {}).get("sha")
-        if isinstance(head, str) and head:
+        head = _pull_request_head(event, env.get("GITHUB_EVENT_PATH") or "GITHUB_EVENT_PATH")
+        if head:
             return Commit(head, dirty=False, source="the pull request head (GITHUB_EVENT_PATH)")
     if env.get("GITHUB_SHA"):
         return Commit(env["GITHUB_SHA"], dirty=False, source="GITHUB_SHA")
@@ -58,6 +59,27 @@ def choose_commit(env: Mapping[str, str], event: Mapping[str, Any] | None, git: 
     raise RevisionError(
         "cannot tell which commit to deploy: GITHUB_SHA is not set and this is not a git work tree; pass --tag"
     )
+
+
+def _pull_request_head(event: Mapping[str, Any], path: str) -> str | None:
+    """``pull_request.head.sha`` of an event payload, None when absent. A field that is there but malformed
+    is an error naming the file and the field: falling back to another commit would deploy the wrong image."""
+    pull_request = event.get("pull_request")
+    if pull_request is None:
+        return None
+    if not isinstance(pull_request, Mapping):
+        raise RevisionError(f"{path}: pull_request in the event payload is not an object")
+    head = pull_request.get("head")
+    if head is None:
+        return None
+    if not isinstance(head, Mapping):
+        raise RevisionError(f"{path}: pull_request.head in the event payload is not an object")
+    sha = head.get("sha")
+    if sha is None:
+        return None
+    if not isinstance(sha, str) or not _COMMIT_SHA.fullmatch(sha):
+        raise RevisionError(f"{path}: pull_request.head.sha in the event payload is not a commit SHA: {sha!r:.80}")
+    return sha
 
 
 def choose_repository(env: Mapping[str, str], git: GitState) -> Repository:

@@ -61,6 +61,25 @@ def test_choose_commit_without_any_source_is_a_revision_error_suggesting_tag(env
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"pull_request": "12"}, "pull_request in the event payload is not an object"),
+        ({"pull_request": {"head": ["sha"]}}, "pull_request.head in the event payload is not an object"),
+        ({"pull_request": {"head": {"sha": 12}}}, "pull_request.head.sha in the event payload is not a commit SHA"),
+        ({"pull_request": {"head": {"sha": "main"}}}, "pull_request.head.sha in the event payload is not a commit SHA"),
+    ],
+)
+def test_a_malformed_pull_request_in_the_event_is_an_error_naming_the_file_and_field(
+    event: dict[str, Any], field: str
+) -> None:
+    env = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_SHA": MERGE_SHA, "GITHUB_EVENT_PATH": "/runner/event.json"}
+    with pytest.raises(RevisionError) as caught:
+        choose_commit(env, event, NO_GIT)
+    assert str(caught.value).startswith(f"/runner/event.json: {field}")
+    assert caught.value.exit_code == 2
+
+
 @pytest.mark.parametrize(("short", "dirty", "tag"), [("abc1234", False, "abc1234"), ("abc1234", True, "abc1234-dirty")])
 def test_dirty_work_tree_gets_a_dirty_tag(short: str, dirty: bool, tag: str) -> None:
     assert tag_for_commit(short, dirty) == tag
