@@ -40,6 +40,7 @@ from deployer.errors import (
 from deployer.plans import apply_rank
 from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef, RollbackAction, RollbackStep, RollbackTarget
 from deployer.rollouts import PodFailure, RolloutVerdict, WorkloadFailure
+from deployer.settings import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -637,8 +638,8 @@ class Cluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockTimeoutError(
-                    f"the deploy lock in namespace {namespace} is held by {current}; gave up after {timeout:g}s "
-                    "(--lock-timeout)"
+                    f"the deploy lock in namespace {namespace} is held by {current}; "
+                    f"gave up after {format_duration(timeout)} (--lock-timeout)"
                 )
             if cancel is not None and cancel.is_set():
                 raise LockTimeoutError(f"cancelled while waiting for the deploy lock held by {current}")
@@ -809,7 +810,7 @@ class Cluster:
                 if deadline is not None and time.monotonic() >= deadline:
                     waiting = [verdicts[ref] for ref in workloads if ref in verdicts and not verdicts[ref].done]
                     detail = f": {waiting[0].message}" if waiting else ""
-                    return result(WaitOutcome.TIMED_OUT, f"timed out after {_duration(timeout)}{detail}")
+                    return result(WaitOutcome.TIMED_OUT, f"timed out after {format_duration(timeout)}{detail}")
 
     # --- diagnosis --------------------------------------------------------------------------------------
 
@@ -973,7 +974,7 @@ class Cluster:
                     return {ref: "rollback wait cancelled" for ref in refs if not verdicts.get(ref, _NOT_YET).done}
                 if deadline is not None and time.monotonic() >= deadline:
                     return {
-                        ref: f"not ready after {_duration(timeout)} (--rollback-timeout): "
+                        ref: f"not ready after {format_duration(timeout)} (--rollback-timeout): "
                         f"{verdicts[ref].message if ref in verdicts else 'no status seen'}"
                         for ref in refs
                         if not verdicts.get(ref, _NOT_YET).done
@@ -1304,11 +1305,6 @@ def _lease_expired(spec: Mapping[str, Any], duration: int) -> bool:
     except ValueError:
         return True
     return datetime.now(UTC) > when + timedelta(seconds=duration)
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{rest}s" if minutes else f"{seconds:g}s"
 
 
 def _refusal_hint(ref: ObjectRef, error: KubernetesError) -> str:

@@ -36,6 +36,17 @@ def parse_duration(text: str, flag: str) -> float:
     return total
 
 
+def format_duration(seconds: float) -> str:
+    """How every message prints a duration, in the form parse_duration reads: ``1.9s``, ``45s``, ``2m5s``,
+    ``1h30m``; a tenth of a second below a minute, whole seconds above."""
+    if seconds < 59.95:
+        return f"{seconds:.1f}".removesuffix(".0") + "s"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, whole_seconds = divmod(rest, 60)
+    parts = ((hours, "h"), (minutes, "m"), (whole_seconds, "s"))
+    return "".join(f"{value}{unit}" for value, unit in parts if value)
+
+
 def parse_key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
     """``KEY=VALUE`` pairs (for --build-arg and --image-ref); the value may contain '='."""
     parsed: dict[str, str] = {}

@@ -15,6 +15,7 @@ from deployer.settings import (
     ImageSettings,
     ImageTarget,
     change_cause,
+    format_duration,
     parse_duration,
     parse_key_values,
     resolve_image_target,
@@ -44,6 +45,25 @@ ACTIONS_ENV = {"GITHUB_REPOSITORY": "Acme-Corp/Hello-App", "GITHUB_SHA": SHA}
 )
 def test_parse_duration_reads_kubectl_style_durations(text: str, seconds: float) -> None:
     assert parse_duration(text, "--timeout") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (1.94831, "1.9s"),
+        (2.0, "2s"),
+        (0.04, "0s"),
+        (12.5, "12.5s"),
+        (59.96, "1m"),
+        (75.4, "1m15s"),
+        (600, "10m"),
+        (5400, "1h30m"),
+        (3661, "1h1m1s"),
+    ],
+)
+def test_format_duration_prints_a_tenth_of_a_second_below_a_minute_and_reads_back(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text, "--timeout") == pytest.approx(seconds, abs=0.5)
 
 
 @pytest.mark.parametrize("text", ["", "10x", "m", "1h 30m", "-5s", "5S", "ten minutes", "5m garbage", "1.s"])
