@@ -475,6 +475,15 @@ def builds_with_docker_buildkit_env(version_output: str) -> bool:
     return (18, 9) <= version < (23, 0)
 
 
+def is_docker_cli(cli: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``cli --version`` runs and names a version, as every docker CLI's does."""
+    try:
+        done = subprocess.run([cli, "--version"], capture_output=True, timeout=30, env=dict(environ), check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and _CLI_VERSION.search(done.stdout.decode(errors="replace")) is not None
+
+
 def buildx_plugin_dirs(environ: Mapping[str, str]) -> list[Path]:
     """Where the docker CLI looks for its plugins (docker/cli's cli-plugins manager), user's first."""
     config = environ.get("DOCKER_CONFIG") or os.path.join(environ.get("HOME", "/root"), ".docker")
@@ -539,6 +548,7 @@ class DockerEngine:
         client: Any,
         *,
         docker_cli: str | None = None,
+        named_cli: tuple[str, str] | None = None,
         retry: RetryPolicy | None = None,
         progress_interval: float = 10.0,
         environ: Mapping[str, str] | None = None,
@@ -550,6 +560,7 @@ class DockerEngine:
         self._environ = dict(os.environ if environ is None else environ)
         self._buildkit: BuildKitCLI | None = None
         self._probed = False
+        self._named_cli = named_cli  # (flag or variable, path) when the user named the CLI to build with
         self._probe_lock = threading.Lock()
 
     @classmethod
@@ -574,10 +585,16 @@ class DockerEngine:
             client = docker.from_env(timeout=300)
         except docker.errors.DockerException as e:
             raise DockerError(f"no Docker engine: {e}") from e
-        engine = cls(client, docker_cli=docker_cli, retry=retry, progress_interval=progress_interval)
+        engine = cls(
+            client,
+            docker_cli=docker_cli,
+            named_cli=(named_by, named) if named else None,
+            retry=retry,
+            progress_interval=progress_interval,
+        )
         # Probing the CLIs costs a few process starts; do it while the engine answers the ping and while the
         # caller does whatever comes before the build.
-        threading.Thread(target=engine.buildkit_cli, name="buildkit-probe", daemon=True).start()
+        threading.Thread(target=engine._probe, name="buildkit-probe", daemon=True).start()
         try:
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
@@ -597,7 +614,19 @@ class DockerEngine:
     # --- build ----------------------------------------------------------------------------------
 
     def buildkit_cli(self) -> BuildKitCLI | None:
-        """The CLI that builds with BuildKit here, or None; probed once."""
+        """The CLI that builds with BuildKit here, or None; probed once.
+
+        A CLI the user named that does not even run as a docker CLI (``/bin/false``, a typo'd script) is an
+        OptionError naming the flag: silently building with another builder would hide the mistake. A real
+        docker CLI without BuildKit only means the classic builder, which ``build`` says."""
+        found = self._probe()
+        if found is None and self._named_cli is not None:
+            flag, named = self._named_cli
+            if not is_docker_cli(named, self._environ):
+                raise OptionError(flag, f"{named} is not a working docker CLI (`{named} --version` names no version)")
+        return found
+
+    def _probe(self) -> BuildKitCLI | None:
         with self._probe_lock:
             return self._probe_once()
 
@@ -644,10 +673,17 @@ class DockerEngine:
                 f"(tried: {', '.join(tried) or 'no docker on PATH'}); "
                 f"install docker buildx, or point {DOCKER_CLI_ENV} at a docker CLI that has it"
             )
-        log(
-            "BuildKit is not available here (no docker CLI with buildx or DOCKER_BUILDKIT support); "
-            "building with the docker SDK's classic builder"
-        )
+        if self._named_cli is not None:
+            flag, named = self._named_cli
+            log(
+                f"{flag} {named} cannot build with BuildKit (no buildx, and not a CLI from 18.09 to 22 that "
+                "takes DOCKER_BUILDKIT=1); building with the engine's classic builder"
+            )
+        else:
+            log(
+                "BuildKit is not available here (no docker CLI with buildx or DOCKER_BUILDKIT support); "
+                "building with the docker SDK's classic builder"
+            )
         return self._build_classic(request, log)
 
     def _build_with_cli(self, cli: BuildKitCLI, request: BuildRequest, log: Log) -> str:
