@@ -7,6 +7,7 @@ modules (revisions, manifests) which decide; it decides nothing itself.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,8 +92,31 @@ def read_manifests(paths: Sequence[str]) -> list[ManifestSource]:
     return sources
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before anything remote happens, a file that could not be written: its directory is missing,
+    not a directory or not writable, or the path is a directory."""
+    directory = path.parent
+    if path.is_dir():
+        raise OptionError(flag, f"{path} is a directory; name a file")
+    if not directory.is_dir():
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise OptionError(flag, f"cannot write {path}: {directory} {problem}")
+    if not os.access(directory, os.W_OK):
+        raise OptionError(flag, f"cannot write {path}: {directory} is not writable")
+
+
 def write_rendered(output_dir: Path, files: Mapping[str, str]) -> list[Path]:
-    """Write rendered manifests under ``output_dir``, keeping each file's name; returns the paths written."""
+    """Write rendered manifests under ``output_dir``, keeping each file's name; returns the paths written.
+
+    A directory that cannot be made or written (under a file, in /proc) is an error naming --output.
+    """
+    try:
+        return _write_files(output_dir, files)
+    except OSError as e:
+        raise OptionError("--output", f"cannot write the rendered manifests to {output_dir}: {e.strerror or e}") from e
+
+
+def _write_files(output_dir: Path, files: Mapping[str, str]) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     used: set[str] = set()
