@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from deployer.errors import ExitCode, ManifestError, OptionError, WorkloadOutcome
+from deployer.settings import format_duration
 
 AnnotationLevel = Literal["error", "warning", "notice"]
 
@@ -105,6 +106,19 @@ def annotation(
         "title": title,
     }
     return command(level, message, properties)
+
+
+# GitHub shows an annotation's first lines and truncates long ones; longer messages are cut to this many
+# characters, and the whole message goes to the log.
+ANNOTATION_MESSAGE_LIMIT = 500
+
+
+def annotation_message(message: str, limit: int = ANNOTATION_MESSAGE_LIMIT) -> str:
+    """``message`` as an annotation shows it: unchanged when short, else cut, saying the log has the rest."""
+    if len(message) <= limit:
+        return message
+    note = " … (cut: the whole message is in the job log)"
+    return message[: limit - len(note)].rstrip() + note
 
 
 def error_annotation(
@@ -260,6 +274,14 @@ def emit_lines(lines: list[str], emit: Callable[[str], None] = _print_line) -> N
 
 DeployStatus = Literal["success", "planned", "failed", "rolled-back", "rollback-failed"]
 
+# Where the namespace of objects that name none came from, as the result document says it (the key) and
+# as the log and the step summary say it.
+NAMESPACE_SOURCES = {
+    "option": "from --namespace",
+    "kubeconfig-context": "from the kubeconfig context, as no --namespace was given",
+    "default": "Kubernetes' default: neither --namespace nor the kubeconfig context names one",
+}
+
 
 @dataclass
 class WorkloadResult:
@@ -298,6 +320,8 @@ class DeployReport:
     plan: str | None = None
     run_url: str | None = None
     seconds: float | None = None
+    exit_code: int = ExitCode.FAILURE
+    namespace_source: str | None = None  # a key of NAMESPACE_SOURCES
 
     @property
     def rolled_back(self) -> bool:
@@ -332,7 +356,7 @@ def revisions_json(workloads: list[WorkloadResult]) -> str:
 
 
 def report_outputs(report: DeployReport) -> dict[str, str]:
-    """The action's step outputs for a report (image, digest, tag, status, rolled-back, revisions)."""
+    """The action's step outputs for a report (image, digest, tag, status, rolled-back, revisions, error)."""
     return {
         "image": report.image,
         "digest": report.digest or "",
@@ -340,7 +364,58 @@ def report_outputs(report: DeployReport) -> dict[str, str]:
         "status": report.status,
         "rolled-back": "true" if report.rolled_back else "false",
         "revisions": revisions_json(report.workloads),
+        "error": report.error or "",
     }
+
+
+# The version of the document below; raised only when a field changes meaning or goes away.
+RESULT_SCHEMA_VERSION = 1
+
+
+def result_document(report: DeployReport) -> dict[str, Any]:
+    """The result of ``deployer run --format json``: one document, the same fields for every outcome.
+
+    Fields that do not apply (no digest without a push, no rollback after a success) are null or empty,
+    never left out, so a script can read any of them without checking first. README documents each field.
+    """
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "status": report.status,
+        "exit_code": report.exit_code,
+        "error": report.error,
+        "image": report.image or None,
+        "tag": report.tag or None,
+        "digest": report.digest,
+        "cluster": report.cluster,
+        "namespace": report.namespace,
+        "namespace_source": report.namespace_source,
+        "environment": report.environment,
+        "environment_url": report.environment_url,
+        "run_url": report.run_url,
+        "seconds": _rounded(report.seconds),
+        "workloads": [
+            {
+                "kind": w.kind,
+                "name": w.name,
+                "namespace": w.namespace,
+                "result": w.result,
+                "revision": w.revision,
+                "previous_revision": w.previous_revision,
+                "seconds": _rounded(w.seconds),
+                "detail": w.detail or None,
+            }
+            for w in report.workloads
+        ],
+        "diagnosis": report.diagnosis or None,
+        "rolled_back": report.rolled_back,
+        "rollback": [
+            {"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail or None} for o in report.rollback
+        ],
+    }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 _HEADLINES: dict[str, str] = {
@@ -378,12 +453,7 @@ def _link_target(url: str) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest:02d} s"
+    return "–" if seconds is None else format_duration(seconds)
 
 
 def _revision(workload: WorkloadResult) -> str:
@@ -396,8 +466,10 @@ def _revision(workload: WorkloadResult) -> str:
 
 def summary_markdown(report: DeployReport) -> str:
     """The job summary for a deploy: what was deployed where, per-workload results, and on failure why."""
-    lines = [f"## {_HEADLINES[report.status]} {_code(report.image)}", ""]
-    facts: list[tuple[str, str]] = [("Image", _code(report.image))]
+    # An image is unknown only when the input was refused before it could be computed.
+    headline = f"{_HEADLINES[report.status]} {_code(report.image)}" if report.image else _HEADLINES[report.status]
+    lines = [f"## {headline}", ""]
+    facts: list[tuple[str, str]] = [("Image", _code(report.image))] if report.image else []
     if report.digest:
         facts.append(("Digest", _code(report.digest)))
     if report.environment:
@@ -407,7 +479,10 @@ def summary_markdown(report: DeployReport) -> str:
     if report.cluster:
         facts.append(("Cluster", _cell(report.cluster)))
     if report.namespace:
-        facts.append(("Namespace", _cell(report.namespace)))
+        # A namespace not asked for with -n is worth a word: it may not be the one meant.
+        source = report.namespace_source
+        chosen = f" ({NAMESPACE_SOURCES[source]})" if source and source != "option" else ""
+        facts.append(("Namespace", _cell(report.namespace) + chosen))
     if report.seconds is not None:
         facts.append(("Duration", _duration(report.seconds)))
     if report.run_url:
@@ -446,13 +521,17 @@ def summary_markdown(report: DeployReport) -> str:
 __all__ = [
     "AnnotationLevel",
     "DeployReport",
+    "NAMESPACE_SOURCES",
     "DeployStatus",
     "WorkloadResult",
+    "RESULT_SCHEMA_VERSION",
     "report_outputs",
+    "result_document",
     "revisions_json",
     "status_for_exit_code",
     "summary_markdown",
     "annotation",
+    "annotation_message",
     "append_step_summary",
     "command",
     "commands_stopped",

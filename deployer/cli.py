@@ -227,6 +227,8 @@ output_options = _compose(
         type=click.Choice(["text", "json"]),
         default="text",
         show_default=True,
+        # Read before every other option, so that a bad value elsewhere is still reported in this format.
+        is_eager=True,
         help="Output of the plan and result.",
     ),
     _option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the result."),
@@ -343,7 +345,22 @@ def run(**kw: Any) -> None:
       deployer run --dry-run --no-build -f k8s/ --image ghcr.io/acme/web --tag test
       deployer run --render-only -f k8s/ --image ghcr.io/acme/web --tag abc1234 > rendered.yaml
     """
-    settings = RunSettings(
+    try:
+        settings = _run_settings(kw)
+    except DeployerError as e:
+        _report_refused_run(click.get_current_context(), str(e), e.exit_code)
+        raise
+
+    def work(console: Any) -> int:
+        from deployer import pipeline
+
+        return pipeline.run(settings, console, dict(os.environ))
+
+    _run_protected(kw["quiet"] or kw["render_only"], work)
+
+
+def _run_settings(kw: dict[str, Any]) -> RunSettings:
+    return RunSettings(
         manifests=tuple(kw["manifests"]),
         namespace=kw["namespace"],
         placeholder=kw["placeholder"],
@@ -372,12 +389,17 @@ def run(**kw: Any) -> None:
         output_format=kw["output_format"],
     )
 
-    def work(console: Any) -> int:
-        from deployer import pipeline
 
-        return pipeline.run(settings, console, dict(os.environ))
+def _report_refused_run(ctx: click.Context | None, message: str, exit_code: int) -> None:
+    """A ``deployer run`` refused before it started (a flag click or the settings refused) still reports:
+    the step outputs (status, error) in Actions, and the result document with --format json."""
+    if ctx is None or ctx.command.name != "run":
+        return
+    from deployer import actions, pipeline
+    from deployer.console import Console
 
-    _run_protected(kw["quiet"] or kw["render_only"], work)
+    report = actions.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
+    pipeline.publish_report(report, Console(), os.environ, result_format=ctx.params.get("output_format") or "text")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -435,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         hint = ""
         if isinstance(e, click.UsageError) and e.ctx is not None:
             hint = f" (see '{e.ctx.command_path} --help')"
+            _report_refused_run(e.ctx, e.format_message(), ExitCode.BAD_INPUT)
         click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(ExitCode.BAD_INPUT if isinstance(e, click.UsageError) else ExitCode.FAILURE)
     sys.exit(ExitCode.OK)

@@ -89,7 +89,12 @@ class Console:
 
     def error(self, text: str, *, file: str | None = None, line: int | None = None, col: int | None = None) -> None:
         if self.in_actions:
-            self._write(actions.error_annotation(self.redact(text), file=file, line=line, col=col))
+            short = actions.annotation_message(text)
+            if short != text:
+                # GitHub cuts long annotations: the whole message goes to the log, as text that cannot be a command.
+                with actions.commands_stopped(self._write):
+                    self._write(f"error: {text}")
+            self._write(actions.error_annotation(self.redact(short), file=file, line=line, col=col))
         else:
             self._write(f"error: {text}")
 

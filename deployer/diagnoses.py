@@ -2,9 +2,9 @@
 
 Owns: which container logs are worth fetching (``logs_to_collect``), the per-workload ``Diagnosis`` (the
 reason, the failing pods with their container states, the latest events as ``Reason: Message``, the last
-log lines of crashed containers) and its two renderings, plain text for the log (printed once) and
-Markdown for the GitHub step summary. Must not do I/O or import the kubernetes client: cluster.py fetches
-what ``logs_to_collect`` names and passes everything in as the API's JSON.
+log lines of crashed containers) and its rendering as plain text: for the log (printed once), the step
+summary (in a code block) and the JSON result. Must not do I/O or import the kubernetes client: cluster.py
+fetches what ``logs_to_collect`` names and passes everything in as the API's JSON.
 """
 
 from __future__ import annotations
@@ -141,31 +141,6 @@ class Diagnosis:
             lines.extend(f"    | {line}" for line in log_lines or ["(no output)"])
         return "\n".join(lines)
 
-    def markdown(self) -> str:
-        out = [f"### {self.title} failed", "", f"**Reason:** {_md_inline(self.reason)}", ""]
-        others = [f for f in self.failures if f != self.reason]
-        if others:
-            out.extend(f"- {_md_inline(f)}" for f in others)
-            out.append("")
-        if self.pods:
-            out += ["| Pod | Container | State | Ready | Restarts |", "| --- | --- | --- | --- | --- |"]
-            for pod in self.pods:
-                if not pod.containers:
-                    out.append(f"| {_md_cell(pod.name)} | | {_md_cell(pod.phase + ': ' + pod.detail)} | | |")
-                for c in pod.containers:
-                    state = c.state + (f" (last: {c.last_state})" if c.last_state else "")
-                    name = ("init: " if c.init else "") + c.name
-                    out.append(
-                        f"| {_md_cell(pod.name)} | {_md_cell(name)} | {_md_cell(state)} | "
-                        f"{'yes' if c.ready else 'no'} | {c.restarts} |"
-                    )
-            out.append("")
-        if self.events:
-            out += _md_details("Latest events", self.events)
-        for request, log_lines in self.logs:
-            out += _md_details(f"Last log lines of {_md_inline(request.label())}", log_lines or ["(no output)"])
-        return "\n".join(out).rstrip() + "\n"
-
 
 def _container_line(c: ContainerReport) -> str:
     text = f"{'init container' if c.init else 'container'} {c.name}: {c.state}"
@@ -177,20 +152,8 @@ def _container_line(c: ContainerReport) -> str:
     return text + (f" ({', '.join(extras)})" if extras else "")
 
 
-def _md_inline(text: str) -> str:
-    return text.replace("\n", " ")
-
-
-def _md_cell(text: str) -> str:
-    return _md_inline(text).replace("|", "\\|")
-
-
 def render_text(diagnoses: Sequence[Diagnosis]) -> str:
     return "\n\n".join(d.text() for d in diagnoses)
-
-
-def render_markdown(diagnoses: Sequence[Diagnosis]) -> str:
-    return "\n".join(d.markdown() for d in diagnoses)
 
 
 # --- building one ---------------------------------------------------------------------------------------
@@ -326,8 +289,3 @@ def diagnose(
         events=[format_event(e) for e in relevant[-max_events:]],
         logs=log_sections,
     )
-
-
-def _md_details(summary: str, lines: Sequence[str]) -> list[str]:
-    """A collapsed block of plain text under a one-line summary, for the GitHub step summary."""
-    return ["<details><summary>" + summary + "</summary>", "", "```text", *lines, "```", "", "</details>", ""]

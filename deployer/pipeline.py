@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,7 @@ from deployer.settings import (
     RolloutSettings,
     RunSettings,
     change_cause,
+    format_duration,
     resolve_image_target,
 )
 from deployer.workspace import ManifestSource
@@ -196,7 +197,7 @@ def _build_locally(settings: RunSettings, target: ImageTarget, console: Console,
         return "skipped (no Docker engine)"
     with engine:
         request = _build_request(settings.image, target, env)
-        with console.phase(f"Build {target.reference} (local only, dry run)"):
+        with console.phase(f"Build {target.reference} with {engine.builder_name()} (local only, dry run)"):
             engine.build(request, console.detail)
         return f"built locally with {engine.builder_name()}, not pushed (dry run)"
 
@@ -210,32 +211,40 @@ def _emit_plan(plan: plans.Plan, output_format: str) -> None:
 
 
 def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
-    target = resolve_target(settings.image, env)
-    rendered = render(settings, target, env)
-    _write_rendered_outputs(settings, rendered, console)
-    build_note = _build_locally(settings, target, console, env)
-    changes, cluster_note = _server_side_changes(settings, rendered, console, env)
-    plan = plans.make_plan(
-        str(target.reference),
-        build_note,
-        rendered.objects,
-        changes=changes,
-        cluster=cluster_note,
-        namespace=settings.namespace,
-    )
-    _emit_plan(plan, settings.output_format)
     report = actions.DeployReport(
         status="planned",
-        image=str(target.reference),
-        tag=target.reference.tag or "",
-        cluster=cluster_note,
-        namespace=settings.namespace,
-        plan=plans.plan_as_text(plan),
+        image="",
+        namespace=settings.namespace or None,
+        namespace_source="option" if settings.namespace else None,
         run_url=actions.run_url(env),
     )
-    actions.write_outputs(env, actions.report_outputs(report))
-    actions.append_step_summary(env, console.redact(actions.summary_markdown(report)))
-    return ExitCode.OK
+    try:
+        target = resolve_target(settings.image, env)
+        report.image, report.tag = str(target.reference), target.reference.tag or ""
+        rendered = render(settings, target, env)
+        _write_rendered_outputs(settings, rendered, console)
+        build_note = _build_locally(settings, target, console, env)
+        changes, cluster_note = _server_side_changes(settings, rendered, console, env)
+        plan = plans.make_plan(
+            str(target.reference),
+            build_note,
+            rendered.objects,
+            changes=changes,
+            cluster=cluster_note,
+            namespace=settings.namespace,
+        )
+        _emit_plan(plan, settings.output_format)
+        report.cluster, report.plan = cluster_note, plans.plan_as_text(plan)
+        report.exit_code = ExitCode.OK
+        return ExitCode.OK
+    except DeployerError as e:
+        report.exit_code = e.exit_code
+        report.error = console.redact(str(e))
+        raise
+    finally:
+        report.status = actions.status_for_exit_code(report.exit_code, dry_run=True)
+        # A dry run that planned has printed its plan as its result; one that failed prints the result document.
+        publish_report(report, console, env, result_format=settings.output_format if report.error else "text")
 
 
 def _server_side_changes(
@@ -289,42 +298,69 @@ def _register_secrets(settings: RunSettings, console: Console) -> None:
 def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
     """The whole job: render, build and push, connect, lock, record, apply, wait, and roll back on failure.
 
-    Whatever happens, the step outputs, the step summary and the GitHub Deployment are written at the end.
+    Whatever happens, bad input included, the run's report is published at the end (publish_report), and the
+    GitHub Deployment, once started, is finished.
     """
     started = time.monotonic()
-    target = resolve_target(settings.image, env)
-    rendered = render(settings, target, env)
-    _write_rendered_outputs(settings, rendered, console)
     report = actions.DeployReport(
         status="failed",
-        image=str(target.reference),
-        tag=target.reference.tag or "",
+        image="",
         environment=settings.github.environment,
         environment_url=settings.github.environment_url,
-        namespace=settings.namespace,
+        namespace=settings.namespace or None,
+        namespace_source="option" if settings.namespace else None,
         run_url=actions.run_url(env),
     )
     reporters: list[Any] = []  # the GitHub Deployment, once the image (and its digest) exists
-    code: int = ExitCode.FAILURE
     try:
-        code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
-        return code
+        target = resolve_target(settings.image, env)
+        report.image, report.tag = str(target.reference), target.reference.tag or ""
+        rendered = render(settings, target, env)
+        _write_rendered_outputs(settings, rendered, console)
+        report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
+        return report.exit_code
     except DeployerError as e:
-        code = e.exit_code
+        report.exit_code = e.exit_code
         report.error = console.redact(str(e))
         raise
     finally:
-        report.status = actions.status_for_exit_code(code)
+        report.status = actions.status_for_exit_code(report.exit_code)
         report.seconds = time.monotonic() - started
-        actions.write_outputs(env, actions.report_outputs(report))
-        actions.append_step_summary(env, console.redact(actions.summary_markdown(report)))
+        # The GitHub Deployment first: whatever happens to the files below, it must not stay in progress.
         for reporter in reporters:
             reporter.finish(
-                state="success" if code == ExitCode.OK else "failure",
+                state="success" if report.exit_code == ExitCode.OK else "failure",
                 log_url=report.run_url,
                 environment_url=settings.github.environment_url,
                 description=f"{report.image}: {report.status}",
             )
+        publish_report(report, console, env, result_format=settings.output_format)
+
+
+def publish_report(report: actions.DeployReport, console: Console, env: Mapping[str, str], result_format: str) -> None:
+    """Hand a finished run's report to its readers: the step outputs and the step summary (in Actions) and,
+    with ``result_format`` json, the result document on stdout (actions.result_document).
+
+    Reporting comes after the deploy's own result and never changes it: a reader that cannot be written
+    to (an unwritable GITHUB_OUTPUT, a closed stdout) is a warning, and the others are still written.
+    """
+    summary = console.redact(actions.summary_markdown(report))
+    writers: tuple[tuple[str, Callable[[], bool]], ...] = (
+        ("GITHUB_OUTPUT", lambda: actions.write_outputs(env, actions.report_outputs(report))),
+        ("GITHUB_STEP_SUMMARY", lambda: actions.append_step_summary(env, summary)),
+    )
+    for variable, write in writers:
+        try:
+            write()
+        except OSError as e:
+            reason = e.strerror or str(e)
+            console.warn(f"could not write to {variable} {env.get(variable)}: {reason}; the run's result stands")
+    if result_format == "json":
+        try:
+            sys.stdout.write(json.dumps(actions.result_document(report), indent=2) + "\n")
+            sys.stdout.flush()
+        except OSError as e:
+            console.warn(f"could not print the result to stdout: {e.strerror or e}")
 
 
 def _start_github_deployment(
@@ -413,8 +449,9 @@ def _deploy_phases(
     report.cluster = credentials.description
     cancel = threading.Event()
     with kubernetes_cluster.Cluster.connect(credentials) as kube, _cancelled_on_signals(cancel, console):
-        namespace = settings.namespace or kube.default_namespace
-        report.namespace = namespace
+        namespace, source = _chosen_namespace(settings.namespace, kube, credentials)
+        report.namespace, report.namespace_source = namespace, source
+        console.info(f"namespace: {namespace} ({actions.NAMESPACE_SOURCES[source]})")
         bodies = [obj.body for obj in rendered.objects]
         declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
         with console.phase(f"Lock namespace {namespace}"):
@@ -432,6 +469,19 @@ def _deploy_phases(
             except KubernetesError as e:
                 # The deploy's result stands; a lease left behind expires on its own.
                 console.warn(f"could not release the deploy lock in {namespace} ({e}); it expires on its own")
+
+
+def _chosen_namespace(asked: str | None, kube: Any, credentials: Any) -> tuple[str, str]:
+    """The namespace for objects that name none, and where it came from (a key of actions.NAMESPACE_SOURCES).
+
+    ``-n ""`` (the action's default) means no namespace was asked for, as kubectl reads it.
+    """
+    if asked:
+        return asked, "option"
+    contexts = {c.get("name"): c.get("context") or {} for c in credentials.kubeconfig.get("contexts") or ()}
+    if contexts.get(credentials.context, {}).get("namespace"):
+        return kube.default_namespace, "kubeconfig-context"
+    return kube.default_namespace, "default"
 
 
 def _apply_and_verify(
@@ -473,9 +523,8 @@ def _apply_and_verify(
         except KubernetesError as e:
             # Objects before the refused one are applied: they are put back like a failed rollout.
             applied, failure_reason, refused = False, f"apply failed: {e}", e
-            console.info(failure_reason)
     if applied:
-        with console.phase(f"Wait for {len(workloads)} workload(s), at most {_seconds(rollout.timeout)}"):
+        with console.phase(f"Wait for {len(workloads)} workload(s), at most {format_duration(rollout.timeout)}"):
             try:
                 waited = kube.wait(
                     workloads,
@@ -493,12 +542,12 @@ def _apply_and_verify(
             if waited.ok:
                 for workload in report.workloads:
                     workload.result = "ready"
-                console.info(f"rolled out {len(workloads)} workload(s) in {waited.elapsed:.1f}s")
+                console.info(f"rolled out {len(workloads)} workload(s) in {format_duration(waited.elapsed)}")
                 return ExitCode.OK
             failure_reason = f"rollout {waited.outcome}: {waited.reason}"
             found = kube.diagnose(waited)
             diagnosis_text = diagnoses.render_text(found)
-            report.diagnosis = console.redact(diagnoses.render_markdown(found))
+            report.diagnosis = console.redact(diagnosis_text)
             console.info(failure_reason)
             if diagnosis_text:
                 console.info(diagnosis_text)
@@ -510,6 +559,8 @@ def _apply_and_verify(
             # The first change was refused (e.g. a conflict under --no-force-conflicts): nothing was rolled out
             # and nothing needs rolling back, so this is the apply's own failure (exit 1), not exit 3.
             raise refused
+        # Said here rather than as the apply failed: a refusal raised above is printed once, by the error line.
+        console.info(failure_reason)
     if not rollout.rollback:
         raise KubernetesError(f"{failure_reason}; --no-rollback: the failed rollout is left in place")
     with console.phase("Roll back"):
@@ -553,10 +604,6 @@ def _fill_workload_results(report: actions.DeployReport, waited: Any) -> None:
         status = live.get("status") or {}
         revision = annotations.get("deployment.kubernetes.io/revision") or status.get("updateRevision")
         workload.revision = str(revision) if revision else None
-
-
-def _seconds(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
 def build(image: ImageSettings, output_format: str, console: Console, env: Mapping[str, str]) -> int:
@@ -604,9 +651,15 @@ def save_kubeconfig(cluster: ClusterSettings, output_file: str | None, console: 
     if not cluster.cluster:
         raise OptionError("--cluster", "deployer kubeconfig needs --cluster NAME (a DigitalOcean cluster)")
     console.add_secret(cluster.digitalocean_token)
+    if output_file:
+        # Before DigitalOcean is asked: a kubeconfig minted for nothing would be a credential wasted.
+        workspace.check_output_file(Path(output_file), "--output")
     resolved = _credentials(cluster, RolloutSettings(), console, env)
     if output_file:
-        credentials.write_kubeconfig(resolved, Path(output_file))
+        try:
+            credentials.write_kubeconfig(resolved, Path(output_file))
+        except OSError as e:
+            raise OptionError("--output", f"cannot write the kubeconfig to {output_file}: {e.strerror or e}") from e
         console.info(f"wrote the kubeconfig to {output_file} (mode 0600)")
     else:
         sys.stdout.write(credentials.kubeconfig_yaml(resolved))

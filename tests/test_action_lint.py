@@ -168,7 +168,7 @@ def test_each_input_maps_to_the_option_of_the_same_name() -> None:
 def test_outputs_come_from_the_deploy_step() -> None:
     outputs = load(ACTION)["outputs"]
 
-    assert set(outputs) == {"image", "digest", "tag", "status", "rolled-back", "revisions"}
+    assert set(outputs) == {"image", "digest", "tag", "status", "rolled-back", "revisions", "error"}
     assert all(o["value"] == f"${{{{ steps.deploy.outputs.{name} }}}}" for name, o in outputs.items())
 
 

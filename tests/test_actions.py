@@ -331,8 +331,8 @@ def test_summary_of_a_success_lists_image_digest_environment_and_each_workload()
     assert markdown.startswith(f"## ✅ Deployed `{IMAGE}`\n")
     assert f"| **Digest** | `{DIGEST}` |" in markdown
     assert "| **Environment** | [production](https://hello.example.com) |" in markdown
-    assert "| **Duration** | 1 min 15 s |" in markdown
-    assert "| deployment/web | default | ready | 12.5 s | 3 (was 2) |" in markdown
+    assert "| **Duration** | 1m15s |" in markdown
+    assert "| deployment/web | default | ready | 12.5s | 3 (was 2) |" in markdown
     assert "What went wrong" not in markdown and "Rollback" not in markdown
 
 
@@ -348,7 +348,7 @@ def test_summary_of_a_rollback_explains_the_failure_and_what_was_restored() -> N
     markdown = actions.summary_markdown(report)
 
     assert markdown.startswith("## ↩️ Rolled back:")
-    assert "| deployment/web | default | failed: ImagePullBackOff | 12.5 s | 3 (was 2) |" in markdown
+    assert "| deployment/web | default | failed: ImagePullBackOff | 12.5s | 3 (was 2) |" in markdown
     assert "> deployment/web did not become ready: ImagePullBackOff" in markdown
     assert '```text\npod web-7d9f: Back-off pulling image "ghcr.io/acme/hello-app:0123456"\n```' in markdown
     assert "| deployment/web | rolled back | to revision 2 |" in markdown
@@ -376,3 +376,102 @@ def test_summary_of_a_dry_run_shows_the_plan_unfolded() -> None:
     assert markdown.startswith(f"## 📝 Dry run of `{IMAGE}`")
     plan = "```text\ncreate deployment/web\ncreate service/web\n```"
     assert f"<details open><summary>Plan</summary>\n\n{plan}" in markdown
+
+
+# --- the result document of --format json -----------------------------------------------------------------
+
+RESULT_FIELDS = {
+    "schema_version", "status", "exit_code", "error", "image", "tag", "digest", "cluster", "namespace",
+    "namespace_source", "environment", "environment_url", "run_url", "seconds", "workloads", "diagnosis",
+    "rolled_back", "rollback",
+}
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        (
+            DeployReport(status="success", image=IMAGE, tag="0123456", digest=DIGEST, namespace="shop",
+                         namespace_source="option", cluster="kubeconfig ~/.kube/config, context prod",
+                         workloads=[web(seconds=12.34567)], seconds=20.0004, exit_code=0),
+            {"status": "success", "exit_code": 0, "error": None, "image": IMAGE, "digest": DIGEST, "seconds": 20.0,
+             "rolled_back": False, "rollback": [], "diagnosis": None,
+             "workloads": [{"kind": "Deployment", "name": "web", "namespace": "default", "result": "ready",
+                            "revision": "3", "previous_revision": "2", "seconds": 12.346, "detail": None}]},
+        ),
+        (
+            DeployReport(status="rolled-back", image=IMAGE, tag="0123456", exit_code=3, error="rollout failed: x",
+                         diagnosis="deployment/web failed: x", workloads=[web(result="rolled back")],
+                         rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")]),
+            {"status": "rolled-back", "exit_code": 3, "error": "rollout failed: x", "rolled_back": True,
+             "diagnosis": "deployment/web failed: x",
+             "rollback": [{"kind": "Deployment", "name": "web", "state": "rolled back", "detail": "to revision 2"}]},
+        ),
+        (
+            DeployReport(status="rollback-failed", image=IMAGE, exit_code=4, error="rollout failed: x; rollback failed",
+                         rollback=[WorkloadOutcome("Deployment", "web", "failed")]),
+            {"status": "rollback-failed", "exit_code": 4, "rolled_back": False,
+             "rollback": [{"kind": "Deployment", "name": "web", "state": "failed", "detail": None}]},
+        ),
+        (
+            # Refused before the image could even be computed: every field is still there, empty.
+            DeployReport(status="failed", image="", exit_code=2, error="--timeout: '10x' is not a duration"),
+            {"status": "failed", "exit_code": 2, "error": "--timeout: '10x' is not a duration", "image": None,
+             "tag": None, "digest": None, "namespace": None, "workloads": [], "rollback": [], "seconds": None},
+        ),
+    ],
+    ids=["success", "rolled back", "rollback failed", "bad input"],
+)
+def test_result_document_has_every_field_for_every_outcome(report: DeployReport, expected: dict[str, object]) -> None:
+    document = actions.result_document(report)
+
+    assert set(document) == RESULT_FIELDS
+    assert {key: document[key] for key in expected} == expected
+    assert json.loads(json.dumps(document)) == document
+
+
+def test_outputs_carry_the_error_of_a_failed_run() -> None:
+    report = DeployReport(status="failed", image="", error="k8s/app.yaml:3: kind: required", exit_code=2)
+
+    outputs = actions.report_outputs(report)
+
+    assert (outputs["status"], outputs["error"], outputs["image"]) == ("failed", "k8s/app.yaml:3: kind: required", "")
+
+
+def test_summary_of_a_run_refused_before_the_image_was_known_names_no_image() -> None:
+    report = DeployReport(status="failed", image="", error="--timeout: '10x' is not a duration", exit_code=2)
+
+    markdown = actions.summary_markdown(report)
+
+    assert markdown.startswith("## ❌ Deploy failed:\n")
+    assert "**Image**" not in markdown and "``" not in markdown
+    assert "> --timeout: '10x' is not a duration" in markdown
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("option", "| **Namespace** | shop |"),
+        ("kubeconfig-context", "| **Namespace** | shop (from the kubeconfig context, as no --namespace was given) |"),
+        ("default", "| **Namespace** | shop (Kubernetes' default: neither --namespace nor the kubeconfig context"),
+    ],
+)
+def test_summary_says_where_a_namespace_not_asked_for_came_from(source: str, shown: str) -> None:
+    report = DeployReport(status="success", image=IMAGE, namespace="shop", namespace_source=source)
+
+    assert shown in actions.summary_markdown(report)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [("short", "short"), ("x" * 500, "x" * 500)],
+)
+def test_short_annotation_messages_are_kept_whole(message: str, expected: str) -> None:
+    assert actions.annotation_message(message) == expected
+
+
+def test_a_long_annotation_message_is_cut_and_says_where_the_rest_is() -> None:
+    cut = actions.annotation_message("rolled back deployment/web; " * 300)
+
+    assert len(cut) <= actions.ANNOTATION_MESSAGE_LIMIT
+    assert cut.startswith("rolled back deployment/web; ") and cut.endswith("(cut: the whole message is in the job log)")

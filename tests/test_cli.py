@@ -394,3 +394,111 @@ def test_local_git_work_tree_gives_owner_and_short_sha_and_dirty_suffix(tmp_path
     dirty = deployer(*DRY_RUN, "-f", "k8s", "--format", "json", "--sha-length", "10", cwd=tmp_path)
     assert dirty.code == 0, dirty.stderr
     assert json.loads(dirty.stdout)["image"] == f"ghcr.io/acme/hello-app:{head[:10]}-dirty"
+
+
+# --- bad input still reports: the JSON result and the step outputs ---------------------------------------------
+
+REAL_RUN = ["run", "--no-build", "--kubeconfig", "kubeconfig-never-read"]
+
+
+def step_outputs(path: Path) -> dict[str, str]:
+    return {
+        name: value
+        for name, _, value in re.findall(r"^([\w-]+)<<(\S+)\n(.*?)\n\2$", path.read_text(encoding="utf-8"), re.M | re.S)
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["-f", "k8s", "--format", "json"], "k8s/app.yaml (document 1): kind: missing"),
+        (["--timeout", "10x", "-f", "k8s", "--format", "json"], "'10x' is not a duration"),
+        (["-f", "k8s", "--build-arg", "NOEQUALS", "--format", "json"], "--build-arg: 'NOEQUALS'"),
+    ],
+    ids=["bad manifest", "bad flag value", "bad build arg"],
+)
+def test_bad_input_to_a_real_run_is_a_json_result_with_the_error_and_step_outputs(
+    tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    write(tmp_path / "k8s/app.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")
+    outputs = tmp_path / "github-output"
+
+    result = deployer(*REAL_RUN, *IMAGE_FLAGS, *args, cwd=tmp_path, env={"GITHUB_OUTPUT": str(outputs)})
+
+    line = assert_one_error_line(result, fragment)
+    document = json.loads(result.stdout)
+    assert (document["status"], document["exit_code"]) == ("failed", 2)
+    assert fragment in document["error"] and document["error"] in line
+    values = step_outputs(outputs)
+    assert values["status"] == "failed" and fragment in values["error"]
+
+
+def test_a_failed_dry_run_in_json_is_a_result_document_not_a_plan(tmp_path: Path) -> None:
+    write(tmp_path / "k8s/app.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")
+
+    result = deployer(*DRY_RUN, *IMAGE_FLAGS, "-f", "k8s", "--format", "json", cwd=tmp_path)
+
+    assert_one_error_line(result, "kind: missing")
+    document = json.loads(result.stdout)
+    assert (document["status"], document["exit_code"], document["image"]) == (
+        "failed", 2, "ghcr.io/acme/hello-app:abc1234",
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"pull_request": "not an object"}, "pull_request in the event payload is not an object"),
+        ({"pull_request": {"head": 7}}, "pull_request.head in the event payload is not an object"),
+        ({"pull_request": {"head": {"sha": ["a"]}}}, "pull_request.head.sha in the event payload is not a commit SHA"),
+    ],
+)
+def test_a_malformed_pull_request_event_is_one_error_line_naming_the_file_and_field(
+    tmp_path: Path, event: dict[str, object], field: str
+) -> None:
+    path = write(tmp_path / "event.json", json.dumps(event))
+    env = {
+        "GITHUB_REPOSITORY": "acme/hello-app",
+        "GITHUB_SHA": SHA,
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(path),
+    }
+    result = deployer(*DRY_RUN, "-f", str(HELLO_K8S), cwd=tmp_path, env=env)
+    assert_one_error_line(result, f"{path}: {field}")
+
+
+@pytest.mark.parametrize("target", ["a-file/rendered", "/proc/deployer-rendered"], ids=["under a file", "in /proc"])
+def test_output_that_cannot_be_written_is_one_error_line_naming_the_flag_and_path(tmp_path: Path, target: str) -> None:
+    write(tmp_path / "a-file", "not a directory\n")
+
+    result = deployer(*DRY_RUN, *IMAGE_FLAGS, "-f", str(HELLO_K8S), "-o", target, cwd=tmp_path)
+
+    assert_one_error_line(result, f"--output: cannot write the rendered manifests to {target}: ")
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("missing/dir/kubeconfig", "cannot write missing/dir/kubeconfig: missing/dir does not exist"),
+        ("a-file/kubeconfig", "cannot write a-file/kubeconfig: a-file is not a directory"),
+    ],
+)
+def test_kubeconfig_output_that_cannot_be_written_is_refused_before_digitalocean_is_asked(
+    tmp_path: Path, target: str, problem: str
+) -> None:
+    write(tmp_path / "a-file", "not a directory\n")
+    # Nothing listens on port 9: had deployer asked DigitalOcean first, this would be a connection error.
+    args = ["kubeconfig", "--cluster", "web", "--digitalocean-api-url", "http://127.0.0.1:9", "-o", target]
+
+    result = deployer(*args, cwd=tmp_path, env={"DIGITALOCEAN_ACCESS_TOKEN": "dop_v1_not-used"})
+
+    assert_one_error_line(result, f"--output: {problem}")
+
+
+def test_a_docker_cli_that_is_not_one_is_an_error_naming_the_flag(tmp_path: Path, docker_client: object) -> None:
+    write(tmp_path / "Dockerfile", "FROM scratch\n")
+    write(tmp_path / "k8s/app.yaml", CONFIGMAP_WITH_IMAGE)
+
+    result = deployer("run", "--dry-run", *IMAGE_FLAGS, "-f", "k8s", "--docker-cli", "/bin/false", cwd=tmp_path)
+
+    assert_one_error_line(result, "--docker-cli: /bin/false is not a working docker CLI")

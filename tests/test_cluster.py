@@ -252,7 +252,6 @@ def test_diagnosis_of_a_bad_image_names_the_pull_error(cluster: Cluster, namespa
     assert text.startswith("deployment/web failed: pod web-")
     assert "web:bad-2" in text
     assert "  events:" in text and "Failed" in text
-    assert "### deployment/web failed" in diagnosis.markdown()
 
 
 def test_crash_loop_is_detected_and_diagnosed_with_the_crashed_containers_logs(

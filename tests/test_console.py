@@ -192,3 +192,27 @@ class FakeTerminal(io.StringIO):
 def test_console_is_live_only_on_a_terminal_outside_ci(env: dict[str, str], expected: bool) -> None:
     assert Console(out=FakeTerminal(), env=env).interactive is expected
     assert Console(out=io.StringIO(), env=env).interactive is False
+
+
+def test_a_long_error_in_actions_is_a_short_annotation_and_whole_in_the_log_as_text() -> None:
+    console, out = make_console(ACTIONS)
+    # What a rollback of 100 workloads ends with: every workload named, far past what an annotation shows.
+    message = "rollout failed: deployment/web-0: ErrImagePull; " + "; ".join(
+        f"rolled back deployment/web-{n} to revision 3 (image ghcr.io/acme/web:v3)" for n in range(100)
+    )
+
+    console.error(message)
+
+    lines = out.getvalue().splitlines()
+    annotation = lines[-1]
+    assert annotation.startswith("::error::rollout failed: deployment/web-0: ErrImagePull; ")
+    assert len(annotation) <= 600 and annotation.endswith("(cut: the whole message is in the job log)")
+    stop, whole, resume = lines[:3]
+    assert stop.startswith("::stop-commands::") and resume == f"::{stop.removeprefix('::stop-commands::')}::"
+    assert whole == f"error: {message}"
+
+
+def test_a_short_error_in_actions_is_one_whole_annotation() -> None:
+    console, out = make_console(ACTIONS)
+    console.error("--timeout: '10x' is not a duration")
+    assert out.getvalue() == "::error::--timeout: '10x' is not a duration\n"

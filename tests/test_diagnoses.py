@@ -13,7 +13,6 @@ from deployer.diagnoses import (
     diagnose,
     format_event,
     logs_to_collect,
-    render_markdown,
     render_text,
 )
 from deployer.rollouts import PodFailure, WorkloadFailure
@@ -191,25 +190,6 @@ def test_diagnosis_text_names_reason_pods_events_and_crash_logs() -> None:
     assert "    | line 10" not in lines and "    | line 11" in lines
 
 
-def test_diagnosis_markdown_is_a_step_summary_section() -> None:
-    md = crash_loop_diagnosis().markdown()
-    assert md.startswith("### deployment/web failed\n")
-    assert (
-        "| web-bbb-1 | web | waiting: CrashLoopBackOff: back-off 40s restarting failed container"
-        " (last: terminated: Error, exit code 1) | no | 4 |" in md
-    )
-    assert "<details><summary>Last log lines of web-bbb-1/web (previous container)</summary>" in md
-    assert md.count("```text") == md.count("```") // 2 == 2
-
-
-def test_markdown_escapes_pipes_in_table_cells() -> None:
-    bad = pod(
-        "web-bbb-1", [{"name": "web", "state": {"waiting": {"reason": "RunContainerError", "message": "exec: a|b"}}}]
-    )
-    md = diagnose(WEB, [failure("RunContainerError", "exec: a|b")], [bad], [], {}).markdown()
-    assert "exec: a\\|b" in md
-
-
 def test_timeout_diagnosis_uses_the_given_reason_and_shows_unschedulable_pods() -> None:
     pending = {
         "kind": "Pod",
@@ -241,7 +221,6 @@ def test_several_diagnoses_render_together() -> None:
         render_text([one, other]) == "deployment/web failed: pod web-bbb-1 container web: ErrImagePull\n\n"
         "statefulset/db failed: the rollout did not finish"
     )
-    assert render_markdown([one, other]).count("### ") == 2
 
 
 def test_events_within_the_same_second_keep_the_servers_order() -> None:
