@@ -419,10 +419,15 @@ def engine(docker_client: Any, recorder: Recorder) -> Iterator[DockerEngine]:
 
 @pytest.fixture
 def classic_engine(docker_client: Any, recorder: Recorder, tmp_path: Path) -> Iterator[DockerEngine]:
-    """An engine whose only docker CLI knows neither buildx nor DOCKER_BUILDKIT, like a bare SDK install."""
+    """An engine whose only docker CLI knows neither buildx nor DOCKER_BUILDKIT: a docker CLI 23+ without the
+    buildx plugin, which runs but cannot build with BuildKit."""
     cli = tmp_path / "bin" / "docker"
     cli.parent.mkdir()
-    cli.write_text("#!/bin/sh\necho 'docker: no BuildKit here' >&2\nexit 1\n")
+    cli.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "Docker version 24.0.7, build afdd53b"; exit 0; fi\n'
+        "echo \"docker: '$1' is not a docker command.\" >&2\nexit 1\n"
+    )
     cli.chmod(0o755)
     engine = DockerEngine.connect(str(cli), retry=RetryPolicy(attempts=3, sleep=recorder.sleep))
     yield engine
