@@ -93,7 +93,13 @@ manifest_options = _compose(
         "--manifests",
         multiple=True,
         type=ListFromEnv("PATH"),
-        help="Manifest file or directory (*.yaml, *.yml, searched recursively). Repeatable.",
+        help="Manifest file or directory (*.yaml, *.yml, searched recursively), or - for stdin. Repeatable.",
+    ),
+    _option(
+        "-k",
+        "--kustomize",
+        metavar="DIRECTORY",
+        help="Render the kustomization in DIRECTORY with `kubectl kustomize` (instead of -f).",
     ),
     _option("-n", "--namespace", help="Namespace for namespaced objects that name none; a different one is an error."),
     _option(
@@ -292,8 +298,9 @@ def _annotation_position(error: DeployerError) -> dict[str, Any]:
     """
     from deployer import actions
     from deployer.errors import ManifestError
+    from deployer.workspace import is_file_source
 
-    if not isinstance(error, ManifestError) or not error.path:
+    if not isinstance(error, ManifestError) or not error.path or not is_file_source(error.path):
         return {}
     line = error.line
     if line is None and error.document is not None:
@@ -362,6 +369,7 @@ def run(**kw: Any) -> None:
 def _run_settings(kw: dict[str, Any]) -> RunSettings:
     return RunSettings(
         manifests=tuple(kw["manifests"]),
+        kustomize=kw["kustomize"],
         namespace=kw["namespace"],
         placeholder=kw["placeholder"],
         image_refs=parse_key_values(kw["image_refs"], "--image-ref"),

@@ -76,7 +76,7 @@ def render(
     ``sources`` are manifests already read (rendering again with a digest); else they are read now.
     """
     if sources is None:
-        sources = workspace.read_manifests(settings.manifests)
+        sources = _read_sources(settings)
     options = RenderOptions(
         images={"": image or str(target.reference), **settings.image_refs},
         placeholder=settings.placeholder,
@@ -93,6 +93,15 @@ def render(
             document=second.document,
         )
     return Rendered(sources, options, objects)
+
+
+def _read_sources(settings: RunSettings) -> list[ManifestSource]:
+    if not settings.kustomize:
+        return workspace.read_manifests(settings.manifests)
+    if settings.manifests:
+        # As kubectl apply: a kustomization is the whole input, or the two would disagree on what to apply.
+        raise OptionError("--kustomize", "give either -k DIRECTORY or -f PATH, not both")
+    return [workspace.render_kustomization(settings.kustomize)]
 
 
 def rendered_files(rendered: Rendered) -> dict[str, str]:
@@ -442,6 +451,8 @@ def _deploy_phases(
         pinned = str(target.reference.with_digest(published.digest))
         rendered = render(settings, target, env, image=pinned, sources=rendered.sources)
         report.image = pinned
+        # Written again now, so that the files hold what is applied: the digest, not the tag.
+        _write_rendered_outputs(settings, rendered, console)
     reporter = _start_github_deployment(settings, target, published, console, env)
     if reporter is not None:
         reporters.append(reporter)

@@ -6,11 +6,19 @@ not 644, which the API would refuse as a file mode; ``y``, ``yes`` and ``on`` ar
 ``1e3`` travels as the JSON number 1000. The rules here were checked one by one against kubectl 1.32's
 ``create --dry-run=client -o json`` (tests/test_scalars.py keeps that check).
 
+Explicit tags follow go-yaml v2 as kubectl runs it: ``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``
+and ``!!timestamp`` read the text by the plain rules and refuse a value of another type; ``!!binary`` is
+base64 that becomes the decoded text; every other tag (``!!set``, ``!!omap``, ``!foo``...) is ignored, so a
+node reads as if it had none (a scalar as its text).
+
 Pure: text in, value out. The YAML library's hooks that call this live in manifests.py.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime
 import math
 import re
 import struct
@@ -32,6 +40,20 @@ _BASES = {"x": 16, "o": 8, "b": 2}
 _YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 # Go's ParseFloat, for scalars that start with ".": digits with an optional exponent.
 _DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?\Z")
+
+# go-yaml v2's timestamp layouts (Go's "2006-1-2T15:4:5.999999999Z07:00", the same with a lower-case "t" or
+# a space and no zone, and "2006-1-2"); an explicit !!timestamp must match one, and is sent as its text.
+_TIMESTAMP = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{1,2})-(?P<day>[0-9]{1,2})"
+    r"(?:(?:[Tt](?P<time>[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]+)?)(?:Z|[-+][0-9]{2}:[0-9]{2}))"
+    r"|(?: (?P<local>[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]+)?)))?\Z"
+)
+_TAG_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (float, int),
+    "null": (type(None),),
+}
 
 _INT64 = range(-(2**63), 2**63)
 _UINT64 = range(2**64)
@@ -135,3 +157,60 @@ def _go_float32_text(value: float) -> str:
     whole = significant[: exponent + 1].ljust(exponent + 1, "0")
     fraction = significant[exponent + 1 :]
     return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
+
+
+def tagged_scalar(tag: str, text: str) -> Any:
+    """The value of a scalar written with the standard tag ``!!<tag>``, as kubectl reads it.
+
+    Raises ValueError, naming the text and the tag, where kubectl refuses the value: a text of another
+    type (``!!int abc``), a date that is none, base64 that is not. Tags outside these give the text.
+    """
+    if tag == "binary":
+        return binary_text(text)
+    if tag == "timestamp":
+        if not is_timestamp(text):
+            raise ValueError(f"{text!r} is not a !!timestamp (kubectl refuses it too)")
+        return text  # kubectl sends a timestamp as it is written
+    wanted = _TAG_TYPES.get(tag)
+    if wanted is None:
+        return text
+    value = plain_scalar(text)
+    # bool is an int in Python, not in YAML: !!int true is refused, as kubectl refuses it.
+    if not isinstance(value, wanted) or (isinstance(value, bool) and tag != "bool"):
+        raise ValueError(f"{text!r} is not a !!{tag} (kubectl refuses it too)")
+    return float(value) if isinstance(value, int) and tag == "float" else value
+
+
+def binary_text(text: str) -> str:
+    """The text a ``!!binary`` scalar holds: its base64 decoded, as kubectl sends it (a JSON string).
+
+    Raises ValueError for base64 kubectl refuses, and for bytes that are not UTF-8 text: kubectl would
+    send each such byte as U+FFFD, silently mangling the data, so deployer refuses it instead.
+    """
+    # Go's base64.StdEncoding, which go-yaml uses, skips line breaks and nothing else.
+    try:
+        data = base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
+    except binascii.Error:
+        raise ValueError("the !!binary value is not valid base64 (kubectl refuses it too)") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            "the !!binary value is not UTF-8 text, which the API cannot take in a string field "
+            "(kubectl would send it mangled): put binary data, base64-encoded without the tag, under a "
+            "ConfigMap's binaryData or a Secret's data"
+        ) from None
+
+
+def is_timestamp(text: str) -> bool:
+    """Whether go-yaml takes ``text`` as a !!timestamp: one of its layouts, and a real date and time."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        return False
+    clock = match.group("time") or match.group("local") or "0:0:0"
+    hours, minutes, seconds = (int(float(part)) for part in clock.split(":"))
+    try:
+        datetime.datetime(int(match.group("year")), int(match.group("month")), int(match.group("day")))
+    except ValueError:
+        return False
+    return hours < 24 and minutes < 60 and seconds < 60

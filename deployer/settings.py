@@ -116,6 +116,7 @@ class GitHubSettings:
 @dataclass(frozen=True)
 class RunSettings:
     manifests: Sequence[str] = ()
+    kustomize: str | None = None  # -k DIR: the manifests `kubectl kustomize DIR` builds
     namespace: str | None = None
     placeholder: str = "<IMAGE>"
     image_refs: Mapping[str, str] = field(default_factory=dict)  # --image-ref NAME=REFERENCE

@@ -113,6 +113,8 @@ def test_pin_digest_deploys_the_pushed_digest(
         str(sim.kubeconfig_path),
         "--timeout",
         "60s",
+        "-o",
+        "rendered",
         env=app["env"],
         cwd=app["context"],
     )
@@ -120,3 +122,7 @@ def test_pin_digest_deploys_the_pushed_digest(
     digest = registry.manifest_digest(app["path"], "b1")
     live = Kubectl(kubectl, sim.kubeconfig_path, tmp_path).image("hello", "deployment/hello-app")
     assert live == f"{app['repository']}@{digest}"
+    # The files written hold what was applied: the digest, not the tag.
+    written = "".join(path.read_text() for path in (app["context"] / "rendered").iterdir())
+    images = [line.split("image:", 1)[1].strip() for line in written.splitlines() if "image:" in line]
+    assert images == [f"{app['repository']}@{digest}"]

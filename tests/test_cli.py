@@ -164,7 +164,7 @@ def test_help_imports_neither_kubernetes_nor_docker_nor_github(tmp_path: Path, a
         (
             {"k8s/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n data: x\n"},
             ["-f", "k8s"],
-            ["k8s/bad.yaml:5:2: invalid YAML: did not find expected key"],
+            ["k8s/bad.yaml:5:2 (document 1): invalid YAML: did not find expected key"],
         ),
         (
             {"k8s/app.yaml": CONFIGMAP_WITH_IMAGE + "---\napiVersion: v1\nmetadata:\n  name: b\n"},

@@ -80,7 +80,7 @@ RENDER_TEXT_CASES = {
             spec:
               containers:
                 - name: web
-                  image: "ghcr.io/acme/web:abc1234" # double quotes stay
+                  image: "ghcr.io/acme/web:abc1234"  # double quotes stay
                   env:
                     - name: SELF
                       value: 'also ghcr.io/acme/web:abc1234 here'
@@ -616,7 +616,7 @@ def test_invalid_yaml_names_file_line_and_column(given: str, line: int, column: 
         render_objects([ManifestSource("k8s/bad.yaml", given)], RenderOptions(images=MAIN_ONLY))
     error = caught.value
     assert (error.path, error.line, error.column) == ("k8s/bad.yaml", line, column)
-    assert str(error).startswith(f"k8s/bad.yaml:{line}:{column}: invalid YAML: ")
+    assert str(error).startswith(f"k8s/bad.yaml:{line}:{column} (document 1): invalid YAML: ")
     assert problem in str(error)
     assert "\n" not in str(error)
     assert error.exit_code == 2
