@@ -5,14 +5,18 @@ objects stay dicts shaped like the API's JSON) and leaves every decision to the 
 judges workloads and finds failures, rollbacks.py plans and judges the rollback, diagnoses.py explains a
 failure. It never sleeps to poll: waiting is list+watch with resourceVersion resumption (re-listing on
 410 Gone; Jobs are watched from their apply's resourceVersion instead of listed), and one overall
-deadline. It must not print (progress goes to the ``on_progress`` callback), call sys.exit, or let a
-token or kubeconfig reach a message: errors are deployer.errors, chained.
+deadline. It sleeps only to back off while the API is unavailable (deployer/retries.py decides how long),
+retrying only what is safe to repeat. It must not print (progress goes to the ``on_progress`` callback,
+notices to ``warn``/``inform``), call sys.exit, or let a token or kubeconfig reach a message: errors are
+deployer.errors, chained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -38,6 +42,7 @@ from deployer.errors import (
     WorkloadOutcome,
 )
 from deployer.plans import apply_rank
+from deployer.retries import Availability, Retrier, RetryPolicy, Transient, parse_retry_after
 from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef, RollbackAction, RollbackStep, RollbackTarget
 from deployer.rollouts import PodFailure, RolloutVerdict, WorkloadFailure
 from deployer.settings import format_duration
@@ -55,6 +60,15 @@ WATCH_WINDOW_SECONDS = 300
 TICK_SECONDS = 0.1
 CONNECT_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 60.0
+# A watch the server has not ended (timeoutSeconds) nor written to this long after its window is dead.
+WATCH_READ_TIMEOUT_SECONDS = WATCH_WINDOW_SECONDS + 30.0
+# How long a request outside the wait and the rollback (record, apply, lock) keeps retrying while the API is
+# unavailable: a control plane restarting for maintenance (DOKS's default is not highly available) is back
+# within a minute or two.
+REQUEST_RETRY_SECONDS = 120.0
+# Diagnosing is worth little against a rollback that waits: its requests retry briefly.
+DIAGNOSIS_RETRY_SECONDS = 10.0
+REQUEST_RETRY_POLICY = RetryPolicy(budget=REQUEST_RETRY_SECONDS)
 # Attempts at upgrading client-side apply ownership when the object keeps changing under it (kubectl's
 # maxPatchRetry): each 409 means a newer version to read and compute the upgrade from again.
 UPGRADE_ATTEMPTS = 5
@@ -246,28 +260,55 @@ class Lock:
 
 
 class Cluster:
-    """One connection to one cluster. Create with ``Cluster.connect(credentials)``; ``close()`` when done."""
+    """One connection to one cluster. Create with ``Cluster.connect(credentials)``; ``close()`` when done.
 
-    def __init__(self, api: Any, credentials: KubeCredentials, default_namespace: str) -> None:
+    Requests that are safe to repeat (reads, server-side apply, the rollback's patches, lease updates) are
+    retried while the API is unavailable (connection errors, 429, 5xx), within the deadline of the phase
+    that sends them (the wait's, the rollback's) or REQUEST_RETRY_SECONDS; ``warn`` is told once when the API
+    stops answering, ``inform`` once when it is back.
+    """
+
+    def __init__(
+        self,
+        api: Any,
+        credentials: KubeCredentials,
+        default_namespace: str,
+        *,
+        warn: Callable[[str], None] = log.warning,
+        inform: Callable[[str], None] = log.info,
+        retry_policy: RetryPolicy = REQUEST_RETRY_POLICY,
+    ) -> None:
         self._api = api
         self._credentials = credentials
         self.default_namespace = default_namespace
         self._resources: dict[tuple[str, str], Resource] = dict(_KNOWN_RESOURCES)
         self._resources_lock = threading.Lock()
         self.host = str(api.configuration.host)
+        self._inform = inform
+        availability = Availability(
+            f"the Kubernetes API at {self.host}", clock=time.monotonic, on_lost=warn, on_regained=inform
+        )
+        self._retrier = Retrier(retry_policy, availability, clock=time.monotonic, sleep=time.sleep)
+        # The deadline of the phase the calling thread is in (the rollback's, the diagnosis's), if any.
+        self._phase = threading.local()
+        self._api_lock = threading.Lock()
+        self._renewing = False
+        # The first 401 any request of this connection got (the lock's renewal included): it ends a wait.
+        self.refused: KubernetesError | None = None
 
     @classmethod
-    def connect(cls, credentials: KubeCredentials) -> Cluster:
+    def connect(
+        cls,
+        credentials: KubeCredentials,
+        *,
+        warn: Callable[[str], None] = log.warning,
+        inform: Callable[[str], None] = log.info,
+    ) -> Cluster:
         """A client for the credentials' context, loaded in memory. Makes no request."""
-        try:
-            api = kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
-                credentials.kubeconfig, context=credentials.context, persist_config=False
-            )
-        except Exception as e:  # the loader raises ConfigException, ValueError, KeyError...
-            raise KubernetesError(f"cannot use the kubeconfig from {credentials.description}: {e}") from e
+        api = _client_for(credentials)
         contexts = {c.get("name"): c.get("context") or {} for c in credentials.kubeconfig.get("contexts") or ()}
         namespace = str(contexts.get(credentials.context, {}).get("namespace") or "default")
-        return cls(api, credentials, namespace)
+        return cls(api, credentials, namespace, warn=warn, inform=inform)
 
     def close(self) -> None:
         self._api.close()
@@ -277,6 +318,22 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- retrying -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _retrying_until(self, deadline: float) -> Iterator[None]:
+        """Requests of this thread retry until ``deadline`` (time.monotonic) within the block."""
+        outer = getattr(self._phase, "deadline", None)
+        self._phase.deadline = deadline
+        try:
+            yield
+        finally:
+            self._phase.deadline = outer
+
+    def _request_deadline(self) -> float | None:
+        deadline: float | None = getattr(self._phase, "deadline", None)
+        return deadline
 
     # --- HTTP ---------------------------------------------------------------------------------------------
 
@@ -291,13 +348,16 @@ class Cluster:
         accept: str = "application/json",
         timeout: Any = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
     ) -> Any:
-        """One request; returns the urllib3 response, unread (the caller reads or streams it)."""
+        """One request; returns the urllib3 response, unread (the caller reads or streams it). A connection
+        failure is a retryable KubernetesError whose cause says whether the request was ever sent."""
         headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()]
+        with self._api_lock:
+            api = self._api
         try:
-            serialized = self._api.param_serialize(
+            serialized = api.param_serialize(
                 method=method,
                 resource_path=path,
                 query_params=params,
@@ -305,11 +365,13 @@ class Cluster:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self._api.call_api(*serialized, _request_timeout=timeout)
+            response = api.call_api(*serialized, _request_timeout=timeout)
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise KubernetesError(f"cannot reach the Kubernetes API at {self.host}: {e}", retryable=True) from e
+            raise _unreachable(self.host, e) from e
         except kubernetes.client.exceptions.ApiException as e:
             raise KubernetesError(f"{method} {path}: {e.reason}", status=e.status or None) from e
+        if not _unavailable_status(int(response.response.status)):
+            self._retrier.availability.answered()
         return response.response
 
     def _request(
@@ -321,13 +383,50 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         allow: tuple[int, ...] = (),
+        repeatable: bool | None = None,
     ) -> tuple[int, Any]:
-        """A request whose answer is JSON; raises for a status outside 2xx unless it is in ``allow``."""
-        response = self._send(method, path, query=query, body=body, content_type=content_type)
+        """A request whose answer is JSON; raises for a status outside 2xx unless it is in ``allow``.
+
+        Retried while the API is unavailable when ``repeatable`` (default: every method but POST, whose
+        repetition could create twice; a POST is still retried when it was never sent or was refused with
+        429). Expired credentials are renewed once when the source can mint new ones (see ``_renewable``)."""
+        repeat = method != "POST" if repeatable is None else repeatable
+
+        def attempt() -> tuple[int, Any]:
+            return self._attempt(method, path, query=query, body=body, content_type=content_type, allow=allow,
+                                 repeatable=repeat)
+
         try:
-            data = response.data
-        finally:
-            response.release_conn()
+            return self._retrier.call(attempt, deadline=self._request_deadline())
+        except KubernetesError as e:
+            if e.status != 401 or not self._renew_credentials():
+                raise
+        return self._retrier.call(attempt, deadline=self._request_deadline())
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content_type: str,
+        allow: tuple[int, ...],
+        repeatable: bool,
+    ) -> tuple[int, Any]:
+        """One try of ``_request``; raises Transient for a failure that repeating may heal."""
+        try:
+            response = self._send(method, path, query=query, body=body, content_type=content_type)
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise Transient(_unreachable(self.host, e)) from e
+        except KubernetesError as e:
+            if e.retryable and (repeatable or _never_sent(e)):
+                raise Transient(e) from e.__cause__
+            raise
         status = int(response.status)
         parsed: Any = None
         if data:
@@ -337,37 +436,89 @@ class Cluster:
                 parsed = data.decode("utf-8", "replace")
         if 200 <= status < 300 or status in allow:
             return status, parsed
-        raise self._error(method, path, status, parsed, response.headers)
+        error = self._error(method, path, status, parsed, response.headers)
+        if error.retryable and (repeatable or status == 429):
+            raise Transient(error, _advised_wait(response.headers))
+        raise error
+
+    @contextlib.contextmanager
+    def _renewing_credentials(self) -> Iterator[None]:
+        """Within the block, a 401 has this thread renew the credentials once (when their source can: a
+        DigitalOcean token mints new ones) and repeat the request: a rollback must not fail because the wait
+        outlived the token."""
+        outer = getattr(self._phase, "renew", False)
+        self._phase.renew = True
+        try:
+            yield
+        finally:
+            self._phase.renew = outer
+
+    def _renew_credentials(self) -> bool:
+        """New credentials from their source and a client for them; False when this thread may not renew
+        (outside ``_renewing_credentials``), the source cannot, or it was done already."""
+        if not getattr(self._phase, "renew", False) or self._credentials.renew is None:
+            return False
+        with self._api_lock:
+            if self._renewing:
+                return False
+            self._renewing = True
+        fresh = self._credentials.renew()
+        api = _client_for(fresh)
+        with self._api_lock:
+            stale, self._api, self._credentials = self._api, api, fresh
+            self.refused = None
+        self._retrier.availability.answered()
+        self._inform(f"the cluster refused the credentials; using new ones: {fresh.description}")
+        stale.close()
+        return True
 
     def _error(self, method: str, path: str, status: int, body: Any, headers: Any) -> KubernetesError:
         message = body.get("message") if isinstance(body, Mapping) else None
         request_id = headers.get("Audit-Id") if headers is not None else None
         if status == 401:
-            if self._credentials.has_expired():
-                expired = self._credentials.expires_at
-                return CredentialsExpiredError(
-                    f"the cluster refused the credentials from {self._credentials.description}: they expired at "
-                    f"{expired.isoformat() if expired else 'an unknown time'}",
-                    status=status,
-                    request_id=request_id,
-                )
-            return KubernetesError(
-                f"the cluster refused the credentials from {self._credentials.description}",
-                status=status,
+            refusal = self._refusal(request_id)
+            with self._api_lock:
+                self.refused = self.refused or refusal
+            return refusal
+        text = message or (body if isinstance(body, str) and body else f"{method} {path} failed")
+        retryable = _unavailable_status(status)
+        return KubernetesError(str(text), status=status, request_id=request_id, retryable=retryable)
+
+    def _refusal(self, request_id: str | None) -> KubernetesError:
+        if self._credentials.has_expired():
+            expired = self._credentials.expires_at
+            return CredentialsExpiredError(
+                f"the cluster refused the credentials from {self._credentials.description}: they expired at "
+                f"{expired.isoformat() if expired else 'an unknown time'}",
+                status=401,
                 request_id=request_id,
             )
-        text = message or (body if isinstance(body, str) and body else f"{method} {path} failed")
-        retryable = status == 429 or status >= 500
-        return KubernetesError(str(text), status=status, request_id=request_id, retryable=retryable)
+        return KubernetesError(
+            f"the cluster refused the credentials from {self._credentials.description}",
+            status=401,
+            request_id=request_id,
+        )
 
     def _get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         status, body = self._request("GET", resource.path(namespace, name), allow=(404,))
         return None if status == 404 else dict(body)
 
     def _list(
-        self, resource: Resource, namespace: str | None, query: Mapping[str, Any] | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        query: Mapping[str, Any] | None = None,
+        *,
+        retried: bool = True,
     ) -> dict[str, Any]:
-        _, body = self._request("GET", resource.path(namespace if resource.namespaced else None), query=query)
+        """LIST; with ``retried`` False one try that raises Transient, for a caller that retries itself."""
+        path = resource.path(namespace if resource.namespaced else None)
+        if retried:
+            _, body = self._request("GET", path, query=query)
+        else:
+            _, body = self._attempt(
+                "GET", path, query=query, body=None, content_type="application/json", allow=(), repeatable=True
+            )
         listed = dict(body)
         # A list's items come without kind and apiVersion; the pure modules read them.
         for item in listed.get("items") or ():
@@ -708,9 +859,11 @@ class Cluster:
     ) -> None:
         """Block until one change arrives on a watch, the time is up, or ``cancel`` is set."""
         changed = threading.Event()
-        watcher = _Watcher(self, resource, namespace, lambda _: changed.set(), field_selector=field_selector)
-        watcher.start(resource_version=resource_version)
         deadline = time.monotonic() + max(seconds, 0.0)
+        watcher = _Watcher(
+            self, resource, namespace, lambda _: changed.set(), field_selector=field_selector, deadline=deadline
+        )
+        watcher.start(resource_version=resource_version)
         try:
             while not changed.is_set() and time.monotonic() < deadline:
                 if cancel is not None and cancel.is_set():
@@ -747,7 +900,7 @@ class Cluster:
         deadline = started + timeout if timeout > 0 else None
         wanted = set(workloads)
         applied_objects = {r.ref: r.live for r in applied if r.ref in wanted and r.live}
-        view = _ClusterView(self, workloads, with_revision_objects=True, applied=applied_objects)
+        view = _ClusterView(self, workloads, with_revision_objects=True, applied=applied_objects, deadline=deadline)
         tolerate = timedelta(seconds=tolerate_failures_for)
         grace = timedelta(seconds=unschedulable_grace)
         first_seen: dict[ObjectRef, dict[str, datetime]] = {}
@@ -820,7 +973,10 @@ class Cluster:
         One LIST of events per namespace and one log request per container worth reading (at most three
         per workload). Problems fetching these are noted in the diagnosis, never raised.
         """
-        chosen = list(refs) if refs is not None else result.unfinished
+        with self._retrying_until(time.monotonic() + DIAGNOSIS_RETRY_SECONDS):
+            return self._diagnose(result, list(refs) if refs is not None else result.unfinished)
+
+    def _diagnose(self, result: WaitResult, chosen: Sequence[ObjectRef]) -> list[diagnoses.Diagnosis]:
         events_by_namespace: dict[str, list[dict[str, Any]]] = {}
         found: list[diagnoses.Diagnosis] = []
         for ref in chosen:
@@ -869,8 +1025,10 @@ class Cluster:
     # --- rollback ---------------------------------------------------------------------------------------
 
     def plan_rollback(self, record: LiveRecord, *, delete_created_on_failure: bool = False) -> list[RollbackStep]:
-        """What to do to put back everything in ``record``, from what is live now (rollbacks.plan_rollback)."""
-        current = self.fetch([r.ref for r in record.objects])
+        """What to do to put back everything in ``record``, from what is live now (rollbacks.plan_rollback).
+        Renews expired credentials when their source can (see ``_renewing_credentials``)."""
+        with self._renewing_credentials():
+            current = self.fetch([r.ref for r in record.objects])
         return rollbacks.plan_rollback(record, current, delete_created_on_failure=delete_created_on_failure)
 
     def rollback(
@@ -883,8 +1041,23 @@ class Cluster:
     ) -> RollbackResult:
         """Carry out the steps, then wait (up to ``timeout`` seconds, 0 = forever) until every restored
         workload's recorded revision is ready again (rollbacks.rollback_verdict). A step that fails does not
-        stop the others; its problem is reported."""
+        stop the others; its problem is reported. Requests retry while the API is unavailable, within
+        ``timeout``; expired credentials are renewed when their source can."""
         started = time.monotonic()
+        with self._renewing_credentials():
+            if timeout > 0:
+                with self._retrying_until(started + timeout):
+                    return self._roll_back(steps, started, timeout, on_progress, cancel)
+            return self._roll_back(steps, started, timeout, on_progress, cancel)
+
+    def _roll_back(
+        self,
+        steps: Sequence[RollbackStep],
+        started: float,
+        timeout: float,
+        on_progress: Callable[[str], None],
+        cancel: threading.Event | None,
+    ) -> RollbackResult:
         outcomes: dict[ObjectRef, WorkloadOutcome] = {}
         problems: list[str] = []
         waiting: dict[ObjectRef, RollbackTarget] = {}
@@ -940,7 +1113,7 @@ class Cluster:
         """Wait until each target is ready; returns what is still wrong per workload (empty: all ready)."""
         deadline = time.monotonic() + timeout if timeout > 0 else None
         refs = list(targets)
-        view = _ClusterView(self, refs, with_revision_objects=True)
+        view = _ClusterView(self, refs, with_revision_objects=True, deadline=deadline)
         shown: dict[ObjectRef, str] = {}
         verdicts: dict[ObjectRef, RolloutVerdict] = {}
         deleted: set[str] = set()
@@ -989,8 +1162,11 @@ _NOT_YET = RolloutVerdict("", "", rollouts.RolloutState.WAITING, "", "")
 
 class _Watcher:
     """List, then watch from the list's resourceVersion, forever: re-watch when the server ends a watch,
-    re-list on 410 Gone. Hands every list (``("sync", items)``) and event (``("event", type, obj)``) to
-    ``sink``; ``("error", exception)`` when it gives up. Runs in a daemon thread until ``stop``."""
+    re-list on 410 Gone. While the API is unavailable (a dropped stream, connection errors, 429, 5xx) it
+    retries with back-off until ``deadline`` (on the cluster's clock; None: until stopped), resuming from the
+    last resourceVersion it saw so that no event is lost. Hands every list (``("sync", items)``) and event
+    (``("event", type, obj)``) to ``sink``; ``("error", exception)`` when it gives up. Runs in a daemon
+    thread until ``stop``."""
 
     def __init__(
         self,
@@ -1000,22 +1176,24 @@ class _Watcher:
         sink: Callable[[tuple[Any, ...]], None],
         *,
         field_selector: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._cluster = cluster
         self.resource = resource
         self.namespace = namespace
         self._sink = sink
         self._field_selector = field_selector
+        self._deadline = deadline if deadline is not None else math.inf
         self._stopped = threading.Event()
         self._response: Any = None
         self._response_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._resource_version: str | None = None
 
     def start(self, *, resource_version: str | None = None) -> None:
         """Start; with ``resource_version``, skip the first list and watch from there."""
-        self._thread = threading.Thread(
-            target=self._run, args=(resource_version,), name=f"deployer-watch-{self.resource.plural}", daemon=True
-        )
+        self._resource_version = resource_version
+        self._thread = threading.Thread(target=self._run, name=f"deployer-watch-{self.resource.plural}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -1033,30 +1211,43 @@ class _Watcher:
     def _query(self) -> dict[str, Any]:
         return {"fieldSelector": self._field_selector} if self._field_selector else {}
 
-    def _run(self, resource_version: str | None) -> None:
-        failures_in_a_row = 0
+    def _run(self) -> None:
         while not self._stopped.is_set():
             try:
-                if not resource_version:
-                    listed = self._cluster._list(self.resource, self.namespace, self._query())
-                    resource_version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-                    self._sink(("sync", listed.get("items") or []))
-                resource_version = self._watch(resource_version)
-                failures_in_a_row = 0
-            except _Gone:
-                resource_version = None
+                # One Retrying per watch: a watch that ran its window resets the back-off.
+                self._cluster._retrier.call(
+                    self._list_and_watch,
+                    deadline=self._deadline,
+                    sleep=self._stopped.wait,
+                    stop=self._stopped.is_set,
+                )
             except Exception as e:  # noqa: BLE001 - reported to the waiting loop, which raises it
-                if self._stopped.is_set():
-                    return
-                failures_in_a_row += 1
-                if failures_in_a_row >= 3 or (isinstance(e, KubernetesError) and not e.retryable):
+                if not self._stopped.is_set():
                     self._sink(("error", e))
-                    return
-                resource_version = None
-                self._stopped.wait(0.5 * failures_in_a_row)
+                return
 
-    def _watch(self, resource_version: str) -> str:
-        """One watch request; returns the resourceVersion to resume from."""
+    def _list_and_watch(self) -> None:
+        """List when there is no resourceVersion to resume from, then watch until the server ends the watch."""
+        if self._stopped.is_set():
+            return
+        try:
+            if not self._resource_version:
+                listed = self._cluster._list(self.resource, self.namespace, self._query(), retried=False)
+                self._resource_version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                self._sink(("sync", listed.get("items") or []))
+            self._watch(self._resource_version)
+        except _Gone:
+            self._resource_version = None
+        except KubernetesError as e:
+            if e.retryable:
+                raise Transient(e) from e
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            # The stream broke (a control plane restarting cuts every connection): resume from where it was.
+            raise Transient(_unreachable(self._cluster.host, e)) from e
+
+    def _watch(self, resource_version: str) -> None:
+        """One watch request, until the server ends it; ``_resource_version`` follows every event."""
         query = {
             **self._query(),
             "watch": True,
@@ -1065,13 +1256,15 @@ class _Watcher:
             "timeoutSeconds": WATCH_WINDOW_SECONDS,
         }
         path = self.resource.path(self.namespace if self.resource.namespaced else None)
-        response = self._cluster._send("GET", path, query=query, timeout=(CONNECT_TIMEOUT_SECONDS, None))
+        response = self._cluster._send(
+            "GET", path, query=query, timeout=(CONNECT_TIMEOUT_SECONDS, WATCH_READ_TIMEOUT_SECONDS)
+        )
         with self._response_lock:
             self._response = response
         finished = False
         try:
             if self._stopped.is_set():
-                return resource_version
+                return
             if response.status == 410:
                 raise _Gone()
             if response.status >= 300:
@@ -1080,19 +1273,31 @@ class _Watcher:
                     parsed = json.loads(body)
                 except ValueError:
                     parsed = body.decode("utf-8", "replace")
-                raise self._cluster._error("GET", path, int(response.status), parsed, response.headers)
+                error = self._cluster._error("GET", path, int(response.status), parsed, response.headers)
+                if error.retryable:
+                    raise Transient(error, _advised_wait(response.headers))
+                raise error
             for line in _lines(response):
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError as e:
+                    raise KubernetesError("a watch stream broke off mid-event", retryable=True) from e
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         raise _Gone()
-                    raise KubernetesError(str(obj.get("message") or "watch error"), status=obj.get("code"))
-                resource_version = str((obj.get("metadata") or {}).get("resourceVersion") or resource_version)
+                    code = obj.get("code")
+                    raise KubernetesError(
+                        str(obj.get("message") or "watch error"),
+                        status=code,
+                        retryable=isinstance(code, int) and _unavailable_status(code),
+                    )
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    self._resource_version = str(version)
                 if kind != "BOOKMARK":
                     self._sink(("event", kind, obj))
             finished = not self._stopped.is_set()
-            return resource_version
         finally:
             with self._response_lock:
                 self._response = None
@@ -1140,6 +1345,7 @@ class _ClusterView:
         *,
         with_revision_objects: bool,
         applied: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._cluster = cluster
         self._events: queue.Queue[tuple[tuple[str, str | None], tuple[Any, ...]]] = queue.Queue()
@@ -1166,7 +1372,7 @@ class _ClusterView:
             if with_revision_objects and ref.kind == "DaemonSet":
                 wanted[("ControllerRevision", namespace)] = CONTROLLER_REVISIONS
         for key, resource in wanted.items():
-            self._watchers.append(_Watcher(cluster, resource, key[1], self._sink_for(key)))
+            self._watchers.append(_Watcher(cluster, resource, key[1], self._sink_for(key), deadline=deadline))
             if key[0] == "Job":
                 self._start_from_apply(key, applied)
         self._pending = {(w.resource.kind, w.namespace) for w in self._watchers} - set(self._watch_from)
@@ -1217,7 +1423,11 @@ class _ClusterView:
         return not self._pending
 
     def pump(self, wait: float) -> None:
-        """Take in what the watchers sent, waiting up to ``wait`` seconds for the first item."""
+        """Take in what the watchers sent, waiting up to ``wait`` seconds for the first item. Raises the
+        first refusal of the credentials any request of the connection got: watches opened before it keep
+        streaming, but nothing the run does next would be let through."""
+        if self._cluster.refused is not None:
+            raise self._cluster.refused
         try:
             item = self._events.get(timeout=wait)
         except queue.Empty:
@@ -1403,3 +1613,43 @@ def _apply_result(
     # Compared with the record, taken before any upgrade: an upgraded manager's fields that this apply keeps
     # are reported as taken from it, which is what happened to them.
     return ApplyResult(ref, action, taken, live_obj, list(upgraded))
+
+
+def _client_for(credentials: KubeCredentials) -> Any:
+    try:
+        return kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+            credentials.kubeconfig, context=credentials.context, persist_config=False
+        )
+    except Exception as e:  # the loader raises ConfigException, ValueError, KeyError...
+        raise KubernetesError(f"cannot use the kubeconfig from {credentials.description}: {e}") from e
+
+
+def _unavailable_status(status: int) -> bool:
+    """Statuses of an API that is overloaded or (re)starting: waiting may help. 501 never heals."""
+    return status == 429 or (status >= 500 and status != 501)
+
+
+def _unreachable(host: str, error: BaseException) -> KubernetesError:
+    """A connection failure, said in one short line (urllib3's text repeats the pool, URL and retries)."""
+    reason: BaseException | None = error
+    while isinstance(reason, urllib3.exceptions.MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    text = str(reason)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError) and ": " in text:
+        text = text.rsplit(": ", 1)[-1]
+    elif isinstance(reason, urllib3.exceptions.ProtocolError) and reason.args:
+        text = str(reason.args[0])
+    return KubernetesError(f"cannot reach the Kubernetes API at {host}: {text}", retryable=True)
+
+
+def _never_sent(error: KubernetesError) -> bool:
+    """True when the request could not have reached the server (no connection was made)."""
+    cause: BaseException | None = error.__cause__
+    while isinstance(cause, urllib3.exceptions.MaxRetryError) and cause.reason is not None:
+        cause = cause.reason
+    return isinstance(cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
+
+
+def _advised_wait(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    return parse_retry_after(value, time.time())

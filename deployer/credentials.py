@@ -67,7 +67,8 @@ class KubeCredentials:
     ``kubeconfig`` is a self-contained kubeconfig dict whose ``current-context`` is ``context``;
     ``expires_at`` is when a DigitalOcean-issued token stops working (a lower bound), None for the user's
     own kubeconfig;
-    ``secrets`` are the values to keep out of every output.
+    ``secrets`` are the values to keep out of every output;
+    ``renew`` fetches new credentials from the same source when it can mint them (DigitalOcean), else None.
     """
 
     kubeconfig: dict[str, Any] = field(repr=False, compare=False)
@@ -75,6 +76,7 @@ class KubeCredentials:
     description: str
     expires_at: datetime | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    renew: Callable[[], KubeCredentials] | None = field(default=None, repr=False, compare=False)
 
     def has_expired(self, now: datetime | None = None) -> bool:
         """True once a DigitalOcean-issued token is past its expiry: a 401 then means "expired"."""
@@ -89,6 +91,23 @@ def needed_expiry_seconds(rollout_timeout: float, rollback_timeout: float) -> in
     if rollout_timeout < 0 or rollback_timeout < 0:
         raise ValueError("timeouts must not be negative")
     return max(MINIMUM_EXPIRY_SECONDS, math.ceil(rollout_timeout + rollback_timeout + EXPIRY_MARGIN_SECONDS))
+
+
+def expiry_for_run(given: int | None, rollout_timeout: float, rollback_timeout: float) -> int:
+    """The token lifetime to ask DigitalOcean for: ``given`` (--kubeconfig-expiry; None or 0: not given) when
+    it covers what the run needs (needed_expiry_seconds), else an OptionError: a token that dies mid-wait
+    leaves the wait blind and the rollback without credentials."""
+    needed = needed_expiry_seconds(rollout_timeout, rollback_timeout)
+    if not given:
+        return needed
+    if given < needed:
+        raise OptionError(
+            EXPIRY_FLAG,
+            f"{given}s is shorter than this run needs: {needed}s (--timeout {rollout_timeout:g}s + "
+            f"--rollback-timeout {rollback_timeout:g}s + {EXPIRY_MARGIN_SECONDS}s, at least "
+            f"{MINIMUM_EXPIRY_SECONDS}s); raise it or leave it out",
+        )
+    return given
 
 
 def actions_masker(env: Mapping[str, str], emit: Callable[[str], None]) -> Callable[[str], None]:
@@ -223,6 +242,21 @@ def fetch_digitalocean_credentials(
         mask(secret)
     chosen = select_context(config, context, source=source)
     region = f" in {found.region}" if found.region else ""
+
+    def renew() -> KubeCredentials:
+        # By id: the name could have been given to another cluster meanwhile.
+        return fetch_digitalocean_credentials(
+            found.id,
+            token=token,
+            api_url=api_url,
+            expiry_seconds=expiry_seconds,
+            context=context,
+            warn=warn,
+            mask=mask,
+            sleep=sleep,
+            now=now,
+        )
+
     return KubeCredentials(
         kubeconfig=config,
         context=chosen,
@@ -232,6 +266,7 @@ def fetch_digitalocean_credentials(
         ),
         expires_at=issued.expires_at,
         secrets=(token.strip(), *minted),
+        renew=renew,
     )
 
 

@@ -266,7 +266,7 @@ def _server_side_changes(
 
     credentials = _credentials(settings.cluster, settings.rollout, console, env)
     bodies = [obj.body for obj in rendered.objects]
-    with kubernetes_cluster.Cluster.connect(credentials) as kube:
+    with kubernetes_cluster.Cluster.connect(credentials, warn=console.warn, inform=console.info) as kube:
         namespace = settings.namespace or kube.default_namespace
         record = kube.record(bodies)
         changes: dict[tuple[str, str | None, str], str] = {}
@@ -325,6 +325,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
         target = resolve_target(settings.image, env)
         report.image, report.tag = str(target.reference), target.reference.tag or ""
         rendered = render(settings, target, env)
+        _expiry_seconds(settings.cluster, settings.rollout)  # refuses a too short one before the build
         _write_rendered_outputs(settings, rendered, console)
         report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
         return report.exit_code
@@ -459,7 +460,8 @@ def _deploy_phases(
     credentials = _credentials(settings.cluster, settings.rollout, console, env)
     report.cluster = credentials.description
     cancel = threading.Event()
-    with kubernetes_cluster.Cluster.connect(credentials) as kube, _cancelled_on_signals(cancel, console):
+    connection = kubernetes_cluster.Cluster.connect(credentials, warn=console.warn, inform=console.info)
+    with connection as kube, _cancelled_on_signals(cancel, console):
         namespace, source = _chosen_namespace(settings.namespace, kube, credentials)
         report.namespace, report.namespace_source = namespace, source
         console.info(f"namespace: {namespace} ({actions.NAMESPACE_SOURCES[source]})")
@@ -635,10 +637,26 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
     return ExitCode.OK
 
 
-def _credentials(cluster: ClusterSettings, rollout: RolloutSettings, console: Console, env: Mapping[str, str]) -> Any:
+def _expiry_seconds(cluster: ClusterSettings, rollout: RolloutSettings | None) -> int:
+    """The DigitalOcean token's lifetime: for a run, refused below what it needs (before anything remote);
+    for ``deployer kubeconfig`` (``rollout`` None), as given, or what a run with the defaults needs."""
     from deployer import credentials
 
-    expiry = cluster.kubeconfig_expiry or credentials.needed_expiry_seconds(rollout.timeout, rollout.rollback_timeout)
+    if rollout is None:
+        defaults = RolloutSettings()
+        needed = credentials.needed_expiry_seconds(defaults.timeout, defaults.rollback_timeout)
+        return cluster.kubeconfig_expiry or needed
+    if not cluster.cluster:
+        return 0  # not DigitalOcean: nothing is issued, the expiry means nothing
+    return credentials.expiry_for_run(cluster.kubeconfig_expiry, rollout.timeout, rollout.rollback_timeout)
+
+
+def _credentials(
+    cluster: ClusterSettings, rollout: RolloutSettings | None, console: Console, env: Mapping[str, str]
+) -> Any:
+    from deployer import credentials
+
+    expiry = _expiry_seconds(cluster, rollout)
     resolved = credentials.resolve_credentials(
         cluster=cluster.cluster,
         kubeconfig_path=cluster.kubeconfig,
@@ -665,7 +683,7 @@ def save_kubeconfig(cluster: ClusterSettings, output_file: str | None, console: 
     if output_file:
         # Before DigitalOcean is asked: a kubeconfig minted for nothing would be a credential wasted.
         workspace.check_output_file(Path(output_file), "--output")
-    resolved = _credentials(cluster, RolloutSettings(), console, env)
+    resolved = _credentials(cluster, None, console, env)
     if output_file:
         try:
             credentials.write_kubeconfig(resolved, Path(output_file))

@@ -13,15 +13,20 @@ file it leaves behind: every test scans both.
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.deploy_scenarios import wait_until
+from tests.fakes.api_fault_proxy import Fault, running_fault_proxy
 from tests.fakes.digitalocean_api import FakeCluster, FakeDigitalOceanAPI, openapi_problems
 from tests.kubesim import KubeSim
 
@@ -74,18 +79,22 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def deployer(*args: str, scratch: Path, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
-    """`deployer ARGS` in ``scratch``, which is also its HOME and (scratch/tmp) its TMPDIR."""
-    full_env = {
+def environment(scratch: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A controlled environment: ``scratch`` is HOME and (scratch/tmp) TMPDIR."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(scratch),
         "TMPDIR": str(scratch / "tmp"),
         "LANG": "C.UTF-8",
         **(env or {}),
     }
+
+
+def deployer(*args: str, scratch: Path, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
+    """`deployer ARGS` in ``scratch``, which is also its HOME and (scratch/tmp) its TMPDIR."""
     done = subprocess.run(
         [sys.executable, "-m", "deployer", *args],
-        cwd=scratch, env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=scratch, env=environment(scratch, env), capture_output=True, text=True, timeout=timeout, check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 
@@ -158,39 +167,94 @@ def test_kubeconfig_command_writes_an_owner_only_file_that_kubectl_uses(
     assert_no_token_leaked(digitalocean, result, scratch, allowed=(target,))
 
 
-def test_credentials_that_expire_during_the_wait_fail_the_rollback_with_exit_4(
+def test_an_expiry_shorter_than_the_run_needs_is_refused_before_anything_is_issued(
     sim: KubeSim, digitalocean: FakeDigitalOceanAPI, scratch: Path
 ) -> None:
-    namespace = "creds-expire"
-    first = deployer(*run_args(digitalocean, namespace, "v1", "--timeout", "30s"),
-                     scratch=scratch, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN})
-    assert first.code == 0, first
-    outputs, summary = scratch / "github-output", scratch / "step-summary.md"
+    issued_before = len(digitalocean.requests_for("kubeconfig"))
 
-    # The token lives 4 s (applying takes well under that); the never-ready rollout keeps deployer waiting
-    # until its 8 s timeout (one watch window, no new request), after which every request is refused.
+    # 8 s of wait and 10 s of rollback need 198 s, and never less than 300 s: a 4 s token would die mid-wait.
     result = deployer(
-        *run_args(digitalocean, namespace, "never-ready", "--kubeconfig-expiry", "4s",
-                  "--timeout", "8s", "--rollback-timeout", "10s"),
+        *run_args(digitalocean, "creds-short", "v1", "--kubeconfig-expiry", "4s", "--timeout", "8s",
+                  "--rollback-timeout", "10s"),
         scratch=scratch,
-        env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)},
+        env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
     )
 
-    assert result.code == 4, result
+    assert result.code == 2, result
     assert "Traceback" not in result.stderr
-    final = result.stderr.splitlines()[-1]
-    assert final == result.error_lines[-1], "the run ends with its one-line error"
-    assert final.startswith("error: rollout timed out")
-    assert "rollback failed: the cluster refused the credentials from DigitalOcean cluster web" in final
-    assert "they expired at" in final
-    assert digitalocean.requests_for("kubeconfig")[-1].query["expiry_seconds"] == "4"
-    # Nothing could be put back: the failed revision is what is live.
-    assert live_image(sim, namespace) == f"{IMAGE}:never-ready"
-    assert "status<<" in outputs.read_text() and "rollback-failed" in outputs.read_text()
-    assert summary.read_text().startswith("## 🚨 Rollback failed:")
-    assert "they expired at" in summary.read_text()
+    assert len(result.error_lines) == 1, result.stderr
+    assert result.error_lines[0].startswith("error: --kubeconfig-expiry: 4s is shorter than this run needs: 300s")
+    assert len(digitalocean.requests_for("kubeconfig")) == issued_before, "no token was minted"
+    assert sim.store.find("v1", "Namespace", None, "creds-short") is None, "nothing reached the cluster"
     assert_no_token_leaked(digitalocean, result, scratch)
-    assert list((scratch / "tmp").iterdir()) == [], "deployer left files in TMPDIR"
+
+
+def refused(server_url: str, ca_pem: bytes, token: str) -> bool:
+    """True once the cluster answers 401 to ``token``."""
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    request = urllib.request.Request(f"{server_url}/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10):
+            return False
+    except urllib.error.HTTPError as e:
+        return e.code == 401
+
+
+def test_credentials_refused_during_the_wait_stop_it_and_fresh_ones_roll_back(
+    sim: KubeSim, scratch: Path, tmp_path: Path
+) -> None:
+    """A token that stops working before its time (revoked, or cut short by the issuer): the wait ends at the
+    first 401 instead of running on blind to its timeout, and the rollback gets a new kubeconfig."""
+    issued: list[int] = []
+
+    def mint(expiry_seconds: int) -> str:
+        # The second run's first token dies after 6 s whatever was asked for; the others live as asked.
+        issued.append(expiry_seconds)
+        return sim.issue_token(6.0 if len(issued) == 2 else float(expiry_seconds))
+
+    with (
+        running_fault_proxy("127.0.0.1", sim.port, sim.ca_pem) as proxy,
+        FakeDigitalOceanAPI(
+            token=TOKEN, server_url=proxy.url, ca_pem=proxy.ca_pem, mint_token=mint, clusters=[FakeCluster("web")]
+        ) as digitalocean,
+    ):
+        namespace = "creds-refused"
+        first = deployer(*run_args(digitalocean, namespace, "v1", "--timeout", "30s"),
+                         scratch=scratch, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN})
+        assert first.code == 0, first
+
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deployer",
+             *run_args(digitalocean, namespace, "never-ready", "--timeout", "10m", "--rollback-timeout", "1m")],
+            cwd=scratch, env=environment(scratch, {"DIGITALOCEAN_ACCESS_TOKEN": TOKEN}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_until(lambda: live_image(sim, namespace) == f"{IMAGE}:never-ready", 60, "the apply")
+            wait_until(lambda: refused(sim.server_url, sim.ca_pem, digitalocean.minted[1]), 60, "the token to die")
+            # The open watches outlive the token (an API server authenticates a request when it starts): a
+            # control-plane hiccup makes them reconnect, and the reconnection is refused.
+            proxy.outage(Fault.DROP, 0.5)
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        result = Result(process.returncode, stdout, stderr)
+
+        assert result.code == 3, result
+        assert "Traceback" not in result.stderr
+        final = result.stderr.splitlines()[-1]
+        assert final.startswith(
+            "error: watching the rollout failed: the cluster refused the credentials from DigitalOcean cluster web"
+        ), final
+        assert "timed out" not in final
+        assert "rolled back deployment/hello-app" in final
+        assert len(digitalocean.requests_for("kubeconfig")) == 3, "the rollback fetched a new kubeconfig"
+        assert live_image(sim, namespace) == f"{IMAGE}:v1"
+        assert sim.store.find("coordination.k8s.io/v1", "Lease", namespace, "deployer-lock") is None
+        assert_no_token_leaked(digitalocean, result, scratch)
+        assert list((scratch / "tmp").iterdir()) == [], "deployer left files in TMPDIR"
 
 
 @dataclass(frozen=True)
