@@ -414,6 +414,16 @@ def result_document(report: DeployReport) -> dict[str, Any]:
     }
 
 
+def result_json(report: DeployReport) -> str:
+    """The result document as printed: indented JSON in which nothing can be read as a workflow command.
+
+    Indentation and quotes keep every line from starting with ``::``; the runner's legacy ``##[command]`` form
+    is found anywhere in a line, so ``#`` (only ever inside a string here: diagnoses quote container logs) is
+    written as its JSON escape, which every JSON reader decodes back.
+    """
+    return json.dumps(result_document(report), indent=2).replace("#", "\\u0023")
+
+
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
@@ -527,6 +537,7 @@ __all__ = [
     "RESULT_SCHEMA_VERSION",
     "report_outputs",
     "result_document",
+    "result_json",
     "revisions_json",
     "status_for_exit_code",
     "summary_markdown",

@@ -367,7 +367,7 @@ def publish_report(report: actions.DeployReport, console: Console, env: Mapping[
             console.warn(f"could not write to {variable} {env.get(variable)}: {reason}; the run's result stands")
     if result_format == "json":
         try:
-            sys.stdout.write(json.dumps(actions.result_document(report), indent=2) + "\n")
+            sys.stdout.write(actions.result_json(report) + "\n")
             sys.stdout.flush()
         except OSError as e:
             console.warn(f"could not print the result to stdout: {e.strerror or e}")

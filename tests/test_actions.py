@@ -475,3 +475,15 @@ def test_a_long_annotation_message_is_cut_and_says_where_the_rest_is() -> None:
 
     assert len(cut) <= actions.ANNOTATION_MESSAGE_LIMIT
     assert cut.startswith("rolled back deployment/web; ") and cut.endswith("(cut: the whole message is in the job log)")
+
+
+def test_result_json_cannot_be_read_as_a_workflow_command_and_reads_back_unchanged() -> None:
+    hostile = "| ##[error]from the container\n::error::injected\n::stop-commands::x"
+    report = DeployReport(status="failed", image=IMAGE, exit_code=1, error=hostile, diagnosis=hostile,
+                          workloads=[web(detail=hostile)])
+
+    text = actions.result_json(report)
+
+    assert "##[" not in text
+    assert not any(line.strip().startswith("::") for line in text.splitlines())
+    assert json.loads(text) == actions.result_document(report)
