@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.kubesim.fixtures"]
+pytest_plugins = ["tests.kubesim.fixtures", "tests.controlplane.fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BUSYBOX_BINARY = Path("/bin/busybox")

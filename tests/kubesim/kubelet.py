@@ -33,6 +33,7 @@ import hashlib
 import heapq
 import http.client
 import itertools
+import json
 import re
 import socket
 import threading
@@ -275,7 +276,11 @@ class _Pod:
 class _KubeletCore:
     """The state machine both modes share; subclasses supply the runtime (pull, run, kill, logs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_pod_stopped: Callable[[JSON], None] | None = None) -> None:
+        # Given: a pod marked for deletion has its containers stopped within its grace period, then this is
+        # called with the pod (outside the lock) so that the caller can delete it, as a kubelet does. None: the
+        # simulator's store deletes pods itself and the containers are removed at once.
+        self._on_pod_stopped = on_pod_stopped
         self._lock = threading.RLock()
         self._wake = threading.Condition(threading.Lock())
         self._inbox: list[Callable[[], None]] = []
@@ -432,7 +437,10 @@ class _KubeletCore:
         p.pod = pod
         self._dirty.add(uid)
         if meta.get("deletionTimestamp") and not p.deleting:
-            self._kill_all(p, "Stopping container {name}")
+            if self._on_pod_stopped is None:
+                self._kill_all(p, "Stopping container {name}")
+            else:
+                self._terminate(p, float(meta.get("deletionGracePeriodSeconds") or 0))
             p.deleting = True
             return
         # Only images of a pod's containers may change in place; the kubelet replaces the container.
@@ -475,6 +483,17 @@ class _KubeletCore:
             self._kill_all(p, "Stopping container {name}")
         p.deleting = True
         self._forget_pod(p)
+
+    def _terminate(self, p: _Pod, grace: float) -> None:
+        """Graceful deletion: stop every container (SIGTERM, SIGKILL after ``grace`` seconds), then report."""
+        self._kill_all(p, "Stopping container {name}")
+        self._report_stopped(p)
+
+    def _report_stopped(self, p: _Pod) -> None:
+        callback = self._on_pod_stopped
+        if callback is not None:
+            pod = p.pod
+            self._outbox.append(lambda sink: callback(pod))
 
     def _kill_all(self, p: _Pod, message: str) -> None:
         for c in itertools.chain(p.inits, p.containers):
@@ -998,8 +1017,10 @@ def _probe_message(probe: JSON | None, kind: str) -> str:
 class ScriptedKubelet(_KubeletCore):
     """A kubelet without containers: each image behaves as scripted, on the simulated clock."""
 
-    def __init__(self, default: Behaviour = Behaviour()) -> None:
-        super().__init__()
+    def __init__(
+        self, default: Behaviour = Behaviour(), on_pod_stopped: Callable[[JSON], None] | None = None
+    ) -> None:
+        super().__init__(on_pod_stopped)
         self._default = default
         self._patterns: dict[str, Behaviour] = {}
         self._present: set[str] = set()
@@ -1152,6 +1173,29 @@ def _docker_message(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
+def registry_auth(secret: JSON | None, domain: str) -> JSON | None:
+    """Docker credentials for ``domain`` from an image pull Secret (dockerconfigjson or legacy dockercfg)."""
+    data = (secret or {}).get("data") or {}
+    try:
+        if ".dockerconfigjson" in data:
+            entries = json.loads(base64.b64decode(data[".dockerconfigjson"])).get("auths") or {}
+        elif ".dockercfg" in data:
+            entries = json.loads(base64.b64decode(data[".dockercfg"]))
+        else:
+            return None
+    except (ValueError, TypeError):  # a malformed secret counts as no credentials, as for the kubelet
+        return None
+    for key, entry in entries.items():
+        host = str(key).split("://", 1)[-1].split("/", 1)[0]
+        if host != domain or not isinstance(entry, dict):
+            continue
+        username, password = entry.get("username"), entry.get("password")
+        if not username and entry.get("auth"):
+            username, _, password = base64.b64decode(entry["auth"]).decode(errors="replace").partition(":")
+        return {"username": username or "", "password": password or ""}
+    return None
+
+
 def _image_id(image: Any) -> str:
     digests = (getattr(image, "attrs", {}) or {}).get("RepoDigests") or []
     if digests:
@@ -1173,9 +1217,13 @@ class DockerKubelet(_KubeletCore):
     POLL_SECONDS = 0.2
 
     def __init__(
-        self, docker_client: Any, registry: tuple[str, str, str] | None = None, name_prefix: str = "kubesim"
+        self,
+        docker_client: Any,
+        registry: tuple[str, str, str] | None = None,
+        name_prefix: str = "kubesim",
+        on_pod_stopped: Callable[[JSON], None] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(on_pod_stopped)
         self._docker = docker_client
         self._registry = None
         if registry is not None:
@@ -1187,6 +1235,8 @@ class DockerKubelet(_KubeletCore):
         self._probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{name_prefix}-probe")
         # Exits are noticed on their own thread, so that slow pulls cannot delay a restart.
         self._watch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name_prefix}-watch")
+        # Graceful stops wait out grace periods: on threads of their own, never holding up pulls and starts.
+        self._terminations = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{name_prefix}-terminate")
         self._running: dict[str, tuple[str, str, int]] = {}  # docker id -> (pod uid, container, attempt)
         self._probing: dict[tuple[str, str], _Probing] = {}
         self._instances: dict[tuple[str, str], list[str]] = {}  # docker ids kept for logs, oldest first
@@ -1204,6 +1254,7 @@ class DockerKubelet(_KubeletCore):
         self._ops.shutdown(wait=True, cancel_futures=True)
         self._probe_pool.shutdown(wait=True, cancel_futures=True)
         self._watch.shutdown(wait=True, cancel_futures=True)
+        self._terminations.shutdown(wait=False, cancel_futures=True)
         for entry in self._docker.api.containers(all=True, filters={"label": f"kubesim.kubelet={self._kubelet_id}"}):
             try:
                 self._docker.api.remove_container(entry["Id"], force=True)
@@ -1221,8 +1272,15 @@ class DockerKubelet(_KubeletCore):
 
     # -- images ----------------------------------------------------------------------------------------
 
-    def _auth_for(self, repository: str) -> JSON | None:
-        if self._registry is None or image_domain(repository) != self._registry[0]:
+    def _auth_for(self, repository: str, p: _Pod) -> JSON | None:
+        """The pod's imagePullSecrets for the image's registry first, then the node's own credentials."""
+        domain = image_domain(repository)
+        for ref in p.pod.get("spec", {}).get("imagePullSecrets") or []:
+            secret = self._sink.get_object("Secret", p.namespace, str(ref.get("name", ""))) if self._sink else None
+            auth = registry_auth(secret, domain)
+            if auth is not None:
+                return auth
+        if self._registry is None or domain != self._registry[0]:
             return None
         return {"username": self._registry[1], "password": self._registry[2]}
 
@@ -1231,6 +1289,7 @@ class DockerKubelet(_KubeletCore):
         parsed = parse_image(image)
         assert parsed is not None
         repository, tag, digest = parsed
+        auth = self._auth_for(repository, p) if policy != "Never" else None
 
         def work() -> None:
             try:
@@ -1247,7 +1306,7 @@ class DockerKubelet(_KubeletCore):
             started = time.monotonic()
             try:
                 pulled = self._docker.images.pull(
-                    repository, tag=digest or tag or "latest", auth_config=self._auth_for(repository)
+                    repository, tag=digest or tag or "latest", auth_config=auth
                 )
             except Exception as e:
                 message = _docker_message(e)
@@ -1405,6 +1464,43 @@ class DockerKubelet(_KubeletCore):
                 pass
 
         self._ops.submit(work)
+
+    def _terminate(self, p: _Pod, grace: float) -> None:
+        """Stop the running instances together (SIGTERM, SIGKILL after ``grace``), remove them, then report."""
+        running = [c.container_id.split("://", 1)[-1] for c in itertools.chain(p.inits, p.containers)
+                   if c.state is not None and "running" in c.state]
+        for c in itertools.chain(p.inits, p.containers):
+            if c.state is not None and "running" in c.state:
+                self._event(p, c, "Normal", "Killing", f"Stopping container {c.name}")
+            c.attempt += 1
+            c.busy = False
+            self._probing.pop((p.uid, c.name), None)
+        instances = [
+            docker_id
+            for c in itertools.chain(p.inits, p.containers)
+            for docker_id in self._instances.pop((p.uid, c.name), [])
+        ]
+        for docker_id in instances:
+            self._running.pop(docker_id, None)
+            self._host_ports.pop(docker_id, None)
+
+        def stop(docker_id: str) -> None:
+            try:
+                self._docker.api.stop(docker_id, timeout=max(int(grace), 0))
+            except Exception:  # already stopped or removed
+                pass
+
+        def work() -> None:
+            for future in [self._terminations.submit(stop, docker_id) for docker_id in running]:
+                future.result()
+            for docker_id in instances:
+                try:
+                    self._docker.api.remove_container(docker_id, force=True)
+                except Exception:  # already gone
+                    pass
+            self._post(lambda: self._report_stopped(p))
+
+        threading.Thread(target=work, name=f"{self._prefix}-stop-{p.name}", daemon=True).start()
 
     def _remove_pod_containers(self, p: _Pod) -> None:
         for c in itertools.chain(p.inits, p.containers):

@@ -1,0 +1,202 @@
+"""The real control plane under the tests (tests/controlplane/): what kubectl sees of it, and `deployer run` on it.
+
+One cluster for the whole session (the ``control_plane`` fixture): etcd, kube-apiserver, kube-controller-manager
+and kube-scheduler built from the pinned modules, and the node agent running pods on the Docker engine. Each test
+works in a namespace of its own. The images are busybox FROM scratch, pushed to the test registry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.controlplane import ControlPlane
+from tests.controlplane.building import KUBE_MODULE, KUBERNETES_MODULE, required_version
+from tests.deploy_scenarios import (
+    CRASH_LOG,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    Deployer,
+    Finished,
+    Kubectl,
+    deployment,
+    wait_until,
+    write_manifests,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
+
+PREFIX = "deployer-test-controlplane"
+
+
+@dataclass(frozen=True)
+class Images:
+    repository: str  # web:v1 serves its tag over HTTP on 8080; web:crash logs CRASH_LOG and exits 1
+
+    def tag(self, tag: str) -> str:
+        return f"{self.repository}:{tag}"
+
+
+@pytest.fixture(scope="module")
+def images(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[Images]:
+    repository = f"{registry.host}/{PREFIX}/web-{uuid.uuid4().hex[:8]}"
+    auth = {"username": registry.username, "password": registry.password}
+    commands = {
+        "v1": "echo web v1 starting; exec httpd -f -v -p 8080 -h /www",
+        "crash": f"echo starting; echo '{CRASH_LOG}'; exit 1",
+    }
+    try:
+        for tag, command in commands.items():
+            with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as context:
+                (Path(context) / "Dockerfile").write_text(
+                    f"FROM {busybox_base_image}\n"
+                    f"RUN mkdir /www && echo {tag} > /www/index.html\n"
+                    f'CMD ["/bin/sh", "-c", "{command}"]\n'
+                )
+                docker_client.images.build(path=context, tag=f"{repository}:{tag}", rm=True, forcerm=True)
+            for line in docker_client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+                assert "error" not in line, f"pushing {repository}:{tag} failed: {line}"
+        yield Images(repository)
+    finally:
+        name = repository.split("/", 1)[1]
+        for tag in commands:
+            digest = registry.manifest_digest(name, tag)
+            if digest:
+                registry.request("DELETE", f"/v2/{name}/manifests/{digest}")
+            try:
+                docker_client.images.remove(f"{repository}:{tag}", force=True)
+            except Exception:  # noqa: BLE001 - never built: nothing to remove
+                pass
+
+
+@pytest.fixture
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+def served_versions(docker_client: Any, judge: Kubectl, namespace: str, app: str) -> set[str]:
+    """What the Ready pods of ``app`` answer on their port 8080, published on 127.0.0.1 by the node agent."""
+    answers = set()
+    for pod in judge.get_json(namespace, "pods", "-l", f"app={app}")["items"]:
+        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        if pod["metadata"].get("deletionTimestamp") or conditions.get("Ready") != "True":
+            continue
+        for container in docker_client.containers.list(filters={"label": f"kubesim.pod-uid={pod['metadata']['uid']}"}):
+            port = container.ports["8080/tcp"][0]["HostPort"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
+                answers.add(response.read().decode().strip())
+    return answers
+
+
+# --- what kubectl sees ----------------------------------------------------------------------------------------
+
+
+def test_version_is_the_pinned_kubernetes_release(judge: Kubectl) -> None:
+    version = judge.run("get", "--raw", "/version").stdout
+
+    assert f'"gitVersion": "{required_version(KUBE_MODULE, KUBERNETES_MODULE)}"' in version
+
+
+def test_livez_lists_the_api_servers_post_start_hooks(judge: Kubectl) -> None:
+    livez = judge.run("get", "--raw", "/livez?verbose").stdout
+
+    assert "[+]poststarthook/start-apiextensions-controllers ok" in livez
+    assert "[+]poststarthook/rbac/bootstrap-roles ok" in livez
+    assert "livez check passed" in livez
+
+
+def test_nodes_registered_by_the_agent_are_ready(judge: Kubectl) -> None:
+    nodes = judge.run("get", "nodes", "--no-headers").stdout.splitlines()
+
+    assert nodes and all(line.split()[1] == "Ready" for line in nodes), nodes
+
+
+def test_kubectl_creates_a_namespace_and_a_deployment_whose_pods_run_and_log(
+    judge: Kubectl, images: Images
+) -> None:
+    name = f"cp-kubectl-{uuid.uuid4().hex[:6]}"
+    assert f"namespace/{name} created" in judge.run("create", "namespace", name).stdout
+    try:
+        judge.run("-n", name, "create", "deployment", "web", f"--image={images.tag('v1')}", "--replicas=2")
+
+        status = judge.run("-n", name, "rollout", "status", "deployment/web", "--timeout=90s", timeout=120).stdout
+
+        assert 'deployment "web" successfully rolled out' in status
+        logs = wait_until(lambda: judge.run("-n", name, "logs", "deployment/web", check=False).stdout, 30, "logs")
+        assert "web v1 starting" in logs
+    finally:
+        judge.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- deployer run on the real cluster -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrashStory:
+    """A new app deployed (v1), then a crashing image deployed over it: both runs, in their namespace."""
+
+    namespace: str
+    first: Finished
+    crashed: Finished
+
+
+@pytest.fixture(scope="module")
+def crash_story(
+    control_plane: ControlPlane, kubectl: str, images: Images, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrashStory]:
+    root = tmp_path_factory.mktemp("crash-story")
+    setup = Kubectl.under(root, kubectl, control_plane.kubeconfig_path)
+    namespace = f"cp-{uuid.uuid4().hex[:8]}"
+    setup.run("create", "namespace", namespace)
+    deployer = Deployer.under(root, control_plane.kubeconfig_path)
+    deployer.repository = images.repository
+    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=2, http_port=8080))
+    try:
+        first = deployer.run("v1", manifests, namespace, "--timeout", "90s", timeout=150)
+        crashed = deployer.run("crash", manifests, namespace, "--timeout", "90s", timeout=150)
+        yield CrashStory(namespace, first, crashed)
+    finally:
+        setup.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_deployer_deploys_a_new_app_and_the_real_controller_makes_its_replicaset(
+    crash_story: CrashStory, judge: Kubectl, images: Images
+) -> None:
+    assert crash_story.first.code == EXIT_OK, crash_story.first.explain()
+    replica_sets = judge.get_json(crash_story.namespace, "replicasets", "-l", "app=web")["items"]
+    v1 = [rs for rs in replica_sets if rs["spec"]["template"]["spec"]["containers"][0]["image"] == images.tag("v1")]
+    assert len(v1) == 1, replica_sets
+    owner = v1[0]["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("Deployment", "web", True)
+    assert v1[0]["metadata"]["labels"]["pod-template-hash"] in v1[0]["metadata"]["name"]
+
+
+def test_deployer_rolls_back_a_crashing_image_and_the_previous_one_serves_again(
+    crash_story: CrashStory, judge: Kubectl, docker_client: Any, images: Images
+) -> None:
+    crashed = crash_story.crashed
+
+    assert crashed.code == EXIT_ROLLED_BACK, crashed.explain()
+    assert "CrashLoopBackOff" in crashed.stderr, crashed.explain()
+    assert "rollout timed out" not in crashed.stderr, crashed.explain()
+    assert judge.image(crash_story.namespace) == images.tag("v1")
+    serving = wait_until(
+        lambda: served_versions(docker_client, judge, crash_story.namespace, "web") == {"v1"}, 30, "v1 serving"
+    )
+    assert serving
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deployer asks for pod logs with 'Accept: text/plain'; the real API server answers 406 Not Acceptable "
+    "(kubesim does not): deployer/cluster.py container_log must accept application/json too",
+)
+def test_deployer_diagnosis_of_the_crash_quotes_the_containers_real_log(crash_story: CrashStory) -> None:
+    assert f"| {CRASH_LOG}" in crash_story.crashed.stderr, crash_story.crashed.explain()
