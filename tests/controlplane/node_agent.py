@@ -20,7 +20,6 @@ addresses in Endpoints, and the tests reach containers through their ports publi
 from __future__ import annotations
 
 import http.server
-import itertools
 import logging
 import ssl
 import threading
@@ -144,7 +143,10 @@ class NodeAgent:
         self._events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-agent-events")
         self._deletes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="node-agent-delete")
         self._known: dict[str, JSON] = {}  # uid -> last pod seen on one of our nodes
-        self._event_names = itertools.count()
+        # An event repeated (same object, reason, message) bumps the count of the first, as the kubelet's recorder
+        # does: (uid, fieldPath, type, reason, message) -> (namespace, event name, count).
+        self._repeats: dict[tuple[str, ...], tuple[str, str, int]] = {}
+        self._repeats_lock = threading.Lock()
         self.kubelet: Kubelet | None = None
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(serving_cert, serving_key)
@@ -291,10 +293,22 @@ class NodeAgent:
     def record_event(self, involved_object: JSON, type: str, reason: str, message: str) -> None:
         namespace = str(involved_object.get("namespace", "default"))
         now = _timestamp()
+        key = (str(involved_object.get("uid")), str(involved_object.get("fieldPath")), type, reason, message)
+        with self._repeats_lock:
+            seen = self._repeats.get(key)
+            if seen is not None:
+                self._repeats[key] = (seen[0], seen[1], seen[2] + 1)
+                path = f"/api/v1/namespaces/{seen[0]}/events/{seen[1]}"
+                patch = {"count": seen[2] + 1, "lastTimestamp": now}
+                self._events.submit(self._write_event, "PATCH", path, patch, reason)
+                return
+        name = f"{involved_object.get('name')}.{uuid.uuid4().hex[:16]}"
+        with self._repeats_lock:
+            self._repeats[key] = (namespace, name, 1)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{involved_object.get('name')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "involvedObject": involved_object,
             "reason": reason,
             "message": message,
@@ -306,14 +320,14 @@ class NodeAgent:
             "reportingComponent": "kubelet",
             "reportingInstance": self.node_names[0],
         }
+        self._events.submit(self._write_event, "POST", f"/api/v1/namespaces/{namespace}/events", event, reason)
 
-        def write() -> None:
-            try:
-                self._api.request("POST", f"/api/v1/namespaces/{namespace}/events", event)
-            except (ApiError, OSError) as e:  # a namespace being deleted refuses events: they are best effort
-                log.debug("recording event %s failed: %s", reason, e)
-
-        self._events.submit(write)
+    def _write_event(self, method: str, path: str, body: JSON, reason: str) -> None:
+        content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        try:
+            self._api.request(method, path, body, content_type)
+        except (ApiError, OSError) as e:  # a namespace being deleted refuses events: they are best effort
+            log.debug("recording event %s failed: %s", reason, e)
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON | None:
         plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
