@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import tempfile
 import threading
 import time
@@ -860,3 +861,63 @@ def test_docker_failing_http_readiness_keeps_the_pod_unready_while_tcp_liveness_
     assert not is_ready(status)
     assert restart_count(sink, "half") == 0
     assert not any(m.startswith("Liveness probe failed") for _, m in sink.event_list("half"))
+
+
+@pytest.mark.docker
+def test_docker_pod_pulls_with_its_image_pull_secret_when_the_node_has_no_credentials(
+    docker_client: Any, registry: Any, web_image: str
+) -> None:
+    from tests.kubesim.kubelet import DockerKubelet
+
+    kubelet = DockerKubelet(docker_client, registry=None, name_prefix=PREFIX)
+    sink = RecordingSink()
+    config = {"auths": {registry.host: {"auth": base64.b64encode(f"{registry.username}:{registry.password}".encode())
+                                        .decode()}}}
+    sink.objects[("Secret", "default", "regcred")] = {
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+    }
+    kubelet.start(sink, RunningClock(speed=20.0))
+    try:
+        pod = docker_pod("private", {"image": web_image, "imagePullPolicy": "Always"},
+                         imagePullSecrets=[{"name": "regcred"}])
+        kubelet.pod_changed(pod)
+
+        wait_for("Ready", lambda: is_ready(sink.status("private")), timeout=60)
+
+        assert any(m.startswith(f'Successfully pulled image "{web_image}"') for _, m in sink.event_list("private"))
+    finally:
+        kubelet.stop()
+
+
+@pytest.mark.docker
+def test_docker_pod_marked_for_deletion_is_stopped_then_reported_for_the_final_delete(
+    docker_client: Any, busybox_base_image: str
+) -> None:
+    from tests.kubesim.kubelet import DockerKubelet
+
+    stopped: list[tuple[JSON, int]] = []  # the pod reported, and how many of its containers still existed then
+    kubelet: Any = None
+
+    def on_pod_stopped(pod: JSON) -> None:
+        stopped.append((pod, len(our_containers(docker_client, kubelet, pod["metadata"]["uid"]))))
+
+    kubelet = DockerKubelet(docker_client, name_prefix=PREFIX, on_pod_stopped=on_pod_stopped)
+    sink = RecordingSink()
+    kubelet.start(sink, RunningClock(speed=20.0))
+    try:
+        # sleep as PID 1 ignores SIGTERM: the container only goes when the grace period ends in SIGKILL.
+        pod = docker_pod("leaving", {"image": busybox_base_image, "command": ["sleep", "600"]})
+        kubelet.pod_changed(pod)
+        wait_for("Ready", lambda: is_ready(sink.status("leaving")), timeout=60)
+        deleting = copy.deepcopy(pod)
+        deleting["metadata"].update({"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 1})
+
+        kubelet.pod_changed(deleting)
+
+        wait_for("reported stopped", lambda: stopped, timeout=30)
+        assert stopped[0][0]["metadata"]["uid"] == pod["metadata"]["uid"]
+        assert stopped[0][1] == 0, "reported before its containers were gone"
+        assert ("Killing", "Stopping container app") in sink.event_list("leaving")
+    finally:
+        kubelet.stop()

@@ -12,9 +12,14 @@ the events (Pulling, Pulled, Failed, BackOff, Created, Started, Killing, Unhealt
 - ``ScriptedKubelet`` runs no process. What a container does is a ``Behaviour`` chosen by image pattern, by
   the image tag (``pull-error``, ``crash``, ``never-ready``, ``ready-after-<N>s``, ``complete``,
   ``liveness-fail``) or the default. One thread and a timer heap keyed on simulated time keep it cheap.
-- ``DockerKubelet`` runs every container on the Docker engine, pulls from the test registry with its
-  credentials, publishes container ports on 127.0.0.1 only and probes those, restarts exited containers and
-  serves their real logs.
+- ``DockerKubelet`` runs every container on the Docker engine, pulls with the pod's imagePullSecrets or else
+  the test registry's credentials, publishes container ports on 127.0.0.1 only and probes those, restarts
+  exited containers and serves their real logs.
+
+Both serve kubesim (whose store is the sink) and the node agent of the real control plane
+(tests/controlplane/node_agent.py, whose sink writes to the real API server). Given ``on_pod_stopped``, a pod
+marked for deletion has its containers stopped within its grace period and is then handed to that callback for
+the final delete, as a kubelet does; without it (kubesim) the store deletes pods and containers go at once.
 
 All work happens on the kubelet's own thread (Docker calls on small worker pools that post their results back);
 sink calls are made without holding the kubelet's lock, so the server may call ``pod_changed`` from inside
