@@ -7,6 +7,10 @@ works in a namespace of its own. The images are busybox FROM scratch, pushed to 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import urllib.request
 import uuid
@@ -200,3 +204,49 @@ def test_deployer_rolls_back_a_crashing_image_and_the_previous_one_serves_again(
 )
 def test_deployer_diagnosis_of_the_crash_quotes_the_containers_real_log(crash_story: CrashStory) -> None:
     assert f"| {CRASH_LOG}" in crash_story.crashed.stderr, crash_story.crashed.explain()
+
+
+# --- python -m tests.controlplane serve -------------------------------------------------------------------------
+
+
+def test_serve_writes_the_kubeconfig_once_usable_and_sigterm_leaves_nothing_behind(
+    control_plane: ControlPlane, kubectl: str, busybox_base_image: str, docker_client: Any, tmp_path: Path
+) -> None:
+    # control_plane: the binaries are built (and the session's cluster shows that Go and Docker are there).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    kubeconfig = tmp_path / "kubeconfig"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tests.controlplane", "serve", "--kubeconfig", str(kubeconfig), "--nodes", "2"],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(lambda: kubeconfig.exists() or serve.poll() is not None, 180, "the kubeconfig")
+        assert serve.poll() is None, serve.communicate()[0]
+        judge = Kubectl.under(tmp_path, kubectl, kubeconfig)
+        nodes = judge.run("get", "nodes", "--no-headers").stdout.splitlines()
+        assert [line.split()[1] for line in nodes] == ["Ready", "Ready"]
+        assert judge.exists("default", "serviceaccount/default")
+        judge.run("run", "sleeper", f"--image={busybox_base_image}", "--image-pull-policy=IfNotPresent",
+                  "--command", "--", "sleep", "600")
+        judge.run("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=60s", timeout=90)
+
+        serve.send_signal(signal.SIGTERM)
+
+        output = serve.communicate(timeout=60)[0]
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 0, output
+    assert list(scratch.iterdir()) == [], "temporary files left behind"
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(scratch) in _cmdline(pid)]
+    assert docker_client.containers.list(all=True, filters={"label": "kubesim.pod=sleeper"}) == []
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
