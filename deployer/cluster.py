@@ -66,6 +66,8 @@ WATCH_READ_TIMEOUT_SECONDS = WATCH_WINDOW_SECONDS + 30.0
 # unavailable: a control plane restarting for maintenance (DOKS's default is not highly available) is back
 # within a minute or two.
 REQUEST_RETRY_SECONDS = 120.0
+# ... but only briefly while the API has not answered once (a wrong server address fails fast).
+FIRST_CONTACT_RETRY_SECONDS = 10.0
 # Diagnosing is worth little against a rollback that waits: its requests retry briefly.
 DIAGNOSIS_RETRY_SECONDS = 10.0
 REQUEST_RETRY_POLICY = RetryPolicy(budget=REQUEST_RETRY_SECONDS)
@@ -333,6 +335,9 @@ class Cluster:
 
     def _request_deadline(self) -> float | None:
         deadline: float | None = getattr(self._phase, "deadline", None)
+        if deadline is None and not self._retrier.availability.ever_answered:
+            # A server that never answered this run is more likely a wrong address than a restart.
+            return time.monotonic() + FIRST_CONTACT_RETRY_SECONDS
         return deadline
 
     # --- HTTP ---------------------------------------------------------------------------------------------

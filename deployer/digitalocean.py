@@ -13,7 +13,6 @@ never reach an exception message, a repr or a log line: it lives only in the ses
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, NoReturn
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from tenacity import (
@@ -35,6 +34,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from deployer import settings
 from deployer.errors import (
     ClusterLookupError,
     DigitalOceanAuthError,
@@ -127,15 +127,7 @@ def cluster_state_warning(cluster: Cluster) -> str | None:
 
 def check_api_url(api_url: str) -> str:
     """The API base URL without its trailing slash; refuses to send a token in clear text off this host."""
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OptionError(API_URL_FLAG, f"{api_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise OptionError(
-            API_URL_FLAG,
-            f"refusing to send the DigitalOcean token over plain http to {parts.hostname}; use https",
-        )
-    return api_url.rstrip("/")
+    return settings.check_api_url(api_url, flag=API_URL_FLAG, secret="the DigitalOcean token")
 
 
 def check_token(token: str) -> str:
@@ -513,12 +505,3 @@ def _parse_timestamp(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -43,6 +43,7 @@ from deployer.settings import (
     RolloutSettings,
     RunSettings,
     change_cause,
+    check_api_url,
     format_duration,
     resolve_image_target,
 )
@@ -326,6 +327,8 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
         report.image, report.tag = str(target.reference), target.reference.tag or ""
         rendered = render(settings, target, env)
         _expiry_seconds(settings.cluster, settings.rollout)  # refuses a too short one before the build
+        if settings.github.token:
+            check_api_url(settings.github.api_url, flag="--github-api-url", secret="the GitHub token")
         _write_rendered_outputs(settings, rendered, console)
         report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
         return report.exit_code

@@ -90,11 +90,18 @@ class Availability:
         self._on_regained = on_regained
         self._lock = threading.Lock()
         self._lost_at: float | None = None
+        self._ever_answered = False
 
     @property
     def lost(self) -> bool:
         with self._lock:
             return self._lost_at is not None
+
+    @property
+    def ever_answered(self) -> bool:
+        """False until the API answered once: before that, a failure is more likely a wrong address."""
+        with self._lock:
+            return self._ever_answered
 
     def failed(self, reason: str) -> None:
         with self._lock:
@@ -105,6 +112,7 @@ class Availability:
 
     def answered(self) -> None:
         with self._lock:
+            self._ever_answered = True
             if self._lost_at is None:
                 return
             down_for = self._clock() - self._lost_at

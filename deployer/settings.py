@@ -7,10 +7,12 @@ never appear in ``repr`` (a traceback or a debug print must not leak them).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from deployer import images, revisions
 from deployer.errors import OptionError
@@ -179,3 +181,23 @@ def change_cause(target: ImageTarget, env: Mapping[str, str], run_url: str | Non
     elif env.get("USER"):
         text += f" by {env['USER']}"
     return text
+
+
+def check_api_url(api_url: str, *, flag: str, secret: str) -> str:
+    """An API base URL without its trailing slash; refuses one that would carry ``secret`` (e.g. "the GitHub
+    token") in clear text to another host than this one (plain http is for local tests and proxies)."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OptionError(flag, f"{api_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise OptionError(flag, f"refusing to send {secret} over plain http to {parts.hostname}; use https")
+    return api_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -173,3 +173,13 @@ def test_calls_sharing_an_availability_say_it_once() -> None:
 
     assert len(said.lost) == 2
     assert len(said.regained) == 2
+
+
+def test_an_api_that_never_answered_is_told_apart_from_one_that_went_away() -> None:
+    time, said = FakeTime(), Said()
+    shared = retrier(time, said)
+    assert not shared.availability.ever_answered
+
+    shared.call(down_until(time, 1001.0))
+
+    assert shared.availability.ever_answered
