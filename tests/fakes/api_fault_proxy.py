@@ -307,7 +307,15 @@ def _relay(client: socket.socket, upstream: socket.socket) -> None:
             if broken:
                 return
             for source in readable:
-                data = source.recv(_BUFFER)
+                # Not blocking: what select saw may be a TLS 1.3 session ticket and no data at all, and a
+                # blocking read would then wait for data that comes only once the other side is relayed.
+                source.settimeout(0)
+                try:
+                    data = source.recv(_BUFFER)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    continue
+                finally:
+                    source.settimeout(None)
                 if not data:
                     return
                 # A TLS record may hold more than one read's worth of decrypted bytes: drain it now, since
