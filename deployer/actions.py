@@ -1,14 +1,19 @@
 """GitHub Actions workflow commands and workflow files, as the runner reads them.
 
-Owns the text protocol between deployer and the Actions runner: the ``::command::`` lines on stdout
+Owns the text protocol between deployer and the Actions runner: the ``::command::`` lines
 (``::group::``, ``::error file=...::``, ``::warning::``, ``::add-mask::``, ``::stop-commands::``) with the
-runner's escaping rules, and the files the runner hands to a step (``$GITHUB_OUTPUT``,
-``$GITHUB_STEP_SUMMARY``). Formatting functions are pure and return strings; the only I/O here is
-appending to those two files and, in ``group``/``commands_stopped``, calling the ``emit`` callback the caller
-passes (stdout by default).
+runner's escaping rules, the fence that keeps the runner from obeying commands in text deployer did not
+write, and the files the runner hands to a step (``$GITHUB_OUTPUT``, ``$GITHUB_STEP_SUMMARY``). Formatting
+functions are pure and return strings; the only I/O here is appending to those two files.
 
 Must not: talk to the GitHub API (that is deployer/github.py), decide what is secret (callers mask what they
-hold), or print anything except through ``emit``.
+hold), or print anything (deployer/console.py prints).
+
+The runner reads a step's stdout and stderr line by line (.NET ``ReadLine``: a line ends at ``\n``, ``\r``
+or ``\r\n``) and looks for a command in any line holding ``::`` or ``##[``: ``::name k=v,k=v::data`` once
+leading white space is trimmed, or the legacy ``##[name k=v;k=v]data`` anywhere in the line; command names
+are compared without case. ``::stop-commands::TOKEN`` makes it ignore every command until a line
+``::TOKEN::``, and the state is shared by both streams.
 
 Escaping follows the runner (actions/runner, ``ActionCommand``): in a message ``%``, ``\\r`` and ``\\n``
 become ``%25``, ``%0D`` and ``%0A``; a property value additionally escapes ``:`` and ``,`` as ``%3A`` and
@@ -22,8 +27,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,10 +41,6 @@ AnnotationLevel = Literal["error", "warning", "notice"]
 STEP_SUMMARY_LIMIT = 1024 * 1024
 
 _OUTPUT_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-def _print_line(line: str) -> None:
-    print(line, flush=True)
 
 
 def is_github_actions(env: Mapping[str, str]) -> bool:
@@ -159,32 +159,47 @@ def manifest_error_annotation(error: ManifestError, env: Mapping[str, str]) -> s
     )
 
 
-@contextmanager
-def group(title: str, emit: Callable[[str], None] = _print_line) -> Iterator[None]:
-    """Fold what is printed inside into one collapsible ``::group::`` of the job log.
+# --- text deployer did not write ---------------------------------------------------------------------
 
-    The runner does not nest groups: a group opened inside another closes the outer one, so callers open
-    one per phase (build, push, apply, wait, rollback), not one inside another.
+# The runner only looks for a command in a line that holds one of these (OutputManager, ActionCommand).
+_COMMAND_MARKERS = ("::", "##[")
+
+
+def runner_lines(text: str) -> list[str]:
+    """``text`` cut into the lines the runner will read, so each can be judged (and prefixed) on its own.
+
+    Cut at every line break Python knows: a superset of the runner's ``\n``, ``\r`` and ``\r\n``, so no
+    runner line is ever the tail of one of ours.
     """
-    emit(command("group", title))
-    try:
-        yield
-    finally:
-        emit(command("endgroup"))
+    return text.splitlines() or [""]
 
 
-@contextmanager
-def commands_stopped(emit: Callable[[str], None] = _print_line) -> Iterator[None]:
-    """Print text we do not control (build logs, pod events) without the runner obeying ``::`` lines in it.
+def could_be_command(line: str) -> bool:
+    """Whether the runner would try to read ``line`` (one runner line) as a workflow command."""
+    return any(marker in line for marker in _COMMAND_MARKERS)
 
-    The resume token is random per use, so the text cannot guess it and switch commands back on.
+
+def new_stop_token() -> str:
+    """A fresh resume token for ``::stop-commands::``: random, so no text can guess it and resume early."""
+    return f"deployer-{secrets.token_hex(16)}"
+
+
+def fenced(lines: Sequence[str], token: str | None = None) -> list[str]:
+    """``lines`` between ``::stop-commands::TOKEN`` and ``::TOKEN::``: the runner obeys no command in them.
+
+    Callers put nothing of their own inside: an ``::add-mask::`` there would be ignored too.
     """
-    token = f"deployer-{secrets.token_hex(16)}"
-    emit(command("stop-commands", token))
-    try:
-        yield
-    finally:
-        emit(f"::{token}::")
+    token = token or new_stop_token()
+    while any(token in line for line in lines):  # cannot happen by chance; a text that holds it ends nothing
+        token = new_stop_token()
+    return [command("stop-commands", token), *lines, f"::{token}::"]
+
+
+def inert_lines(text: str) -> list[str]:
+    """Lines that print ``text`` (which deployer did not write, or which quotes such text) without the runner
+    obeying anything in it: fenced when a line could be read as a command, else as they are."""
+    lines = runner_lines(text)
+    return fenced(lines) if any(could_be_command(line) for line in lines) else lines
 
 
 # --- workflow files ----------------------------------------------------------------------------------
@@ -262,12 +277,6 @@ def run_url(env: Mapping[str, str]) -> str | None:
     url = f"{server}/{repository}/actions/runs/{run_id}"
     attempt = env.get("GITHUB_RUN_ATTEMPT", "")
     return f"{url}/attempts/{attempt}" if attempt and attempt != "1" else url
-
-
-def emit_lines(lines: list[str], emit: Callable[[str], None] = _print_line) -> None:
-    """Print command lines (e.g. the result of ``mask``) in order."""
-    for line in lines:
-        emit(line)
 
 
 # --- the deploy report: step summary and step outputs ------------------------------------------------
@@ -545,17 +554,19 @@ __all__ = [
     "annotation_message",
     "append_step_summary",
     "command",
-    "commands_stopped",
-    "emit_lines",
+    "could_be_command",
     "error_annotation",
     "escape_data",
     "escape_property",
-    "group",
+    "fenced",
+    "inert_lines",
     "is_github_actions",
     "manifest_error_annotation",
     "mask",
+    "new_stop_token",
     "output_lines",
     "run_url",
+    "runner_lines",
     "truncate_summary",
     "warning_annotation",
     "workspace_relative",

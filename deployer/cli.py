@@ -281,7 +281,8 @@ def _run_protected(quiet: bool, work: Callable[[Any], int]) -> NoReturn:
 
     console = Console(quiet=quiet)
     try:
-        code = work(console)
+        with console.capturing_logs():
+            code = work(console)
     except DeployerError as e:
         console.error(str(e), **_annotation_position(e))
         code = e.exit_code

@@ -7,10 +7,18 @@ progress is a live block of one line per workload, redrawn in place.
 Every secret the run holds is registered with ``add_secret``: in GitHub Actions it is masked with
 ``::add-mask::`` before anything could print it, and everywhere it is replaced by ``***`` in what this
 console writes.
+
+In GitHub Actions the only workflow commands the runner obeys are the console's own (groups, warnings,
+errors, masks). Any other line the runner would read as a command (build output, events, logs, API
+messages, or a line of ours that quotes them) is written inside a ``::stop-commands::`` fence with a fresh
+random token, opened and closed within one write under the console's lock: a mask, written under the same
+lock, is never inside a fence. Python ``logging`` and ``warnings`` (the lock's renewals, the Kubernetes
+client, urllib3) reach the person through ``warn`` while ``capturing_logs`` is active.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -55,9 +63,14 @@ class Console:
         self._secrets.extend(dict.fromkeys(p for p in pieces if len(p) >= 4 and p not in self._secrets))
         self._secrets.sort(key=len, reverse=True)
         if self.in_actions:
-            # Mask commands go to stdout, which the runner reads for workflow commands.
-            for line in actions.mask(value):
-                print(line, file=sys.stdout, flush=True)
+            # The runner reads commands on both streams, with one stop-commands state for both, but not in
+            # the order they were written across the two. On the console's stream the masks are ordered
+            # with its fences (never inside one); on stdout, before anything printed there.
+            masks = "".join(line + "\n" for line in actions.mask(value))
+            with self._lock:
+                for stream in dict.fromkeys([self.out, sys.stdout]):
+                    stream.write(masks)
+                    stream.flush()
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -67,10 +80,26 @@ class Console:
     # --- lines -------------------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
+        """Write text that is not a command of ours; in Actions nothing in it can act as one."""
         with self._lock:
             self._clear_live()
-            print(self.redact(text), file=self.out, flush=True)
+            self._print(self.redact(text))
             self._draw_live()
+
+    def _write_command(self, line: str) -> None:
+        """Write one workflow command the console made (its data escaped, so it is one line)."""
+        with self._lock:
+            self._clear_live()
+            print(self.redact(line), file=self.out, flush=True)
+            self._draw_live()
+
+    def _print(self, text: str) -> None:
+        # Called with the lock held: a fence opened here is closed before anyone else may write.
+        if self.in_actions:
+            self.out.write("".join(line + "\n" for line in actions.inert_lines(text)))
+            self.out.flush()
+        else:
+            print(text, file=self.out, flush=True)
 
     def info(self, text: str) -> None:
         if not self.quiet:
@@ -83,7 +112,7 @@ class Console:
 
     def warn(self, text: str) -> None:
         if self.in_actions:
-            self._write(actions.warning_annotation(self.redact(text)))
+            self._write_command(actions.warning_annotation(self.redact(text)))
         else:
             self._write(f"warning: {text}")
 
@@ -91,10 +120,10 @@ class Console:
         if self.in_actions:
             short = actions.annotation_message(text)
             if short != text:
-                # GitHub cuts long annotations: the whole message goes to the log, as text that cannot be a command.
-                with actions.commands_stopped(self._write):
-                    self._write(f"error: {text}")
-            self._write(actions.error_annotation(self.redact(short), file=file, line=line, col=col))
+                # GitHub cuts long annotations: the whole message goes to the log first, where nothing in it
+                # can act as a command (_write fences what could).
+                self._write(f"error: {text}")
+            self._write_command(actions.error_annotation(self.redact(short), file=file, line=line, col=col))
         else:
             self._write(f"error: {text}")
 
@@ -102,12 +131,12 @@ class Console:
     def phase(self, title: str) -> Iterator[None]:
         """A phase of the run: a collapsible group in Actions, a heading elsewhere."""
         if self.in_actions:
-            self._write(actions.command("group", title))
+            self._write_command(actions.command("group", title))
             try:
                 yield
             finally:
                 self.finish_progress()
-                self._write(actions.command("endgroup"))
+                self._write_command(actions.command("endgroup"))
         else:
             self.info(f"==> {title}")
             try:
@@ -127,7 +156,7 @@ class Console:
                 self._clear_live()
                 self._draw_live()
             elif not self.quiet:
-                print(self.redact(text), file=self.out, flush=True)
+                self._print(self.redact(text))
 
     def finish_progress(self) -> None:
         """Leave the live block on screen as the final state and start afresh."""
@@ -143,7 +172,45 @@ class Console:
 
     def _draw_live(self) -> None:
         if self.interactive and self._progress:
-            for text in self._progress.values():
-                self.out.write(self.redact(text) + "\n")
-            self._live_lines = len(self._progress)
+            # Counted as the terminal shows them: a line break inside a state must not leave a line behind.
+            lines = [line for text in self._progress.values() for line in actions.runner_lines(self.redact(text))]
+            self.out.write("".join(line + "\n" for line in lines))
+            self._live_lines = len(lines)
             self.out.flush()
+
+    # --- python logging and warnings ---------------------------------------------------------------
+
+    @contextmanager
+    def capturing_logs(self) -> Iterator[None]:
+        """Route warnings logged by any module (deployer's lock, the Kubernetes client, urllib3) and those of
+        the ``warnings`` module through ``warn``: redacted, and a ``::warning::`` in Actions. Without it they
+        would reach stderr through logging's last-resort handler, raw."""
+        handler = _ConsoleHandler(self)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            root.removeHandler(handler)
+
+
+class _ConsoleHandler(logging.Handler):
+    """A logging handler that hands each WARNING (or worse) to the console as one warning."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.name == "py.warnings":
+                # formatwarning's text: "file:line: Category: message\n  source line"; the message is enough.
+                text = text.strip().splitlines()[0].split(": ", 1)[-1]
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            self._console.warn(text)
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)

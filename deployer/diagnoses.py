@@ -123,22 +123,24 @@ class Diagnosis:
         return f"{self.kind.lower()}/{self.name}"
 
     def text(self) -> str:
-        lines = [f"{self.title} failed: {self.reason}"]
+        lines = _item_lines("", f"{self.title} failed: {self.reason}")
         for failure in self.failures:
             if failure != self.reason:
-                lines.append(f"  also: {failure}")
+                lines += _item_lines("  ", f"also: {failure}")
         if self.pods:
             lines.append("  pods:")
             for pod in self.pods:
-                lines.append(f"    {pod.name} ({pod.phase})" + (f": {pod.detail}" if pod.detail else ""))
+                lines += _item_lines("    ", f"{pod.name} ({pod.phase})" + (f": {pod.detail}" if pod.detail else ""))
                 for c in pod.containers:
-                    lines.append(f"      {_container_line(c)}")
+                    lines += _item_lines("      ", _container_line(c))
         if self.events:
             lines.append("  events:")
-            lines.extend(f"    {event}" for event in self.events)
+            for event in self.events:
+                lines += _item_lines("    ", event)
         for request, log_lines in self.logs:
             lines.append(f"  last log lines of {request.label()}:")
-            lines.extend(f"    | {line}" for line in log_lines or ["(no output)"])
+            pieces = [piece for line in log_lines for piece in line.splitlines() or [""]] or ["(no output)"]
+            lines.extend(f"    | {piece}" for piece in pieces)
         return "\n".join(lines)
 
 
@@ -150,6 +152,14 @@ def _container_line(c: ContainerReport) -> str:
     if c.last_state:
         extras.append(f"last: {c.last_state}")
     return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _item_lines(indent: str, text: str) -> list[str]:
+    """One item of the text rendering: its first line at ``indent``, each further line of a multi-line field
+    (a termination message, a probe's output in an event) under it as ``indent  | line``, so the field stays
+    inside its item and none of its lines starts as the item's own lines do."""
+    first, *rest = text.splitlines() or [""]
+    return [indent + first, *(f"{indent}  | {line}" for line in rest)]
 
 
 def render_text(diagnoses: Sequence[Diagnosis]) -> str:

@@ -142,29 +142,35 @@ def test_mask_registers_the_secret_and_each_of_its_lines(secret: str, masked: li
     assert [message for _, _, message in commands] == masked
 
 
-def test_group_opens_and_closes_even_when_the_body_fails() -> None:
-    emitted: list[str] = []
-
-    with pytest.raises(RuntimeError), actions.group("Apply: 3 objects", emit=emitted.append):
-        emitted.append("inside")
-        raise RuntimeError("boom")
-
-    assert emitted == ["::group::Apply: 3 objects", "inside", "::endgroup::"]
-
-
-def test_stopped_commands_resume_only_with_a_fresh_random_token() -> None:
-    first: list[str] = []
-    second: list[str] = []
-    with actions.commands_stopped(emit=first.append):
-        pass
-    with actions.commands_stopped(emit=second.append):
-        pass
+def test_fenced_lines_resume_only_with_a_fresh_random_token() -> None:
+    first = actions.fenced(["::error::x"])
+    second = actions.fenced(["::error::x"])
 
     name, _, token = read_command(first[0])
     assert name == "stop-commands"
-    assert first[1] == f"::{token}::"
+    assert first[1:] == ["::error::x", f"::{token}::"]
     assert len(token) > 30
     assert token != read_command(second[0])[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("plain build output", ["plain build output"]),
+        ("", [""]),
+        ("a\rb\r\nc", ["a", "b", "c"]),
+        ("#5 [2/3] RUN make: done", ["#5 [2/3] RUN make: done"]),
+    ],
+)
+def test_text_that_cannot_be_a_command_is_left_as_lines(text: str, lines: list[str]) -> None:
+    assert actions.inert_lines(text) == lines
+
+
+@pytest.mark.parametrize("text", ["ok\n::error::x", "| ##[error]x", "see http://[::1]:8080/"])
+def test_text_that_could_be_a_command_is_fenced_whole(text: str) -> None:
+    lines = actions.inert_lines(text)
+    token = read_command(lines[0])[2]
+    assert lines[1:] == [*text.splitlines(), f"::{token}::"]
 
 
 @pytest.mark.parametrize(
