@@ -66,6 +66,9 @@ class Behaviour:
     init container runs for ``ready_after`` and exits 0, or behaves as above with ``crash``/``never_ready``
     (then it never finishes). ``liveness_fails``: a container with a livenessProbe fails it after the probe's
     initialDelaySeconds + periodSeconds * failureThreshold and is killed (exit 137) and restarted.
+    ``probe_output`` is what a failing exec probe's command prints (the Unhealthy event carries it, line breaks
+    included, as a real kubelet's does); ``termination_message`` what a crashing container leaves in its
+    terminationMessagePath (its terminated state's ``message``).
     """
 
     ready_after: float = 0.0
@@ -79,6 +82,8 @@ class Behaviour:
     liveness_fails: bool = False
     pull_seconds: float = 0.0
     pull_error_message: str = ""  # empty: containerd's "not found" message for the image
+    probe_output: str = ""
+    termination_message: str = ""
 
 
 class Clock(Protocol):
@@ -735,7 +740,9 @@ class _KubeletCore:
         c.finished_at = self.now()
         self._at(self.now(), lambda: self._sync(p))
 
-    def _container_exited(self, uid: str, name: str, attempt: int, exit_code: int, reason: str = "") -> None:
+    def _container_exited(
+        self, uid: str, name: str, attempt: int, exit_code: int, reason: str = "", message: str = ""
+    ) -> None:
         found = self._current(uid, name, attempt)
         if not found:
             return
@@ -750,6 +757,8 @@ class _KubeletCore:
         }
         if c.container_id:
             terminated["containerID"] = c.container_id
+        if message:
+            terminated["message"] = message
         c.state = {"terminated": terminated}
         c.ready = c.init and exit_code == 0
         c.started = False
@@ -1095,14 +1104,17 @@ class ScriptedKubelet(_KubeletCore):
         self._log_owners[(uid, name)] = sorted(self._kept_container_ids(c))
         if b.crash or b.completes:
             code = 0 if b.completes and not b.crash else b.exit_code
-            self._at(now + b.crash_after, lambda: self._container_exited(uid, name, attempt, code))
+            self._at(
+                now + b.crash_after,
+                lambda: self._container_exited(uid, name, attempt, code, message=b.termination_message),
+            )
         elif c.init and not b.never_ready:
             self._at(now + b.ready_after, lambda: self._container_exited(uid, name, attempt, 0))
         if c.init:
             return
         if b.never_ready:
             probe = c.spec.get("readinessProbe")
-            self._unhealthy_loop(uid, name, attempt, probe, "Readiness", now)
+            self._unhealthy_loop(uid, name, attempt, probe, "Readiness", now, b.probe_output)
         elif b.ready_after <= 0:
             c.ready = True
         else:
@@ -1114,7 +1126,9 @@ class ScriptedKubelet(_KubeletCore):
             threshold = int(liveness.get("failureThreshold", 3))
             self._at(now + delay + period * threshold, lambda: self._liveness_kill(uid, name, attempt, liveness))
 
-    def _unhealthy_loop(self, uid: str, name: str, attempt: int, probe: JSON | None, kind: str, since: float) -> None:
+    def _unhealthy_loop(
+        self, uid: str, name: str, attempt: int, probe: JSON | None, kind: str, since: float, output: str = ""
+    ) -> None:
         delay = float((probe or {}).get("initialDelaySeconds", 0))
         period = float((probe or {}).get("periodSeconds", 10))
         # At a high clock speed one event per real second is enough: the recorder would aggregate them anyway.
@@ -1125,7 +1139,8 @@ class ScriptedKubelet(_KubeletCore):
             if not found:
                 return
             p, c = found
-            self._event(p, c, "Warning", "Unhealthy", f"{kind} probe failed: {_probe_message(probe, kind)}")
+            said = (output if probe and "exec" in probe else "") or _probe_message(probe, kind)
+            self._event(p, c, "Warning", "Unhealthy", f"{kind} probe failed: {said}")
             self._at(self.now() + interval, fire)
 
         self._at(since + delay + period, fire)
