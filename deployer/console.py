@@ -197,11 +197,13 @@ class Console:
 
 
 class _ConsoleHandler(logging.Handler):
-    """A logging handler that hands each WARNING (or worse) to the console as one warning."""
+    """A logging handler that hands each WARNING (or worse) to the console as one warning, once per text:
+    a library that warns on every request (urllib3 with an unverified certificate) says it once."""
 
     def __init__(self, console: Console) -> None:
         super().__init__(logging.WARNING)
         self._console = console
+        self._said: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -211,6 +213,8 @@ class _ConsoleHandler(logging.Handler):
                 text = text.strip().splitlines()[0].split(": ", 1)[-1]
             if record.exc_info and record.exc_info[1] is not None:
                 text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
-            self._console.warn(text)
+            if text not in self._said:
+                self._said.add(text)
+                self._console.warn(text)
         except Exception:  # noqa: BLE001 - logging must never break the run
             self.handleError(record)

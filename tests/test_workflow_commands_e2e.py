@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import require_real_part
 from tests.deploy_scenarios import (
@@ -132,6 +133,28 @@ def test_a_hostile_workloads_output_reaches_the_log_and_commands_nothing(
     # Rolled back whole, as kubectl sees it.
     assert judge.image("shop") == f"{REPO}:v1"
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+
+
+@pytest.mark.kubectl
+def test_the_kubernetes_clients_own_warnings_are_workflow_warnings_said_once(deployer: Deployer) -> None:
+    # An unverified certificate makes urllib3 warn on every request, through python's warnings and logging.
+    kubeconfig = yaml.safe_load(deployer.kubeconfig.read_text())
+    for cluster in kubeconfig["clusters"]:
+        cluster["cluster"].pop("certificate-authority-data")
+        cluster["cluster"]["insecure-skip-tls-verify"] = True
+    insecure = deployer.workdir / "insecure-kubeconfig"
+    insecure.write_text(yaml.safe_dump(kubeconfig))
+    manifests = write_manifests(deployer.workdir / "k8s", deployment("web"))
+    args = deployer.args("v1", manifests, "shop")
+    args[args.index(str(deployer.kubeconfig))] = str(insecure)
+
+    done = run_in_actions(args, deployer.workdir, deployer.env)
+
+    assert done.code == EXIT_OK, done.explain()
+    runner = judge_output(done.stdout)
+    warnings = [c.data for c in runner.executed if c.name == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("InsecureRequestWarning: Unverified HTTPS request"), warnings
+    assert "connectionpool.py" not in done.stdout, done.stdout
 
 
 # --- a hostile Dockerfile -------------------------------------------------------------------------------------
