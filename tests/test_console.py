@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from deployer.console import Console
+from tests.runner_commands import executed_commands
 
 ACTIONS = {"GITHUB_ACTIONS": "true", "CI": "true"}
 PLAIN_CI = {"CI": "true"}
@@ -197,7 +198,8 @@ def test_console_is_live_only_on_a_terminal_outside_ci(env: dict[str, str], expe
 def test_a_long_error_in_actions_is_a_short_annotation_and_whole_in_the_log_as_text() -> None:
     console, out = make_console(ACTIONS)
     # What a rollback of 100 workloads ends with: every workload named, far past what an annotation shows.
-    message = "rollout failed: deployment/web-0: ErrImagePull; " + "; ".join(
+    # A termination message quoted in it must not act as a command in the whole text either.
+    message = "rollout failed: deployment/web-0: Error: ##[error]bye; " + "; ".join(
         f"rolled back deployment/web-{n} to revision 3 (image ghcr.io/acme/web:v3)" for n in range(100)
     )
 
@@ -205,11 +207,11 @@ def test_a_long_error_in_actions_is_a_short_annotation_and_whole_in_the_log_as_t
 
     lines = out.getvalue().splitlines()
     annotation = lines[-1]
-    assert annotation.startswith("::error::rollout failed: deployment/web-0: ErrImagePull; ")
+    assert annotation.startswith("::error::rollout failed: deployment/web-0: Error: ##[error]bye; ")
     assert len(annotation) <= 600 and annotation.endswith("(cut: the whole message is in the job log)")
-    stop, whole, resume = lines[:3]
-    assert stop.startswith("::stop-commands::") and resume == f"::{stop.removeprefix('::stop-commands::')}::"
-    assert whole == f"error: {message}"
+    assert f"error: {message}" in lines
+    # The runner, reading the whole output, obeys the annotation and nothing else.
+    assert [c.name for c in executed_commands(out.getvalue())] == ["error"]
 
 
 def test_a_short_error_in_actions_is_one_whole_annotation() -> None:

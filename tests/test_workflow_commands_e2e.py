@@ -181,10 +181,14 @@ def app(tmp_path: Path, busybox_base_image: str, docker_client: Any) -> Iterator
 @pytest.fixture(params=["buildkit", "classic"])
 def builder_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "classic":
-        # A docker CLI that knows neither buildx nor DOCKER_BUILDKIT: deployer builds with the SDK's classic builder.
+        # A docker CLI 24 without buildx: it cannot build with BuildKit, so deployer uses the SDK's classic builder.
         cli = tmp_path / "bin" / "docker"
         cli.parent.mkdir()
-        cli.write_text("#!/bin/sh\necho 'docker: no BuildKit here' >&2\nexit 1\n")
+        cli.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1" = --version ]; then echo "Docker version 24.0.7, build afdd53b"; exit 0; fi\n'
+            "echo \"docker: '$1' is not a docker command.\" >&2\nexit 1\n"
+        )
         cli.chmod(0o755)
         return {"DEPLOYER_DOCKER_CLI": str(cli)}
     from deployer.docker_engine import DockerEngine
