@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import queue
+import re
 import threading
 import time
 import urllib.parse
@@ -33,7 +34,7 @@ import kubernetes.config
 import urllib3
 
 from deployer import diagnoses, managed_fields, rollbacks, rollouts
-from deployer.credentials import KubeCredentials
+from deployer.credentials import KubeCredentials, memory_backed_kubeconfig
 from deployer.errors import (
     ApplyError,
     CredentialsExpiredError,
@@ -295,6 +296,8 @@ class Cluster:
         self._phase = threading.local()
         self._api_lock = threading.Lock()
         self._renewing = False
+        # What closes the in-memory key files of each client this connection made.
+        self._releases: list[Callable[[], None]] = []
         # The first 401 any request of this connection got (the lock's renewal included): it ends a wait.
         self.refused: KubernetesError | None = None
 
@@ -307,13 +310,17 @@ class Cluster:
         inform: Callable[[str], None] = log.info,
     ) -> Cluster:
         """A client for the credentials' context, loaded in memory. Makes no request."""
-        api = _client_for(credentials)
+        api, release = _client_for(credentials)
         contexts = {c.get("name"): c.get("context") or {} for c in credentials.kubeconfig.get("contexts") or ()}
         namespace = str(contexts.get(credentials.context, {}).get("namespace") or "default")
-        return cls(api, credentials, namespace, warn=warn, inform=inform)
+        connected = cls(api, credentials, namespace, warn=warn, inform=inform)
+        connected._releases.append(release)
+        return connected
 
     def close(self) -> None:
         self._api.close()
+        while self._releases:
+            self._releases.pop()()
 
     def __enter__(self) -> Cluster:
         return self
@@ -468,7 +475,8 @@ class Cluster:
                 return False
             self._renewing = True
         fresh = self._credentials.renew()
-        api = _client_for(fresh)
+        api, release = _client_for(fresh)
+        self._releases.append(release)
         with self._api_lock:
             stale, self._api, self._credentials = self._api, api, fresh
             self.refused = None
@@ -1620,13 +1628,86 @@ def _apply_result(
     return ApplyResult(ref, action, taken, live_obj, list(upgraded))
 
 
-def _client_for(credentials: KubeCredentials) -> Any:
+def _client_for(credentials: KubeCredentials) -> tuple[Any, Callable[[], None]]:
+    """A client for the credentials, and what to call once it is closed (its key material lives in memory
+    files: see credentials.memory_backed_kubeconfig).
+
+    An ``exec`` credential plugin runs while the client loads; the client only logs its failure (the
+    plugin's whole stderr, on the root logger) and goes on without credentials, which the API then refuses
+    as a bare 401. That log record is caught here instead, and the plugin's failure is the error."""
+    config, release = memory_backed_kubeconfig(credentials.kubeconfig)
+    plugin_failures = _ExecPluginFailures()
+    root = logging.getLogger()
+    root.addFilter(plugin_failures)
     try:
-        return kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
-            credentials.kubeconfig, context=credentials.context, persist_config=False
+        api = kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
+            config, context=credentials.context, persist_config=False
         )
     except Exception as e:  # the loader raises ConfigException, ValueError, KeyError...
+        release()
         raise KubernetesError(f"cannot use the kubeconfig from {credentials.description}: {e}") from e
+    finally:
+        root.removeFilter(plugin_failures)
+    if plugin_failures.messages:
+        api.close()
+        release()
+        raise KubernetesError(
+            f"the exec credential plugin {_exec_command(credentials)} of {credentials.description} failed: "
+            f"{_plugin_failure_text(plugin_failures.messages[0])}"
+        )
+    return api, release
+
+
+class _ExecPluginFailures(logging.Filter):
+    """Keeps (and keeps off the console) what the Kubernetes client logs when an exec plugin fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("exec:"):
+            self.messages.append(message)
+            return False
+        return True
+
+
+# How much of a failed plugin's stderr is shown, and what in it looks like a credential.
+PLUGIN_STDERR_LIMIT = 160
+_CREDENTIAL_LIKE = re.compile(r"[A-Za-z0-9+/=_.~-]{20,}")
+
+
+def _exec_command(credentials: KubeCredentials) -> str:
+    """The plugin's command, without its arguments (which may carry a secret)."""
+    config = credentials.kubeconfig
+    contexts = {c.get("name"): c.get("context") or {} for c in config.get("contexts") or ()}
+    user_name = contexts.get(credentials.context, {}).get("user")
+    for entry in config.get("users") or ():
+        if entry.get("name") == user_name:
+            command = ((entry.get("user") or {}).get("exec") or {}).get("command")
+            if command:
+                return repr(str(command))
+    return "(unknown command)"
+
+
+def _plugin_failure_text(message: str) -> str:
+    """The client's "exec: process returned N. STDERR" as "exited with code N: first stderr line", with
+    anything shaped like a token blanked, control characters dropped and the length bounded: the plugin's
+    output is not deployer's and may hold a secret."""
+    match = re.match(r"exec: process returned (-?\d+)(?:\. (.*))?\Z", message, re.DOTALL)
+    if match is None:
+        text, prefix = message.removeprefix("exec:").strip(), ""
+    else:
+        text, prefix = (match.group(2) or "").strip(), f"exited with code {match.group(1)}"
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    printable = "".join(ch for ch in first_line if ch.isprintable()).strip()
+    redacted = _CREDENTIAL_LIKE.sub("[redacted]", printable)
+    if len(redacted) > PLUGIN_STDERR_LIMIT:
+        redacted = redacted[: PLUGIN_STDERR_LIMIT - 1] + "…"
+    if prefix and redacted:
+        return f"{prefix}: {redacted}"
+    return prefix or redacted or "no output"
 
 
 def _unavailable_status(status: int) -> bool:

@@ -420,6 +420,69 @@ def private_kubeconfig_file(credentials: KubeCredentials) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# --- key material in memory ----------------------------------------------------------------------------
+
+# The kubeconfig's inline data fields and the file field the client reads instead (kubectl's names).
+_IN_MEMORY_FIELDS = {
+    "users": (("client-certificate-data", "client-certificate"), ("client-key-data", "client-key")),
+    "clusters": (("certificate-authority-data", "certificate-authority"),),
+}
+
+
+def memory_backed_kubeconfig(config: Mapping[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+    """A copy of ``config`` whose inline certificates and keys live in anonymous memory files (memfd,
+    ``/proc/self/fd/N``) instead of the temporary files the Kubernetes client would write them to, which a
+    SIGKILL leaves behind with the key in them; and the function that closes those files (call it when the
+    client is done: it reads them again for every new connection). Where the system has no memfd (not
+    Linux), the copy is ``config`` as it is."""
+    if not hasattr(os, "memfd_create"):
+        return dict(config), _close_nothing
+    copied: dict[str, Any] = dict(config)
+    opened: list[int] = []
+    for section, fields in _IN_MEMORY_FIELDS.items():
+        entries = []
+        for entry in _named_entries(config, section):
+            key = "user" if section == "users" else "cluster"
+            inner = entry.get(key)
+            if isinstance(inner, dict):
+                inner = dict(inner)
+                for data_field, file_field in fields:
+                    data = inner.get(data_field)
+                    if isinstance(data, str) and data and not inner.get(file_field):
+                        inner[file_field] = _memory_file(_decoded(data), opened)
+                        del inner[data_field]
+                entry = {**entry, key: inner}
+            entries.append(entry)
+        if section in config:
+            copied[section] = entries
+
+    def close() -> None:
+        while opened:
+            os.close(opened.pop())
+
+    return copied, close
+
+
+def _memory_file(content: bytes, opened: list[int]) -> str:
+    fd = os.memfd_create("deployer-kubeconfig", os.MFD_CLOEXEC)
+    opened.append(fd)
+    remaining = memoryview(content)
+    while remaining:
+        remaining = remaining[os.write(fd, remaining) :]
+    return f"/proc/self/fd/{fd}"
+
+
+def _decoded(data: str) -> bytes:
+    try:
+        return base64.b64decode("".join(data.split()), validate=True)
+    except binascii.Error:
+        return data.encode()  # not base64: the client would fail on it as it is; let it say so
+
+
+def _close_nothing() -> None:
+    return None
+
+
 # --- internals ----------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,9 @@ import trustme
 from deployer.credentials import (
     KubeCredentials,
     actions_masker,
+    expiry_for_run,
     kubeconfig_yaml,
+    memory_backed_kubeconfig,
     needed_expiry_seconds,
     private_kubeconfig_file,
     resolve_credentials,
@@ -150,6 +152,59 @@ USER_KUBECONFIG = kubeconfig_text(
 )
 def test_expiry_covers_rollout_rollback_and_a_margin(rollout: float, rollback: float, expected: int) -> None:
     assert needed_expiry_seconds(rollout, rollback) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "rollout", "rollback", "expected"),
+    [
+        (None, 600, 300, 1080),  # not given: what the run needs
+        (0, 600, 300, 1080),
+        (1080, 600, 300, 1080),
+        (7200, 600, 300, 7200),  # longer is fine
+        (300, 60, 30, 300),
+    ],
+)
+def test_expiry_for_run_takes_what_covers_the_run(
+    given: int | None, rollout: float, rollback: float, expected: int
+) -> None:
+    assert expiry_for_run(given, rollout, rollback) == expected
+
+
+def test_expiry_for_run_refuses_one_the_run_would_outlive_naming_the_flag() -> None:
+    with pytest.raises(OptionError) as refused:
+        expiry_for_run(600, 600, 300)
+
+    assert refused.value.exit_code == ExitCode.BAD_INPUT
+    assert str(refused.value) == (
+        "--kubeconfig-expiry: 600s is shorter than this run needs: 1080s (--timeout 600s + --rollback-timeout "
+        "300s + 180s, at least 300s); raise it or leave it out"
+    )
+
+
+def test_inline_key_material_is_handed_over_in_memory_files_and_the_original_is_untouched() -> None:
+    key, cert, ca = b"-----BEGIN KEY-----\nsecret\n", b"-----BEGIN CERT-----\nc\n", b"-----BEGIN CA-----\na\n"
+    config = {
+        "clusters": [{"name": "c", "cluster": {"server": "https://x", "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": "u", "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }
+
+    copied, release = memory_backed_kubeconfig(config)
+    try:
+        user, cluster = copied["users"][0]["user"], copied["clusters"][0]["cluster"]
+        assert set(user) == {"client-certificate", "client-key"}
+        assert Path(user["client-key"]).read_bytes() == key
+        assert Path(user["client-certificate"]).read_bytes() == cert
+        assert Path(cluster["certificate-authority"]).read_bytes() == ca
+        assert user["client-key"].startswith("/proc/self/fd/")
+        assert config["users"][0]["user"]["client-key-data"] == b64(key)
+    finally:
+        release()
+    assert not Path(user["client-key"]).exists()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 # --- DigitalOcean ------------------------------------------------------------------------------------
