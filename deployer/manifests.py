@@ -4,8 +4,10 @@ Pure: text in, objects or text out; reading files is deployer.workspace's job. T
 transforms (``_transform_document``):
 
 * ``render_objects`` parses with ruamel's C-backed safe loader into plain dicts: the objects that are
-  planned and applied, with unquoted scalars read by kubectl's rules (deployer.scalars), not YAML 1.2's.
-  It validates every document and is the only path that raises for bad input.
+  planned and applied, with unquoted scalars and explicit tags read by kubectl's rules (deployer.scalars),
+  not YAML 1.2's. It validates every document and is the only path that raises for bad input: first the
+  shape of each file on the parser's events (nesting depth, alias bombs, as kubectl's go-yaml refuses
+  them), then each object encoded to the JSON that will be sent (``as_sent``).
 * ``render_text`` round-trips one file document by document, keeping comments (also those between
   documents), key order and quoting, for the rendered
   manifests a person reads (``--render-only``, ``--output``). It runs only when asked for, because a
