@@ -18,11 +18,15 @@ import click
 from deployer import __version__
 from deployer.errors import DeployerError, ExitCode, OptionError
 from deployer.settings import (
+    MAX_DURATION_SECONDS,
+    MAX_KUBECONFIG_EXPIRY_SECONDS,
+    MIN_LOCK_LEASE_SECONDS,
     ClusterSettings,
     GitHubSettings,
     ImageSettings,
     RolloutSettings,
     RunSettings,
+    format_duration,
     parse_duration,
     parse_key_values,
 )
@@ -41,15 +45,24 @@ Exit codes:
 
 # click 8.5 made ParamType generic; subscripting it would break older clicks at run time.
 class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration flag, at most ``maximum`` and at least ``minimum`` seconds (0 aside, whose meaning each
+    flag states)."""
+
     name = "duration"
 
+    def __init__(self, maximum: float = MAX_DURATION_SECONDS, minimum: float = 0.0) -> None:
+        self.maximum = maximum
+        self.minimum = minimum
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            return float(value)
         try:
-            return parse_duration(str(value), param.opts[0] if param else "duration")
+            seconds = parse_duration(str(value), param.opts[0] if param else "duration", self.maximum)
         except OptionError as e:
             self.fail(e.problem, param, ctx)
+        if seconds < self.minimum:
+            shortest = format_duration(self.minimum)
+            self.fail(f"{str(value).strip()!r} is shorter than the minimum of {shortest}", param, ctx)
+        return seconds
 
 
 class ListFromEnv(click.ParamType):  # type: ignore[type-arg]
@@ -165,19 +178,25 @@ cluster_options = _compose(
     _option("--kube-context", help="Context of the kubeconfig to use (default: its current context)."),
     _option(
         "--kubeconfig-expiry",
-        type=Duration(),
-        help="Lifetime of the DigitalOcean credentials (default: what this run needs, at least 5m).",
+        type=Duration(MAX_KUBECONFIG_EXPIRY_SECONDS),
+        help="Lifetime of the DigitalOcean credentials, at most 168h (default or 0: what this run needs, at least 5m).",
     ),
 )
 
 rollout_options = _compose(
-    _option("--timeout", type=Duration(), default="10m", show_default=True, help="How long the rollout may take."),
+    _option(
+        "--timeout",
+        type=Duration(),
+        default="10m",
+        show_default=True,
+        help="How long the rollout may take, at most 24h; 0 waits as long as it takes.",
+    ),
     _option(
         "--rollback-timeout",
         type=Duration(),
         default="5m",
         show_default=True,
-        help="How long the rollback may take.",
+        help="How long the rollback may take, at most 24h; 0 waits as long as it takes.",
     ),
     _option("--no-rollback", is_flag=True, help="On failure, leave the failed rollout in place."),
     _option(
@@ -209,7 +228,14 @@ rollout_options = _compose(
         type=Duration(),
         default="5m",
         show_default=True,
-        help="How long to wait for another deploy to the same namespace.",
+        help="How long to wait for another deploy to the same namespace, at most 24h; 0 waits as long as it takes.",
+    ),
+    # For tests: how long the lock outlives a run that stopped renewing it (a paused or dead run).
+    _option(
+        "--lock-lease",
+        type=Duration(minimum=MIN_LOCK_LEASE_SECONDS),
+        default="60s",
+        hidden=True,
     ),
 )
 
@@ -385,6 +411,7 @@ def _run_settings(kw: dict[str, Any]) -> RunSettings:
             force_conflicts=kw["force_conflicts"],
             delete_created_on_failure=kw["delete_created_on_failure"],
             lock_timeout=kw["lock_timeout"],
+            lock_lease=kw["lock_lease"],
         ),
         github=GitHubSettings(
             token=kw["github_token"],

@@ -19,13 +19,21 @@ from deployer.errors import OptionError
 from deployer.images import ImageReference
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# The longest duration a flag takes unless it says otherwise: a typo such as 99999999h must be an error at
+# once, not an overflow once the rollout is half applied. 0 is always accepted (what it means is the flag's).
+MAX_DURATION_SECONDS = 24 * 3600.0
+# --kubeconfig-expiry: DigitalOcean's own default token lifetime; a longer-lived token only adds risk.
+MAX_KUBECONFIG_EXPIRY_SECONDS = 7 * 24 * 3600.0
+# The deploy lock's lease: renewed every third of it; shorter would renew too often to be safe on a slow link.
+MIN_LOCK_LEASE_SECONDS = 3.0
 
 
-def parse_duration(text: str, flag: str) -> float:
-    """Seconds in ``text``: ``600``, ``90s``, ``10m``, ``1h30m``, ``1.5s``, as kubectl reads durations."""
+def parse_duration(text: str, flag: str, maximum: float = MAX_DURATION_SECONDS) -> float:
+    """Seconds in ``text``: ``600``, ``90s``, ``10m``, ``1h30m``, ``1.5s``, as kubectl reads durations; at most
+    ``maximum`` seconds."""
     text = text.strip()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
+        return _at_most(float(text), text, flag, maximum)
     position, total = 0, 0.0
     unit_seconds = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
     for match in _DURATION_PART.finditer(text):
@@ -35,7 +43,13 @@ def parse_duration(text: str, flag: str) -> float:
         position = match.end()
     if position != len(text) or not text:
         raise OptionError(flag, f"{text!r} is not a duration: use e.g. 600, 90s, 10m or 1h30m")
-    return total
+    return _at_most(total, text, flag, maximum)
+
+
+def _at_most(seconds: float, text: str, flag: str, maximum: float) -> float:
+    if seconds > maximum:
+        raise OptionError(flag, f"{text!r} is longer than the maximum of {format_duration(maximum)}")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -105,6 +119,7 @@ class RolloutSettings:
     force_conflicts: bool = True
     delete_created_on_failure: bool = False
     lock_timeout: float = 300.0
+    lock_lease: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,29 @@ def test_parse_duration_rejects_text_naming_the_flag(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "maximum"),
+    [
+        ("99999999999999h", 24 * 3600.0),  # overflowed the wait's clock arithmetic once the rollout had begun
+        ("86401", 24 * 3600.0),
+        ("24h1ms", 24 * 3600.0),
+        ("9" * 400, 24 * 3600.0),  # a float of infinity
+        ("169h", 7 * 24 * 3600.0),
+    ],
+)
+def test_parse_duration_refuses_a_duration_beyond_the_maximum_naming_flag_and_limit(text: str, maximum: float) -> None:
+    with pytest.raises(OptionError) as caught:
+        parse_duration(text, "--tolerate-failures-for", maximum)
+    limit = format_duration(maximum)
+    assert str(caught.value) == f"--tolerate-failures-for: {text!r} is longer than the maximum of {limit}"
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("24h", 86400.0), ("86400", 86400.0), ("0", 0.0)])
+def test_parse_duration_accepts_the_maximum_itself_and_zero(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--timeout") == seconds
+
+
+@pytest.mark.parametrize(
     ("pairs", "expected"),
     [
         ([], {}),
