@@ -39,6 +39,7 @@ from deployer.errors import (
     ApplyError,
     CredentialsExpiredError,
     KubernetesError,
+    LockLostError,
     LockTimeoutError,
     WorkloadOutcome,
 )
@@ -220,23 +221,66 @@ class RollbackResult:
 
 
 class Lock:
-    """The per-namespace deploy lock: a Lease this run holds and renews until ``release``."""
+    """The per-namespace deploy lock: a Lease this run holds and renews until ``release``.
 
-    def __init__(self, cluster: Cluster, namespace: str, holder: str, lease_seconds: int) -> None:
+    A renewal that finds another holder, or no lease at all, means the lease ran out while this run could not
+    renew it (paused, cut off) and the namespace may be another run's now: ``lost_to`` says who holds it
+    ("" for nobody) and ``on_lost`` is called once, so that the run stops as it would on a signal.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        holder: str,
+        lease_seconds: int,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.namespace = namespace
         self.holder = holder
+        self.lease_seconds = lease_seconds
+        self.lost_to: str | None = None
         self._cluster = cluster
-        self._lease_seconds = lease_seconds
+        self._on_lost = on_lost
         self._released = threading.Event()
         self._renewer = threading.Thread(target=self._renew_until_released, name="deployer-lock-renewer", daemon=True)
         self._renewer.start()
 
     def _renew_until_released(self) -> None:
-        while not self._released.wait(self._lease_seconds / 3):
+        while not self._released.wait(self.lease_seconds / 3):
             try:
-                self._cluster._renew_lease(self.namespace, self.holder, self._lease_seconds)
+                holder = self._cluster._renew_lease(self.namespace, self.holder, self.lease_seconds)
             except Exception as e:  # noqa: BLE001 - a renewal that fails is retried; the lease expires otherwise
                 log.warning("could not renew the deploy lock in %s: %s", self.namespace, e)
+                continue
+            if holder is not None:
+                self._lose(holder)
+                return
+
+    def _lose(self, holder: str) -> None:
+        if self.lost_to is None:
+            self.lost_to = holder
+            if self._on_lost is not None:
+                self._on_lost()
+
+    def verify(self) -> None:
+        """Raise LockLostError unless this run still holds the lock, read afresh: a run that was paused past
+        its lease must not trust what it last saw, nor wait for its renewer to notice."""
+        if self.lost_to is None:
+            try:
+                holder = self._cluster._lease_holder(self.namespace)
+            except KubernetesError as e:
+                # Unreadable now (the API is down): what the renewer last found stands.
+                log.warning("could not read the deploy lock in %s: %s", self.namespace, e)
+                holder = self.holder
+            if holder != self.holder:
+                self._lose(holder)
+        if self.lost_to is not None:
+            now = f"{self.lost_to} holds it now" if self.lost_to else "its lease is gone"
+            raise LockLostError(
+                f"lost the deploy lock in namespace {self.namespace}: {now}; this run could not renew it within "
+                f"its {self.lease_seconds}s lease (paused or cut off), so another run may have deployed since"
+            )
 
     def release(self) -> None:
         """Give the lock up (idempotent). A run that dies without it lets the Lease expire on its own."""
@@ -767,15 +811,17 @@ class Cluster:
         lease_seconds: int = DEFAULT_LEASE_SECONDS,
         cancel: threading.Event | None = None,
         on_progress: Callable[[str], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> Lock:
-        """Take the namespace's deploy lock (Lease ``deployer-lock``), waiting up to ``timeout`` seconds.
+        """Take the namespace's deploy lock (Lease ``deployer-lock``), waiting up to ``timeout`` seconds (0: as
+        long as it takes).
 
         ``holder`` names this run (its URL) and is told to whoever waits; a unique suffix is added. A lease
-        not renewed for ``lease_seconds`` belongs to a run that died and is taken over. Raises
-        LockTimeoutError naming the holder.
+        not renewed for ``lease_seconds`` belongs to a run that died (or stopped) and is taken over. Raises
+        LockTimeoutError naming the holder. ``on_lost`` is called when the lock is found lost (Lock).
         """
         identity = f"{holder} ({uuid.uuid4().hex[:8]})"
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout if timeout > 0 else math.inf
         announced: str | None = None
         # Expiry is judged on this machine's clock: since when has the holder's record stayed unchanged?
         unchanged_since: tuple[str, float] | None = None
@@ -783,7 +829,7 @@ class Cluster:
             lease = self._get(LEASES, namespace, LOCK_NAME)
             if lease is None:
                 if self._create_lease(namespace, identity, lease_seconds):
-                    return Lock(self, namespace, identity, lease_seconds)
+                    return Lock(self, namespace, identity, lease_seconds, on_lost)
                 continue
             spec = lease.get("spec") or {}
             current = str(spec.get("holderIdentity") or "")
@@ -794,7 +840,7 @@ class Cluster:
             stale = time.monotonic() - unchanged_since[1] >= duration
             if not current or stale or _lease_expired(spec, duration):
                 if self._take_lease(namespace, lease, identity, lease_seconds):
-                    return Lock(self, namespace, identity, lease_seconds)
+                    return Lock(self, namespace, identity, lease_seconds, on_lost)
                 continue
             if announced != current and on_progress is not None:
                 on_progress(f"waiting for the deploy lock in {namespace}, held by {current}")
@@ -841,14 +887,26 @@ class Cluster:
         status, _ = self._request("PUT", LEASES.path(namespace, LOCK_NAME), body=body, allow=(409, 404))
         return status < 300
 
-    def _renew_lease(self, namespace: str, holder: str, lease_seconds: int) -> None:
+    def _renew_lease(self, namespace: str, holder: str, lease_seconds: int) -> str | None:
+        """Renew ``holder``'s lease; None when renewed, else who holds the lock now ("" when no one does)."""
+        for _ in range(UPGRADE_ATTEMPTS):
+            lease = self._get(LEASES, namespace, LOCK_NAME)
+            current = str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+            if lease is None or current != holder:
+                return current
+            body = dict(lease)
+            body["spec"] = {**(lease.get("spec") or {}), **self._lease_body(holder, lease_seconds, False)}
+            # A compare-and-swap on the resourceVersion read: 409 when another run took it meanwhile, which
+            # the next read tells.
+            status, _ = self._request("PUT", LEASES.path(namespace, LOCK_NAME), body=body, allow=(409,))
+            if status != 409:
+                return None
+        return None  # changed under every attempt; the next renewal, a third of the lease later, tries again
+
+    def _lease_holder(self, namespace: str) -> str:
+        """Who holds the deploy lock now; "" when no one does."""
         lease = self._get(LEASES, namespace, LOCK_NAME)
-        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != holder:
-            log.warning("the deploy lock in %s is no longer held by this run", namespace)
-            return
-        body = dict(lease)
-        body["spec"] = {**(lease.get("spec") or {}), **self._lease_body(holder, lease_seconds, False)}
-        self._request("PUT", LEASES.path(namespace, LOCK_NAME), body=body, allow=(409,))
+        return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
     def _release_lease(self, namespace: str, holder: str) -> None:
         lease = self._get(LEASES, namespace, LOCK_NAME)
@@ -904,7 +962,9 @@ class Cluster:
         change of a workload's progress. Requests: one LIST and one WATCH per kind and namespace,
         whatever the number of workloads; no LIST of Jobs when ``applied`` has every Job.
 
-        ``applied`` is what ``apply`` returned, in its order. A Job may finish and be deleted
+        ``applied`` is what ``apply`` returned, in its order. Only the pod template applied counts: a workload
+        whose template someone else changed since (another deploy, ``kubectl edit``) fails the wait instead of
+        passing on that other revision. A Job may finish and be deleted
         (``ttlSecondsAfterFinished``) before or while this waits: its history is watched from its apply (its
         resourceVersion then), so that its last state, which the DELETED event carries, says whether it
         completed (rollouts.judge_departed).
@@ -956,6 +1016,9 @@ class Cluster:
                             shown[ref] = verdict.progress
                             on_progress(verdict.progress)
                         found: list[Failure] = list(rollouts.find_workload_failures(obj))
+                        replaced = _template_replaced(obj, applied_objects.get(ref))
+                        if replaced:
+                            found.insert(0, WorkloadFailure(ref.kind, ref.name, "TemplateReplaced", replaced))
                         scan = rollouts.find_pod_failures(
                             view.pods_in(ref.namespace),
                             view.revision(ref),
@@ -1528,6 +1591,25 @@ def _lease_expired(spec: Mapping[str, Any], duration: int) -> bool:
     except ValueError:
         return True
     return datetime.now(UTC) > when + timedelta(seconds=duration)
+
+
+def _template_replaced(live: Mapping[str, Any], applied: Mapping[str, Any] | None) -> str | None:
+    """Why ``live`` no longer runs the pod template this run applied (the apply's answer), or None when it does.
+
+    The server defaults a template once, when it is written, so the applied answer and the live object hold
+    the same template until another writer changes it. A Job's template cannot change.
+    """
+    if applied is None or live.get("kind") == "Job":
+        return None
+    applied_template = (applied.get("spec") or {}).get("template")
+    if applied_template is None or (live.get("spec") or {}).get("template") == applied_template:
+        return None
+    generation = (live.get("metadata") or {}).get("generation")
+    applied_generation = (applied.get("metadata") or {}).get("generation")
+    return (
+        f"its pod template is no longer the one this run applied (generation {generation} now, this run applied "
+        f"{applied_generation}): another deploy or writer changed it"
+    )
 
 
 def _refusal_hint(ref: ObjectRef, error: KubernetesError) -> str:

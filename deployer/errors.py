@@ -28,10 +28,13 @@ document index, field path, flag, HTTP status, request id) and builds its messag
     │   ├── KubernetesError               the Kubernetes API (status, reason)
     │   │   ├── CredentialsExpiredError   the cluster answered 401 to credentials that worked before
     │   │   ├── ApplyError                an object was refused by the API server
-    │   │   └── LockTimeoutError          another run holds the deploy lock
+    │   │   ├── LockTimeoutError          another run holds the deploy lock
+    │   │   └── LockLostError             another run took the deploy lock while this one held it
     │   └── GitHubError                   the GitHub API: reported as a warning, never fails a deploy
     ├── RolloutFailedError                exit 3: the rollout failed and every change was rolled back
-    └── RollbackFailedError               exit 4: the rollout failed and the rollback failed too
+    ├── RollbackFailedError               exit 4: the rollout failed and the rollback failed too
+    └── RunCancelledError                 exit 128 + the signal's number (130 SIGINT, 143 SIGTERM): a signal
+                                          stopped the run before it applied anything
 """
 
 from __future__ import annotations
@@ -254,6 +257,11 @@ class LockTimeoutError(KubernetesError):
     pass
 
 
+class LockLostError(KubernetesError):
+    """This run's lease on the deploy lock ran out (the run was paused or cut off) and another run took the
+    lock, or the lease is gone: the namespace is no longer this run's to change or to roll back."""
+
+
 class GitHubError(HTTPAPIError):
     service = "GitHub API"
 
@@ -313,3 +321,13 @@ class RollbackFailedError(DeployerError):
         )
         text = f"{self.failure.reason}; rollback failed: {self.rollback_problem}"
         return f"{text}; left: {left}" if left else text
+
+
+class RunCancelledError(DeployerError):
+    """A signal stopped the run before it applied anything; the exit code is the shell's for a process that
+    signal ended (128 + its number), so that a cancelled job reads as cancelled."""
+
+    def __init__(self, signal_name: str, signal_number: int, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number

@@ -23,7 +23,7 @@ import pytest
 from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
-from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockTimeoutError
+from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockLostError, LockTimeoutError
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
 from tests.conftest import require_real_part
 from tests.deploy_scenarios import wait_until
@@ -532,6 +532,63 @@ def test_lock_of_a_run_that_died_expires_on_its_own(sim: KubeSim, cluster: Clust
     assert time.monotonic() - started < 2
     gone = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", check=False)
     assert gone.returncode != 0
+
+
+def test_lock_timeout_zero_waits_for_the_lock_as_long_as_it_takes(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    first = cluster.acquire_lock(namespace, "https://ci/run/6", timeout=5)
+    with Cluster.connect(credentials(sim)) as other:
+        threading.Timer(1.0, first.release).start()
+        second = other.acquire_lock(namespace, "https://ci/run/7", timeout=0)
+        second.release()
+    assert second.holder.startswith("https://ci/run/7")
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize("taken", [True, False], ids=["taken by another run", "lease gone"])
+def test_a_lock_another_run_took_is_found_lost_and_left_to_that_run(
+    sim: KubeSim, cluster: Cluster, namespace: str, taken: bool
+) -> None:
+    lost = threading.Event()
+    lock = cluster.acquire_lock(namespace, "https://ci/run/4", timeout=5, lease_seconds=3, on_lost=lost.set)
+    try:
+        # What another run does once this run's lease ran out unrenewed: write itself over it, or (finished
+        # already) delete it.
+        if taken:
+            patch = json.dumps({"spec": {"holderIdentity": "https://ci/run/5"}})
+            kubectl(sim, "-n", namespace, "patch", "lease", "deployer-lock", "--type=merge", "-p", patch)
+        else:
+            kubectl(sim, "-n", namespace, "delete", "lease", "deployer-lock")
+        with pytest.raises(LockLostError) as caught:
+            lock.verify()
+        # The renewer, a third of the lease later, finds it too and tells the run to stop.
+        assert lost.wait(10)
+    finally:
+        lock.release()
+
+    expected = "https://ci/run/5 holds it now" if taken else "its lease is gone"
+    assert f"lost the deploy lock in namespace {namespace}: {expected}" in str(caught.value)
+    assert lock.lost_to == ("https://ci/run/5" if taken else "")
+    if taken:  # released without deleting the other run's lease
+        holder = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", "-o", "jsonpath={.spec.holderIdentity}")
+        assert holder.stdout == "https://ci/run/5"
+
+
+@pytest.mark.kubectl
+def test_a_pod_template_another_writer_changed_after_the_apply_fails_the_wait(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    deploy(cluster, [deployment(namespace, "web:1")])
+    objects = [deployment(namespace, "web:never-ready")]
+    applied = cluster.apply(objects, record=cluster.record(objects))
+    kubectl(sim, "-n", namespace, "set", "image", "deployment/web", "web=web:2")
+
+    result = cluster.wait([applied[0].ref], timeout=20, applied=applied)
+
+    # web:2 rolls out fine, but it is not what this run applied: the wait must not pass on it.
+    assert result.outcome is WaitOutcome.FAILED, result.reason
+    assert "TemplateReplaced: its pod template is no longer the one this run applied" in result.reason
 
 
 # --- credentials ---------------------------------------------------------------------------------------------
