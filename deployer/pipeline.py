@@ -28,15 +28,20 @@ from deployer.errors import (
     DockerError,
     ExitCode,
     KubernetesError,
+    LockLostError,
+    LockTimeoutError,
     ManifestError,
     OptionError,
     RegistryError,
     RollbackFailedError,
     RolloutFailedError,
     RolloutFailure,
+    RunCancelledError,
 )
 from deployer.manifests import ManifestObject, RenderOptions
+from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef
 from deployer.settings import (
+    MAX_DURATION_SECONDS,
     ClusterSettings,
     ImageSettings,
     ImageTarget,
@@ -290,13 +295,14 @@ def _server_side_changes(
 def run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
     """``deployer run``; returns the exit code of a run that raised nothing."""
     _register_secrets(settings, console)
-    if settings.render_only:
-        target = resolve_target(settings.image, env)
-        _print_render_only(render(settings, target, env))
-        return 0
-    if settings.dry_run:
-        return dry_run(settings, console, env)
-    return deploy(settings, console, env)
+    with _cancelled_on_signals(console) as cancellation:
+        if settings.render_only:
+            target = resolve_target(settings.image, env)
+            _print_render_only(render(settings, target, env))
+            return 0
+        if settings.dry_run:
+            return dry_run(settings, console, env)
+        return deploy(settings, console, env, cancellation)
 
 
 def _register_secrets(settings: RunSettings, console: Console) -> None:
@@ -305,7 +311,7 @@ def _register_secrets(settings: RunSettings, console: Console) -> None:
     console.add_secret(settings.github.token)
 
 
-def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
+def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], cancellation: Cancellation) -> int:
     """The whole job: render, build and push, connect, lock, record, apply, wait, and roll back on failure.
 
     Whatever happens, bad input included, the run's report is published at the end (publish_report), and the
@@ -330,7 +336,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str]) -> i
         if settings.github.token:
             check_api_url(settings.github.api_url, flag="--github-api-url", secret="the GitHub token")
         _write_rendered_outputs(settings, rendered, console)
-        report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters)
+        report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters, cancellation)
         return report.exit_code
     except DeployerError as e:
         report.exit_code = e.exit_code
@@ -403,38 +409,69 @@ def _start_github_deployment(
     return reporter
 
 
+# What ends a run from outside: a cancelled workflow (SIGTERM), Ctrl-C (SIGINT), a closed terminal (SIGHUP).
+CANCELLING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Cancellation:
+    """How a run learns that it must stop: a signal, or the deploy lock lost to another run (cluster.Lock).
+
+    Until ``protect_changes``, a signal raises RunCancelledError wherever the run is, as Ctrl-C would: a build's
+    child process is killed and its temporary directory removed on the way out, and the exit code is the
+    shell's for that signal. From then on (the cluster is about to change) a signal only sets ``event``, which
+    the lock wait and the rollout wait watch, so that whatever was applied is rolled back to its end.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: signal.Signals | None = None
+        self.interrupting = True
+
+    def protect_changes(self) -> None:
+        self.interrupting = False
+
+    def error(self, when: str) -> RunCancelledError:
+        name = self.signal.name if self.signal is not None else "a signal"
+        number = int(self.signal) if self.signal is not None else int(signal.SIGTERM)
+        return RunCancelledError(name, number, f"cancelled by {name} {when}; nothing was applied to the cluster")
+
+
 @contextmanager
-def _cancelled_on_signals(cancel: threading.Event, console: Console) -> Iterator[None]:
-    """SIGTERM (a cancelled workflow) and SIGINT set ``cancel`` instead of killing the run, so that the
-    wait stops and the rollback still happens; a second signal does not interrupt the rollback."""
+def _cancelled_on_signals(console: Console) -> Iterator[Cancellation]:
+    """Handle SIGTERM, SIGINT and SIGHUP for the whole run (see Cancellation); the first signal counts, a
+    second one does not interrupt the clean-up or the rollback the first one started."""
+    cancellation = Cancellation()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield cancellation
         return
-    received: list[str] = []
     leaving = False
 
     # The handler runs on the main thread between two bytecodes, possibly while that thread holds the
     # console's lock: it must not write. It only records and sets the event (whose lock the main thread
-    # never takes: it only reads is_set); this thread says what happened.
+    # never takes: it only reads is_set), or raises; this thread says what happened.
     def handle(signum: int, frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        cancel.set()
+        if cancellation.signal is not None:
+            return
+        cancellation.signal = signal.Signals(signum)
+        if cancellation.interrupting:
+            raise cancellation.error("before anything was applied")
+        cancellation.event.set()
 
     def announce() -> None:
-        cancel.wait()
-        if not leaving:
-            console.warn(f"received {received[0]}: stopping the wait and rolling back")
+        cancellation.event.wait()
+        if not leaving and cancellation.signal is not None:
+            console.warn(f"received {cancellation.signal.name}: stopping the wait and rolling back")
 
     herald = threading.Thread(target=announce, name="deployer-signals", daemon=True)
     herald.start()
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handle) for sig in CANCELLING_SIGNALS}
     try:
-        yield
+        yield cancellation
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        leaving = not cancel.is_set()
-        cancel.set()
+        leaving = not cancellation.event.is_set()
+        cancellation.event.set()
         herald.join()
 
 
@@ -446,6 +483,7 @@ def _deploy_phases(
     rendered: Rendered,
     report: actions.DeployReport,
     reporters: list[Any],
+    cancellation: Cancellation,
 ) -> int:
     from deployer import cluster as kubernetes_cluster
 
@@ -462,23 +500,37 @@ def _deploy_phases(
         reporters.append(reporter)
     credentials = _credentials(settings.cluster, settings.rollout, console, env)
     report.cluster = credentials.description
-    cancel = threading.Event()
     connection = kubernetes_cluster.Cluster.connect(credentials, warn=console.warn, inform=console.info)
-    with connection as kube, _cancelled_on_signals(cancel, console):
+    with connection as kube:
+        cancellation.protect_changes()
         namespace, source = _chosen_namespace(settings.namespace, kube, credentials)
         report.namespace, report.namespace_source = namespace, source
         console.info(f"namespace: {namespace} ({actions.NAMESPACE_SOURCES[source]})")
         bodies = [obj.body for obj in rendered.objects]
         declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
         with console.phase(f"Lock namespace {namespace}"):
-            if kube.ensure_namespace(namespace, create=settings.rollout.create_namespace or declared):
+            created_namespace = kube.ensure_namespace(namespace, create=settings.rollout.create_namespace or declared)
+            if created_namespace:
                 console.info(f"created namespace {namespace}")
             holder = report.run_url or f"{env.get('USER', 'someone')}@{socket.gethostname()}"
-            lock = kube.acquire_lock(
-                namespace, holder, settings.rollout.lock_timeout, cancel=cancel, on_progress=console.info
-            )
+            try:
+                lock = kube.acquire_lock(
+                    namespace,
+                    holder,
+                    settings.rollout.lock_timeout,
+                    lease_seconds=round(settings.rollout.lock_lease),
+                    cancel=cancellation.event,
+                    on_progress=console.info,
+                    on_lost=cancellation.event.set,
+                )
+            except LockTimeoutError as e:
+                if cancellation.signal is not None:
+                    raise cancellation.error("while waiting for the deploy lock") from e
+                raise
         try:
-            return _apply_and_verify(settings, console, kube, rendered, bodies, report, cancel)
+            return _apply_and_verify(
+                settings, console, kube, rendered, bodies, report, cancellation, lock, created_namespace
+            )
         finally:
             try:
                 lock.release()
@@ -507,7 +559,9 @@ def _apply_and_verify(
     rendered: Rendered,
     bodies: list[dict[str, Any]],
     report: actions.DeployReport,
-    cancel: threading.Event,
+    cancellation: Cancellation,
+    lock: Any,
+    created_namespace: bool,
 ) -> int:
     from deployer import diagnoses
 
@@ -515,6 +569,13 @@ def _apply_and_verify(
     refs = [kube.ref_of(body) for body in bodies]
     workloads = [ref for ref in refs if ref.kind in plans.WORKLOAD_KINDS]
     record = kube.record(bodies)
+    if created_namespace and rollout.delete_created_on_failure:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": lock.namespace}}
+        record = _with_created_namespace(record, kube.ref_of(namespace))
+    if cancellation.event.is_set():
+        if cancellation.signal is None:
+            lock.verify()  # the only other reason to stop: the lock was lost
+        raise cancellation.error("before the apply")
     previous = {ref: record.find(ref) for ref in workloads}
     report.workloads = [
         actions.WorkloadResult(
@@ -529,6 +590,9 @@ def _apply_and_verify(
     failure_reason: str
     diagnosis_text = ""
     refused: KubernetesError | None = None
+    # Anything else that stops the apply or the wait (a bug, an answer deployer cannot read): what was applied
+    # goes back all the same, and the error is reported with the rollback's outcome.
+    unexpected: BaseException | None = None
     with console.phase(f"Apply {len(bodies)} object(s)"):
         try:
             origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
@@ -539,42 +603,53 @@ def _apply_and_verify(
         except KubernetesError as e:
             # Objects before the refused one are applied: they are put back like a failed rollout.
             applied, failure_reason, refused = False, f"apply failed: {e}", e
+        except BaseException as e:  # noqa: BLE001 - re-raised after the rollback, as the failure's cause
+            applied, failure_reason, unexpected = False, f"apply failed on an unexpected error: {_unexpected(e)}", e
     if applied:
-        with console.phase(f"Wait for {len(workloads)} workload(s), at most {format_duration(rollout.timeout)}"):
+        limit = f"at most {format_duration(rollout.timeout)}" if rollout.timeout else "no time limit (--timeout 0)"
+        with console.phase(f"Wait for {len(workloads)} workload(s), {limit}"):
             try:
                 waited = kube.wait(
                     workloads,
                     timeout=rollout.timeout,
                     tolerate_failures_for=rollout.tolerate_failures_for,
                     on_progress=lambda line: console.progress(line.split(":", 1)[0], line),
-                    cancel=cancel,
+                    cancel=cancellation.event,
                     applied=results,
                 )
             except KubernetesError as e:
                 waited = None
                 failure_reason = f"watching the rollout failed: {e}"
+            except BaseException as e:  # noqa: BLE001 - re-raised after the rollback, as the failure's cause
+                waited, unexpected = None, e
+                failure_reason = f"watching the rollout failed on an unexpected error: {_unexpected(e)}"
         if waited is not None:
             _fill_workload_results(report, waited)
             if waited.ok:
+                # Success only while the lock is still this run's: one paused past its lease may have seen
+                # another run's rollout finish.
+                lock.verify()
                 for workload in report.workloads:
                     workload.result = "ready"
                 console.info(f"rolled out {len(workloads)} workload(s) in {format_duration(waited.elapsed)}")
                 return ExitCode.OK
             failure_reason = f"rollout {waited.outcome}: {waited.reason}"
-            found = kube.diagnose(waited)
+            found = _diagnose(kube, waited, console)
             diagnosis_text = diagnoses.render_text(found)
             report.diagnosis = console.redact(diagnosis_text)
             console.info(failure_reason)
             if diagnosis_text:
                 console.info(diagnosis_text)
     failure = RolloutFailure(reason=failure_reason, diagnosis=diagnosis_text)
+    _verify_lock_before_rollback(lock, failure_reason)
     steps = None
-    if refused is not None:
+    stopped_apply = None if applied else (refused or unexpected)
+    if stopped_apply is not None:
         steps = kube.plan_rollback(record, delete_created_on_failure=rollout.delete_created_on_failure)
         if not any(step.undoes_a_change for step in steps):
             # The first change was refused (e.g. a conflict under --no-force-conflicts): nothing was rolled out
             # and nothing needs rolling back, so this is the apply's own failure (exit 1), not exit 3.
-            raise refused
+            raise stopped_apply
         # Said here rather than as the apply failed: a refusal raised above is printed once, by the error line.
         console.info(failure_reason)
     if not rollout.rollback:
@@ -589,14 +664,52 @@ def _apply_and_verify(
             # E.g. the credentials expired during the wait: the failed rollout is still live, which is exit 4
             # with the rollout's reason, not a bare API error that hides that nothing was put back.
             raise RollbackFailedError(failure, str(e)) from e
+        except Exception as e:
+            raise RollbackFailedError(failure, f"unexpected error: {_unexpected(e)}") from e
     failure.outcomes = restored.outcomes
     report.rollback = restored.outcomes
     states = {(o.kind, o.name): o.state for o in restored.outcomes}
     for workload in report.workloads:
         workload.result = states.get((workload.kind, workload.name), workload.result)
     if restored.ok:
-        raise RolloutFailedError(failure)
-    raise RollbackFailedError(failure, "; ".join(restored.problems))
+        raise RolloutFailedError(failure) from unexpected
+    raise RollbackFailedError(failure, "; ".join(restored.problems)) from unexpected
+
+
+def _unexpected(error: BaseException) -> str:
+    """An exception deployer has no error of its own for, in one line: its type and message."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _diagnose(kube: Any, waited: Any, console: Console) -> list[Any]:
+    """The diagnosis of a failed wait; one that fails is warned about, never in the way of the rollback."""
+    try:
+        found: list[Any] = kube.diagnose(waited)
+    except Exception as e:  # noqa: BLE001 - the rollback matters more than the explanation
+        console.warn(f"could not diagnose the failure: {_unexpected(e)}")
+        return []
+    return found
+
+
+def _with_created_namespace(record: LiveRecord, namespace: ObjectRef) -> LiveRecord:
+    """The record as if the namespace this run created had been missing before the apply, which it was: with
+    --delete-created-on-failure the rollback then deletes it, after everything else."""
+    others = [entry for entry in record.objects if entry.ref != namespace]
+    return LiveRecord([ObjectRecord(namespace, existed=False), *others])
+
+
+def _verify_lock_before_rollback(lock: Any, failure_reason: str) -> None:
+    """A run that lost the deploy lock stops here: the namespace is the other run's now, and a rollback to what
+    this run recorded would undo that run's deploy. Nothing is touched; the other run owns the outcome."""
+    try:
+        lock.verify()
+    except LockLostError as e:
+        raise LockLostError(
+            f"{e}; not rolling back, which would undo that run's deploy: this run's objects stay as it left "
+            f"them ({failure_reason})"
+        ) from e
 
 
 def _recorded_revision(record: Any) -> str | None:
@@ -628,7 +741,8 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
     if not image.build:
         raise OptionError("--no-build", "deployer build always builds; drop --no-build")
     target = resolve_target(image, env)
-    published = publish_image(image, target, console, env)
+    with _cancelled_on_signals(console):
+        published = publish_image(image, target, console, env)
     outputs = {"image": published.reference, "digest": published.digest or "", "tag": target.reference.tag or ""}
     if output_format == "json":
         sys.stdout.write(json.dumps(outputs, indent=2) + "\n")
@@ -651,7 +765,12 @@ def _expiry_seconds(cluster: ClusterSettings, rollout: RolloutSettings | None) -
         return cluster.kubeconfig_expiry or needed
     if not cluster.cluster:
         return 0  # not DigitalOcean: nothing is issued, the expiry means nothing
-    return credentials.expiry_for_run(cluster.kubeconfig_expiry, rollout.timeout, rollout.rollback_timeout)
+    # A wait without limit (0) may take as long as the longest timeout allowed.
+    return credentials.expiry_for_run(
+        cluster.kubeconfig_expiry,
+        rollout.timeout or MAX_DURATION_SECONDS,
+        rollout.rollback_timeout or MAX_DURATION_SECONDS,
+    )
 
 
 def _credentials(

@@ -195,6 +195,9 @@ def test_failing_first_deploy_says_there_is_no_previous_revision(
     if delete_created:
         assert "deleted deployment/web" in done.stderr.splitlines()[-1]
         assert not judge.exists("fresh", "deployment/web")
+        # The namespace this run created goes too, after what was in it.
+        assert "deleted namespace/fresh" in done.stderr.splitlines()[-1]
+        wait_until(lambda: not judge.exists("", "namespace/fresh"), 30, "the namespace to be deleted")
     else:
         assert "--delete-created-on-failure removes it" in done.stderr
         assert judge.image("fresh") == f"{REPO}:pull-error"
@@ -232,6 +235,73 @@ def test_sigterm_during_the_wait_rolls_back_before_exit(deployer: Deployer, judg
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert "received SIGTERM: stopping the wait and rolling back" in done.stderr
     assert "cancelled" in done.stderr
+    assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
+    assert judge.image("shop") == f"{REPO}:v1"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
+
+
+def test_delete_created_on_failure_leaves_a_namespace_that_existed_before(
+    deployer: Deployer, judge: Kubectl, manifests: Path
+) -> None:
+    deployed(deployer, "v1", manifests, "kept")  # the namespace is created by this earlier run
+
+    done = deployer.run("pull-error", manifests, "kept", "--delete-created-on-failure")
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "rolled back deployment/web" in done.stderr.splitlines()[-1]
+    assert "namespace/kept" not in done.stderr
+    assert judge.exists("", "namespace/kept")
+    assert judge.image("kept") == f"{REPO}:v1"
+
+
+# --- whatever stops a run once it has applied something, what it applied goes back ------------------------------
+
+
+@pytest.fixture
+def configured_manifests(deployer: Deployer) -> Path:
+    """A ConfigMap and the Deployment reading it: the ConfigMap is applied first."""
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"}, "data": {"greeting": "v1"}}
+    return write_manifests(deployer.workdir / "k8s-configured", config, deployment("web", config_map="web-config"))
+
+
+def test_an_unexpected_error_applying_a_later_object_rolls_back_the_objects_applied_before(
+    sim: KubeSim, deployer: Deployer, judge: Kubectl, configured_manifests: Path
+) -> None:
+    deployed(deployer, "v1", configured_manifests, "shop")
+    app = configured_manifests / "app.yaml"
+    app.write_text(app.read_text().replace("greeting: v1", "greeting: v2"))
+    # The Deployment's apply is answered with something no API server sends (a broken proxy would): deployer
+    # has no error of its own for what follows, after the ConfigMap was changed.
+    broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": "unreadable"}
+    sim.answer_once("PATCH", "/apis/apps/v1/namespaces/shop/deployments/web", 200, broken)
+
+    done = deployer.run("v2", configured_manifests, "shop")
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "Traceback" not in done.stderr
+    assert "apply failed on an unexpected error: AttributeError" in done.stderr
+    assert "==> Roll back" in done.stderr
+    assert judge.jsonpath("shop", "configmap/web-config", "{.data.greeting}") == "v1"
+    assert judge.image("shop") == f"{REPO}:v1"
+
+
+def test_an_unexpected_error_during_the_wait_rolls_back(deployer: Deployer, judge: Kubectl, sim: KubeSim) -> None:
+    manifests = write_manifests(deployer.workdir / "k8s", deployment("web"))
+    deployed(deployer, "v1", manifests, "shop")
+    # The wait's first list of Deployments holds one without a name, which deployer does not expect.
+    nameless = {
+        "kind": "DeploymentList",
+        "apiVersion": "apps/v1",
+        "metadata": {"resourceVersion": "1"},
+        "items": [{"metadata": {}}],
+    }
+    sim.answer_once("GET", "/apis/apps/v1/namespaces/shop/deployments", 200, nameless)
+
+    done = deployer.run("v2", manifests, "shop")
+
+    assert done.code == EXIT_ROLLED_BACK, done.explain()
+    assert "Traceback" not in done.stderr
+    assert "watching the rollout failed on an unexpected error: KeyError" in done.stderr
     assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
     assert judge.image("shop") == f"{REPO}:v1"
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
@@ -362,6 +432,37 @@ def test_run_that_cannot_get_the_lock_in_time_fails_naming_the_holder(
     assert "--lock-timeout" in second.stderr
     assert first_done.code == EXIT_OK, first_done.explain()
     assert judge.image("shop") == f"{REPO}:{HELD}"
+
+
+def test_a_run_paused_past_its_lease_loses_the_lock_and_leaves_the_next_runs_deploy_alone(
+    sim: KubeSim, deployer: Deployer, judge: Kubectl, held_manifests: Path
+) -> None:
+    # A short lease (3 s instead of 60 s), so that the second run takes the lock from the paused one soon.
+    lease = ("--lock-lease", "3s")
+    deployed(deployer, "v1", held_manifests, "shop")
+    paused = deployer.start(HELD, held_manifests, "shop", *lease, env=github_run(301))
+    try:
+        paused.wait_for_line(lambda line: line.startswith("==> Wait"), 30, "the first run's wait phase")
+        paused.wait_for_line(lambda line: line.startswith("web: "), 30, "a progress line of the first run")
+        paused.send(signal.SIGSTOP)
+        try:
+            second = deployer.run("v3", held_manifests, "shop", *lease, env=github_run(302), timeout=120)
+        finally:
+            paused.send(signal.SIGCONT)
+        resumed = paused.finish(timeout=60)
+    finally:
+        paused.kill()
+
+    assert second.code == EXIT_OK, second.explain()
+    assert f"waiting for the deploy lock in shop, held by {run_url(301)}" in second.stderr
+    # The paused run must neither claim the other run's rollout as its own nor roll it back.
+    assert resumed.code == EXIT_FAILURE, resumed.explain()
+    assert "lost the deploy lock in namespace shop" in resumed.stderr
+    assert "not rolling back" in resumed.stderr
+    assert "==> Roll back" not in resumed.stderr
+    assert judge.image("shop") == f"{REPO}:v3"
+    assert judge.serving_images("shop", "web") == {f"{REPO}:v3"}
+    assert not judge.exists("shop", "lease/deployer-lock")
 
 
 # --- real containers on Docker ---------------------------------------------------------------------------------

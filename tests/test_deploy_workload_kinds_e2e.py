@@ -488,7 +488,10 @@ def test_failing_job_is_deleted_with_delete_created_on_failure(deployer: Deploye
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert f"| {CRASH_LOG}" in done.stderr, done.stderr
-    assert done.stderr.splitlines()[-1].endswith("; deleted job/migrate (created by this run)")
+    # The namespace, which this first run created too, goes last.
+    assert done.stderr.splitlines()[-1].endswith(
+        "; deleted job/migrate (created by this run); deleted namespace/shop (created by this run)"
+    )
     assert not judge.exists("shop", "job/migrate")
 
 

@@ -27,7 +27,7 @@ import trustme
 from .clock import SimClock
 from .control_loop import ControlLoop
 from .kubelet import Behaviour, DockerKubelet, ScriptedKubelet
-from .server import KubeApiServer, RequestCounter, TokenRegistry
+from .server import CannedAnswer, KubeApiServer, RequestCounter, TokenRegistry
 from .store import ObjectStore
 
 __all__ = ["Behaviour", "KubeSim"]
@@ -183,6 +183,11 @@ class KubeSim:
         with os.fdopen(fd, "w") as f:
             json.dump(self.kubeconfig_dict(token), f, indent=2)
         return path
+
+    def answer_once(self, method: str, path: str, status: int, body: Any) -> None:
+        """Answer the next ``method`` request on ``path`` (not a watch) with ``body`` instead of serving it."""
+        with self._server.canned_lock:
+            self._server.canned.append(CannedAnswer(method, path, status, body))
 
     # ------------------------------------------------------------ observation
 

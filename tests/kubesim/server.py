@@ -1,5 +1,5 @@
 """The simulator's HTTPS front: the Kubernetes REST paths, bearer-token authentication, discovery,
-watch streaming, Table output for kubectl, pod logs and request counting.
+watch streaming, Table output for kubectl, pod logs, request counting, and the canned answers a test asks for.
 
 It owns HTTP: parsing paths and query parameters, choosing the verb, encoding bodies and Status errors.
 It must not decide anything the API server's storage decides (the store does) nor run controllers.
@@ -98,6 +98,17 @@ class RequestCounter:
 
 
 @dataclass
+class CannedAnswer:
+    """A test's answer to the next request of ``method`` on ``path`` (no watch): a server that answers what no
+    API server would (a broken proxy, a bug), for the client's handling of the unexpected."""
+
+    method: str
+    path: str
+    status: int
+    body: Any
+
+
+@dataclass
 class ResourceRequest:
     rtype: ResourceType
     namespace: str | None  # None: all namespaces (or a cluster-scoped type)
@@ -128,6 +139,16 @@ class KubeApiServer(ThreadingHTTPServer):
         self.counter = counter
         self.logs = logs
         self.stopping = threading.Event()
+        self.canned: list[CannedAnswer] = []
+        self.canned_lock = threading.Lock()
+
+    def take_canned(self, method: str, path: str) -> CannedAnswer | None:
+        with self.canned_lock:
+            for answer in self.canned:
+                if answer.method == method and answer.path == path:
+                    self.canned.remove(answer)
+                    return answer
+        return None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         try:
@@ -276,6 +297,10 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             if not self._authenticated(path):
                 self.server.counter.add("unauthorized", path)
                 raise statuses.unauthorized()
+            canned = None if query.get("watch") in ("true", "1") else self.server.take_canned(method, path)
+            if canned is not None:
+                self._send_json(canned.status, canned.body)
+                return
             self._route(method, path, query, raw)
         except ApiError as e:
             self._send_error(e)
