@@ -40,6 +40,7 @@ Exit codes:
   2  bad input or configuration: a flag, a manifest, a missing owner or SHA
   3  the rollout failed and every change was rolled back
   4  the rollout failed and the rollback failed too
+  129, 130, 143  cancelled by SIGHUP, SIGINT or SIGTERM before anything was applied
 """
 
 
