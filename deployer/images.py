@@ -2,7 +2,8 @@
 
 Pure: no I/O. Follows the grammar of the distribution reference (the one `docker` and the kubelet use):
 ``[registry[:port]/]path[:tag][@algorithm:hex]``, where the first component is a registry only when it
-contains a dot or a colon or is ``localhost``.
+contains a dot or a colon or is ``localhost``; a port is 1-65535 and the name (registry and path) at most
+255 characters, as a registry accepts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _REGISTRY = re.compile(
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
 _HEX = re.compile(r"[0-9a-f]+")
+_PORT = re.compile(r":([0-9]+)\Z")
+# The distribution grammar's limit on a repository name, registry included.
+NAME_MAX_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,14 @@ def parse_image_reference(reference: str) -> ImageReference:
     registry = None
     first, sep, remainder = rest.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
-        if not _REGISTRY.fullmatch(first):
-            raise ImageReferenceError(reference, f"registry {first!r} is not a valid host[:port]")
+        problem = registry_problem(first)
+        if problem:
+            raise ImageReferenceError(reference, problem)
         registry, rest = first, remainder
     if not rest:
         raise ImageReferenceError(reference, "the repository path is empty")
+    if len(rest) + (len(registry) + 1 if registry else 0) > NAME_MAX_LENGTH:
+        raise ImageReferenceError(reference, f"the repository name is longer than {NAME_MAX_LENGTH} characters")
     for component in rest.split("/"):
         if not _PATH_COMPONENT.fullmatch(component):
             problem = (
@@ -84,6 +91,16 @@ def parse_image_reference(reference: str) -> ImageReference:
             )
             raise ImageReferenceError(reference, problem)
     return ImageReference(registry=registry, path=rest, tag=tag, digest=digest)
+
+
+def registry_problem(registry: str) -> str | None:
+    """Why ``registry`` is not a ``host[:port]`` an image can be pushed to, or None."""
+    if not _REGISTRY.fullmatch(registry):
+        return f"registry {registry!r} is not a valid host[:port]"
+    port = _PORT.search(registry)
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        return f"registry {registry!r} has port {port.group(1)}, outside 1-65535"
+    return None
 
 
 def short_sha(sha: str, length: int) -> str:

@@ -23,6 +23,8 @@ DIGEST_B = "sha256:" + "0123456789abcdef" * 4
         ("ghcr.io/acme/web@" + DIGEST_A, ImageReference("ghcr.io", "acme/web", digest=DIGEST_A)),
         ("ghcr.io/acme/web:v1@" + DIGEST_B, ImageReference("ghcr.io", "acme/web", tag="v1", digest=DIGEST_B)),
         ("[::1]:5000/a:b", ImageReference("[::1]:5000", "a", tag="b")),
+        ("localhost:65535/a", ImageReference("localhost:65535", "a")),
+        ("ghcr.io/acme/" + "w" * 242, ImageReference("ghcr.io", "acme/" + "w" * 242)),
         (
             "registry.example.com/team/app-name_x.y:1.0-rc.1",
             ImageReference("registry.example.com", "team/app-name_x.y", tag="1.0-rc.1"),
@@ -53,6 +55,12 @@ def test_parse_splits_registry_path_tag_and_digest(text: str, expected: ImageRef
         ("ghcr.io/acme//web", "path component ''"),
         ("ghcr.io/acme/we..b", "path component 'we..b'"),
         ("bad_host.io:port/x", "registry 'bad_host.io:port'"),
+        # A port is 1-65535: the engine would try to push to 127.0.0.1:99999 and fail only then.
+        ("127.0.0.1:99999/acme/web:v1", "port 99999, outside 1-65535"),
+        ("localhost:0/acme/web", "port 0, outside 1-65535"),
+        ("[::1]:70000/a", "port 70000, outside 1-65535"),
+        # The distribution grammar's limit on the whole name, registry included.
+        ("ghcr.io/acme/" + "w" * 243, "longer than 255 characters"),
     ],
 )
 def test_parse_rejects_invalid_reference_naming_the_problem(text: str, message: str) -> None:
