@@ -87,7 +87,7 @@ def choose_repository(env: Mapping[str, str], git: GitState) -> Repository:
     github_repository = env.get("GITHUB_REPOSITORY", "")
     if github_repository:
         owner, sep, name = github_repository.partition("/")
-        if sep and owner and name:
+        if sep and owner and name and "/" not in name:
             return Repository(owner, name)
         raise RevisionError(f"GITHUB_REPOSITORY={github_repository!r} is not of the form owner/name")
     if git.origin_url:

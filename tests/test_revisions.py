@@ -113,6 +113,8 @@ def test_choose_repository_from_github_repository_or_github_origin(
         ({}, "/srv/git/web.git", "pass --image"),
         ({"GITHUB_REPOSITORY": "no-slash"}, None, "'no-slash' is not of the form owner/name"),
         ({"GITHUB_REPOSITORY": "/web"}, None, "not of the form owner/name"),
+        # Three parts would push to ghcr.io/a/b/c, a repository nobody asked for.
+        ({"GITHUB_REPOSITORY": "a/b/c"}, None, "GITHUB_REPOSITORY='a/b/c' is not of the form owner/name"),
     ],
 )
 def test_choose_repository_without_a_github_source_is_a_revision_error(
