@@ -148,21 +148,15 @@ def resolve_credentials(
     ``kubeconfig_data``; else KUBECONFIG in ``env``; else ~/.kube/config. ``mask`` is called with each secret
     as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings.
     ``sleep`` and ``now`` (epoch seconds, the clock ``expires_at`` is read from) are for tests."""
-    given = [
-        flag
-        for flag, value in (
-            (CLUSTER_FLAG, cluster),
-            (KUBECONFIG_FLAG, kubeconfig_path),
-            (KUBECONFIG_DATA_FLAG, kubeconfig_data),
-        )
-        if value
-    ]
-    if len(given) > 1:
-        raise OptionError(given[1], f"cannot be combined with {given[0]}: pass one source of credentials")
+    check_source(
+        cluster=cluster,
+        kubeconfig_path=kubeconfig_path,
+        kubeconfig_data=kubeconfig_data,
+        digitalocean_token=digitalocean_token,
+        env=env,
+    )
     if cluster:
         token = digitalocean_token or env.get(TOKEN_VARIABLE, "")
-        if not token.strip():
-            raise OptionError(CLUSTER_FLAG, f"needs a DigitalOcean API token: set {TOKEN_VARIABLE}")
         mask(token.strip())
         return fetch_digitalocean_credentials(
             cluster,
@@ -207,6 +201,32 @@ def resolve_credentials(
         expires_at=None,
         secrets=secrets,
     )
+
+
+def check_source(
+    *,
+    cluster: str | None,
+    kubeconfig_path: str | None,
+    kubeconfig_data: str | None,
+    digitalocean_token: str | None,
+    env: Mapping[str, str],
+) -> None:
+    """Raise OptionError unless the flags name one source of credentials, and --cluster has its token.
+
+    Makes no request: a run checks this before it builds, while DigitalOcean is asked only after the push."""
+    given = [
+        flag
+        for flag, value in (
+            (CLUSTER_FLAG, cluster),
+            (KUBECONFIG_FLAG, kubeconfig_path),
+            (KUBECONFIG_DATA_FLAG, kubeconfig_data),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise OptionError(given[1], f"cannot be combined with {given[0]}: pass one source of credentials")
+    if cluster and not (digitalocean_token or env.get(TOKEN_VARIABLE, "")).strip():
+        raise OptionError(CLUSTER_FLAG, f"needs a DigitalOcean API token: set {TOKEN_VARIABLE}")
 
 
 def fetch_digitalocean_credentials(

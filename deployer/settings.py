@@ -1,6 +1,7 @@
 """The settings of one run, and what follows from them: the image reference, the change-cause.
 
-Pure: the CLI fills ``RunSettings`` from flags and DEPLOYER_* variables; the functions here derive
+Pure: the CLI fills ``RunSettings`` from flags and DEPLOYER_* variables; the functions here check them
+(``check_run_settings``: every name and reference a flag gives, before anything remote happens) and derive
 values from settings and from facts the workspace gathered. Secrets are fields like any other but
 never appear in ``repr`` (a traceback or a debug print must not leak them).
 """
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from deployer import images, revisions
-from deployer.errors import OptionError
+from deployer import images, names, revisions
+from deployer.errors import ImageReferenceError, OptionError
 from deployer.images import ImageReference
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -145,6 +146,46 @@ class RunSettings:
     render_only: bool = False
     output_dir: str | None = None
     output_format: str = "text"
+
+
+def _reference_problem(reference: str) -> str | None:
+    try:
+        images.parse_image_reference(reference)
+    except ImageReferenceError as e:
+        return e.problem
+    return None
+
+
+def check_image_settings(image: ImageSettings) -> None:
+    """Raise OptionError, naming the flag, for a registry, repository, name or tag no registry would take."""
+    registry = None if image.repository else image.registry  # --image names the registry itself
+    checks: list[tuple[str, str | None, str]] = [
+        ("--image", image.repository, image.repository or ""),
+        ("--registry", registry, images.default_repository(image.registry, "owner", "name")),
+        ("--image-name", image.name, images.default_repository("ghcr.io", "owner", image.name or "name")),
+        ("--tag", image.tag, f"example/name:{image.tag}"),
+        *(("--extra-tag", tag, f"example/name:{tag}") for tag in image.extra_tags),
+    ]
+    for flag, given, reference in checks:
+        problem = _reference_problem(reference) if given else None
+        if problem:
+            raise OptionError(flag, f"{given!r}: {problem}")
+
+
+def check_run_settings(settings: RunSettings) -> None:
+    """Raise OptionError, naming the flag, for a value the run would fail on only after building and pushing:
+    an empty placeholder, a namespace the API server refuses, an image reference that does not parse."""
+    if not settings.placeholder.strip():
+        raise OptionError("--placeholder", "must not be empty: it is the text the image reference replaces")
+    if settings.namespace:
+        problem = names.dns1123_label_problem(settings.namespace)
+        if problem:
+            raise OptionError("--namespace", f"{problem} (the rule for namespaces)")
+    for name, reference in settings.image_refs.items():
+        problem = _reference_problem(reference)
+        if problem:
+            raise OptionError("--image-ref", f"{name}={reference!r}: {problem}")
+    check_image_settings(settings.image)
 
 
 @dataclass(frozen=True)

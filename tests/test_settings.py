@@ -14,7 +14,9 @@ from deployer.settings import (
     GitHubSettings,
     ImageSettings,
     ImageTarget,
+    RunSettings,
     change_cause,
+    check_run_settings,
     format_duration,
     parse_duration,
     parse_key_values,
@@ -246,3 +248,47 @@ def test_secrets_never_appear_in_settings_repr(settings: object) -> None:
     text = repr(settings)
     for secret in ("hunter2-registry", "dop_v1_secret", "kube-secret", "ghp_secrettoken"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        RunSettings(),
+        RunSettings(
+            namespace="shop-1", image_refs={"db": "postgres:16", "cache": "127.0.0.1:5055/redis@sha256:" + "a" * 64}
+        ),
+        RunSettings(
+            image=ImageSettings(registry="127.0.0.1:5055", name="Hello_App", tag="v1.2", extra_tags=("latest",))
+        ),
+        RunSettings(image=ImageSettings(registry="not a registry", repository="ghcr.io/acme/web")),  # --image wins
+        RunSettings(namespace=""),  # the kubeconfig context's namespace, as kubectl takes it
+    ],
+)
+def test_check_run_settings_accepts_what_a_registry_and_the_api_server_take(settings: RunSettings) -> None:
+    check_run_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (RunSettings(placeholder=""), "^--placeholder: must not be empty"),
+        (RunSettings(placeholder="  "), "^--placeholder: must not be empty"),
+        (RunSettings(namespace="Shop"), "^--namespace: 'Shop' has uppercase letters; it must be a DNS-1123 label"),
+        (RunSettings(namespace="shop.eu"), "^--namespace: 'shop.eu' is not a DNS-1123 label"),
+        (RunSettings(namespace="n" * 64), "^--namespace: 'n{64}' is 64 characters long"),
+        (RunSettings(image_refs={"db": "NOT VALID"}), "^--image-ref: db='NOT VALID': path component 'NOT VALID'"),
+        (RunSettings(image_refs={"db": ""}), "^--image-ref: db='': empty"),
+        (RunSettings(image=ImageSettings(registry="127.0.0.1:99999")), "^--registry: .*port 99999, outside 1-65535"),
+        (RunSettings(image=ImageSettings(registry="bad_host.io:x")), "^--registry: .*not a valid host"),
+        (RunSettings(image=ImageSettings(repository="ghcr.io/Acme/web")), "^--image: .*must be lowercase"),
+        (RunSettings(image=ImageSettings(name="my app")), "^--image-name: 'my app'"),
+        (RunSettings(image=ImageSettings(tag="bad tag!")), "^--tag: 'bad tag!'"),
+        (RunSettings(image=ImageSettings(extra_tags=("latest", "-x"))), "^--extra-tag: '-x'"),
+    ],
+)
+def test_check_run_settings_names_the_flag_of_a_value_that_would_fail_only_after_the_push(
+    settings: RunSettings, message: str
+) -> None:
+    with pytest.raises(OptionError, match=message) as caught:
+        check_run_settings(settings)
+    assert caught.value.exit_code == 2
