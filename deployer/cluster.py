@@ -41,6 +41,7 @@ from deployer.errors import (
     KubernetesError,
     LockLostError,
     LockTimeoutError,
+    UnknownKindError,
     WorkloadOutcome,
 )
 from deployer.plans import apply_rank
@@ -595,7 +596,7 @@ class Cluster:
             self._discover(api_version)
             known = self._resources.get((api_version, kind))
         if known is None:
-            raise ApplyError(
+            raise UnknownKindError(
                 f'resource mapping not found: no matches for kind "{kind}" in version "{api_version}"; '
                 "ensure CRDs are installed first"
             )

@@ -28,6 +28,7 @@ document index, field path, flag, HTTP status, request id) and builds its messag
     │   ├── KubernetesError               the Kubernetes API (status, reason)
     │   │   ├── CredentialsExpiredError   the cluster answered 401 to credentials that worked before
     │   │   ├── ApplyError                an object was refused by the API server
+    │   │   │   └── UnknownKindError      the cluster serves no such kind (no CRD installed)
     │   │   ├── LockTimeoutError          another run holds the deploy lock
     │   │   └── LockLostError             another run took the deploy lock while this one held it
     │   └── GitHubError                   the GitHub API: reported as a warning, never fails a deploy
@@ -251,6 +252,10 @@ class CredentialsExpiredError(KubernetesError):
 
 class ApplyError(KubernetesError):
     pass
+
+
+class UnknownKindError(ApplyError):
+    """Discovery found no resource for the kind in its API version: a CRD that is not installed, or a typo."""
 
 
 class LockTimeoutError(KubernetesError):

@@ -3,7 +3,9 @@
 Wires the pure modules (settings, manifests, plans, rollouts, rollbacks) to the modules that talk to
 outside systems (workspace, docker_engine, credentials, cluster, github). It decides the order of
 phases and what happens on failure; it holds no logic of those modules' own. Bad input is found
-before anything remote happens: manifests are rendered and checked before the image is built.
+before anything remote happens: flags, names and image references are checked, manifests rendered and
+checked (names by Kubernetes' rules), build files and a kubeconfig read before the image is built, and
+every kind is looked up in the cluster before the namespace is created.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deployer import actions, manifests, plans, workspace
+from deployer import actions, manifests, names, plans, workspace
 from deployer.console import Console
 from deployer.errors import (
     DeployerError,
@@ -31,12 +33,14 @@ from deployer.errors import (
     LockLostError,
     LockTimeoutError,
     ManifestError,
+    ManifestFieldError,
     OptionError,
     RegistryError,
     RollbackFailedError,
     RolloutFailedError,
     RolloutFailure,
     RunCancelledError,
+    UnknownKindError,
 )
 from deployer.manifests import ManifestObject, RenderOptions
 from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef
@@ -49,6 +53,8 @@ from deployer.settings import (
     RunSettings,
     change_cause,
     check_api_url,
+    check_image_settings,
+    check_run_settings,
     format_duration,
     resolve_image_target,
 )
@@ -90,6 +96,12 @@ def render(
         change_cause=change_cause(target, env, actions.run_url(env)),
     )
     objects = manifests.render_objects(sources, options)
+    for obj in objects:
+        # The API server would refuse these only once their turn to be applied came, after others were.
+        problems = names.object_problems(obj.body)
+        if problems:
+            field_path, problem = problems[0]
+            raise ManifestFieldError(problem, path=obj.path, document=obj.document, field_path=field_path)
     duplicates = plans.duplicate_objects(objects)
     if duplicates:
         first, second = duplicates[0]
@@ -135,15 +147,29 @@ class PublishedImage:
     digest: str | None
 
 
+def _check_inputs(settings: RunSettings) -> None:
+    """The flags' names and references, and the build's files: what would fail only after remote work."""
+    check_run_settings(settings)
+    _check_build_files(settings.image)
+
+
+def _check_build_files(image: ImageSettings) -> None:
+    """The build context and Dockerfile exist, when there is a build: checked before anything remote."""
+    if not image.build:
+        return
+    context = Path(image.build_context)
+    if not context.is_dir():
+        raise OptionError("--build-context", f"{image.build_context}: no such directory")
+    dockerfile = Path(image.dockerfile) if image.dockerfile else context / "Dockerfile"
+    if not dockerfile.is_file():
+        raise OptionError("--dockerfile", f"{dockerfile}: no such file")
+
+
 def _build_request(image: ImageSettings, target: ImageTarget, env: Mapping[str, str]) -> Any:
     from deployer import docker_engine
 
     context = Path(image.build_context)
-    if not context.is_dir():
-        raise OptionError("--build-context", f"{image.build_context}: no such directory")
     dockerfile = Path(image.dockerfile) if image.dockerfile else None
-    if not (dockerfile or context / "Dockerfile").is_file():
-        raise OptionError("--dockerfile", f"{dockerfile or context / 'Dockerfile'}: no such file")
     server, repository = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")
     source_url = f"{server.rstrip('/')}/{repository}" if server and repository else None
     revision = target.commit.sha if target.commit else (target.reference.tag or "")
@@ -234,6 +260,7 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         run_url=actions.run_url(env),
     )
     try:
+        _check_inputs(settings)
         target = resolve_target(settings.image, env)
         report.image, report.tag = str(target.reference), target.reference.tag or ""
         rendered = render(settings, target, env)
@@ -274,6 +301,7 @@ def _server_side_changes(
     bodies = [obj.body for obj in rendered.objects]
     with kubernetes_cluster.Cluster.connect(credentials, warn=console.warn, inform=console.info) as kube:
         namespace = settings.namespace or kube.default_namespace
+        _check_kinds_known(kube, rendered)
         record = kube.record(bodies)
         changes: dict[tuple[str, str | None, str], str] = {}
         missing_namespace = (
@@ -297,6 +325,7 @@ def run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
     _register_secrets(settings, console)
     with _cancelled_on_signals(console) as cancellation:
         if settings.render_only:
+            check_run_settings(settings)
             target = resolve_target(settings.image, env)
             _print_render_only(render(settings, target, env))
             return 0
@@ -329,14 +358,18 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
     )
     reporters: list[Any] = []  # the GitHub Deployment, once the image (and its digest) exists
     try:
+        _check_inputs(settings)
         target = resolve_target(settings.image, env)
         report.image, report.tag = str(target.reference), target.reference.tag or ""
         rendered = render(settings, target, env)
         _expiry_seconds(settings.cluster, settings.rollout)  # refuses a too short one before the build
         if settings.github.token:
             check_api_url(settings.github.api_url, flag="--github-api-url", secret="the GitHub token")
+        credentials = _local_credentials(settings, console, env)
         _write_rendered_outputs(settings, rendered, console)
-        report.exit_code = _deploy_phases(settings, console, env, target, rendered, report, reporters, cancellation)
+        report.exit_code = _deploy_phases(
+            settings, console, env, target, rendered, credentials, report, reporters, cancellation
+        )
         return report.exit_code
     except DeployerError as e:
         report.exit_code = e.exit_code
@@ -481,6 +514,7 @@ def _deploy_phases(
     env: Mapping[str, str],
     target: ImageTarget,
     rendered: Rendered,
+    credentials: Any,
     report: actions.DeployReport,
     reporters: list[Any],
     cancellation: Cancellation,
@@ -498,7 +532,8 @@ def _deploy_phases(
     reporter = _start_github_deployment(settings, target, published, console, env)
     if reporter is not None:
         reporters.append(reporter)
-    credentials = _credentials(settings.cluster, settings.rollout, console, env)
+    if credentials is None:
+        credentials = _credentials(settings.cluster, settings.rollout, console, env)
     report.cluster = credentials.description
     connection = kubernetes_cluster.Cluster.connect(credentials, warn=console.warn, inform=console.info)
     with connection as kube:
@@ -506,6 +541,7 @@ def _deploy_phases(
         namespace, source = _chosen_namespace(settings.namespace, kube, credentials)
         report.namespace, report.namespace_source = namespace, source
         console.info(f"namespace: {namespace} ({actions.NAMESPACE_SOURCES[source]})")
+        _check_kinds_known(kube, rendered)
         bodies = [obj.body for obj in rendered.objects]
         declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
         with console.phase(f"Lock namespace {namespace}"):
@@ -550,6 +586,15 @@ def _chosen_namespace(asked: str | None, kube: Any, credentials: Any) -> tuple[s
     if contexts.get(credentials.context, {}).get("namespace"):
         return kube.default_namespace, "kubeconfig-context"
     return kube.default_namespace, "default"
+
+
+def _check_kinds_known(kube: Any, rendered: Rendered) -> None:
+    """Every kind is served by the cluster (discovery), before the namespace or anything else is written."""
+    for obj in rendered.objects:
+        try:
+            kube.resource_for(obj.api_version, obj.kind)
+        except UnknownKindError as e:
+            raise ManifestFieldError(str(e), path=obj.path, document=obj.document, field_path="kind") from e
 
 
 def _apply_and_verify(
@@ -740,6 +785,8 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
     console.add_secret(image.registry_password)
     if not image.build:
         raise OptionError("--no-build", "deployer build always builds; drop --no-build")
+    check_image_settings(image)
+    _check_build_files(image)
     target = resolve_target(image, env)
     with _cancelled_on_signals(console):
         published = publish_image(image, target, console, env)
@@ -752,6 +799,25 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
         )
     actions.write_outputs(env, outputs)
     return ExitCode.OK
+
+
+def _local_credentials(settings: RunSettings, console: Console, env: Mapping[str, str]) -> Any:
+    """Credentials read from a kubeconfig, resolved before the build so that a missing file or context fails
+    first; None for DigitalOcean's, fetched after the push (their lifetime counts from then), whose flags are
+    only checked now."""
+    from deployer import credentials
+
+    cluster = settings.cluster
+    if cluster.cluster:
+        credentials.check_source(
+            cluster=cluster.cluster,
+            kubeconfig_path=cluster.kubeconfig,
+            kubeconfig_data=cluster.kubeconfig_data,
+            digitalocean_token=cluster.digitalocean_token,
+            env=env,
+        )
+        return None
+    return _credentials(cluster, settings.rollout, console, env)
 
 
 def _expiry_seconds(cluster: ClusterSettings, rollout: RolloutSettings | None) -> int:

@@ -154,3 +154,35 @@ def test_a_field_error_in_actions_is_annotated_on_its_document_line(tmp_path: Pa
     assert len(lines) == 1
     assert lines[0].startswith("::error file=k8s/app.yaml,line=6::")
     assert "document 2" in lines[0] and "metadata.name" in lines[0]
+
+
+def _bad_manifests(tmp_path: Path, second: str) -> Path:
+    manifests = tmp_path / "k8s"
+    manifests.mkdir()
+    first = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {image: <IMAGE>}\n"
+    (manifests / "app.yaml").write_text(f"{first}---\n{second}")
+    return manifests
+
+
+def test_a_dry_run_without_a_cluster_refuses_a_name_the_api_server_would_refuse(tmp_path: Path) -> None:
+    manifests = _bad_manifests(tmp_path, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Settings}\n")
+    result = _deployer(
+        "run", "--dry-run", "--no-build", "-f", str(manifests), "--image", "ghcr.io/acme/app", "--tag", "t1"
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: {manifests / 'app.yaml'} (document 2): metadata.name: 'Settings' has uppercase letters"
+    )
+
+
+def test_a_dry_run_against_a_cluster_names_the_document_of_a_kind_it_does_not_serve(
+    sim: KubeSim, tmp_path: Path
+) -> None:
+    manifests = _bad_manifests(tmp_path, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
+    args = ["run", "--dry-run", "--no-build", "-f", str(manifests), "-n", "shop", "--image", "ghcr.io/acme/app"]
+    result = _deployer(*args, "--tag", "t1", "--kubeconfig", str(sim.kubeconfig_path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {manifests / 'app.yaml'} (document 2): kind: resource mapping not found: no matches for kind "
+        '"Widget" in version "example.com/v1"; ensure CRDs are installed first'
+    )
