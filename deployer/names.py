@@ -8,7 +8,8 @@ The rules follow apimachinery's validation: most kinds take a DNS-1123 subdomain
 too); namespaces a DNS-1123 label; Services a DNS-1035 label; the RBAC kinds (and CertificateSigningRequest)
 only a path segment. A Job's name is also its pods' ``job-name`` label, so at most 63 characters, and a
 CronJob's at most 52 (its Jobs' names get an 11-character suffix). Label keys and annotation keys are
-qualified names (``[prefix/]name``), label values at most 63 characters, all annotations at most 256 KiB.
+qualified names (``[prefix/]name``), label values at most 63 characters, all annotations at most 256 KiB;
+on the object, and on the pod template of a built-in workload (a custom resource's is its CRD's business).
 """
 
 from __future__ import annotations
@@ -209,8 +210,10 @@ def _string_items(values: Any, field_path: str) -> list[tuple[str, str]]:
     return [(f"{field_path}.{key}", value) for key, value in values.items() if isinstance(value, str)]
 
 
-# Where the pod templates of the built-in workload kinds keep their metadata.
+# Where the pod templates of the built-in workload kinds keep their metadata. A custom resource's template is
+# checked only as far as its CRD's schema says, which is not known here: those are left to the API server.
 _TEMPLATE_METADATA_PATHS = (("spec", "template", "metadata"), ("spec", "jobTemplate", "spec", "template", "metadata"))
+_GROUPS_WITH_POD_TEMPLATES = frozenset({"", "apps", "batch"})
 
 
 def object_problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -229,6 +232,8 @@ def object_problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         if namespace_problem:
             problems.append(("metadata.namespace", namespace_problem))
     problems += metadata_problems(metadata, "metadata")
+    if str(body["apiVersion"]).rpartition("/")[0] not in _GROUPS_WITH_POD_TEMPLATES:
+        return problems
     for path in _TEMPLATE_METADATA_PATHS:
         node: Any = body
         for step in path:

@@ -185,3 +185,9 @@ def test_object_problems_name_the_field(body: dict[str, Any], field_path: str, s
     problems = object_problems(body)
     assert [where for where, _ in problems] == [field_path]
     assert says in problems[0][1]
+
+
+def test_a_custom_resources_template_is_left_to_its_crds_schema() -> None:
+    rollout = {**deployment(), "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout"}
+    rollout["spec"]["template"]["metadata"]["labels"] = {"app": "not a label value"}
+    assert object_problems(rollout) == []
