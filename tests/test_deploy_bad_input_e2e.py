@@ -103,7 +103,7 @@ class BadInput:
     namespace: str = "shop"
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    kubeconfig: bool = True
+    kubeconfig: str | None = "the cluster's"  # "missing": a path where no file is; None: no --kubeconfig
 
 
 def named(name: str) -> dict[str, Any]:
@@ -153,7 +153,11 @@ BAD_INPUTS = {
     "repository of three parts": BadInput(
         "GITHUB_REPOSITORY='a/b/c' is not of the form owner/name", env={"GITHUB_REPOSITORY": "a/b/c"}
     ),
-    "missing kubeconfig file": BadInput("--kubeconfig: ", kubeconfig=False),
+    "missing kubeconfig file": BadInput("--kubeconfig: ", kubeconfig="missing"),
+    # DigitalOcean is asked only after the push (the token's lifetime counts from then); its flags are not.
+    "DigitalOcean cluster without a token": BadInput(
+        "--cluster: needs a DigitalOcean API token", args=("--cluster", "web"), kubeconfig=None
+    ),
     "empty placeholder": BadInput("--placeholder: must not be empty", args=("--placeholder", "")),
 }
 
@@ -165,8 +169,11 @@ def test_bad_input_fails_with_exit_2_before_anything_is_built_pushed_or_asked_of
     deployer = Deployer.under(tmp_path, live.sim.kubeconfig_path)
     (deployer.workdir / "Dockerfile").write_text(f"FROM {busybox_base_image}\nRUN echo built > /built\n")
     manifests = write_manifests(deployer.workdir / "k8s", *case.documents)
-    kubeconfig = str(live.sim.kubeconfig_path if case.kubeconfig else tmp_path / "no-such-kubeconfig")
-    args = ["run", "-f", str(manifests), "-n", case.namespace, "--kubeconfig", kubeconfig, "--tag", "v2"]
+    args = ["run", "-f", str(manifests), "-n", case.namespace, "--tag", "v2"]
+    if case.kubeconfig == "missing":
+        args += ["--kubeconfig", str(tmp_path / "no-such-kubeconfig")]
+    elif case.kubeconfig:
+        args += ["--kubeconfig", str(live.sim.kubeconfig_path)]
     args += ["--registry", live.proxy.host, "--build-context", str(deployer.workdir), *case.args]
     environment = {
         **clean_environment(tmp_path / "home"),
