@@ -38,6 +38,7 @@ from deployer.credentials import KubeCredentials, memory_backed_kubeconfig
 from deployer.errors import (
     ApplyError,
     CredentialsExpiredError,
+    DeployerError,
     KubernetesError,
     LockLostError,
     LockTimeoutError,
@@ -519,7 +520,15 @@ class Cluster:
             if self._renewing:
                 return False
             self._renewing = True
-        fresh = self._credentials.renew()
+        try:
+            fresh = self._credentials.renew()
+        except DeployerError as e:
+            # Still a refusal by the cluster (what the rollback reports), with why no new ones came.
+            raise KubernetesError(
+                f"the cluster refused the credentials from {self._credentials.description}, and new ones could "
+                f"not be fetched: {e}",
+                status=401,
+            ) from e
         api, release = _client_for(fresh)
         self._releases.append(release)
         with self._api_lock:

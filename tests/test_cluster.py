@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,14 @@ import pytest
 from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
-from deployer.errors import ApplyError, CredentialsExpiredError, KubernetesError, LockLostError, LockTimeoutError
+from deployer.errors import (
+    ApplyError,
+    CredentialsExpiredError,
+    DigitalOceanError,
+    KubernetesError,
+    LockLostError,
+    LockTimeoutError,
+)
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
 from tests.conftest import require_real_part
 from tests.deploy_scenarios import wait_until
@@ -617,6 +624,48 @@ def test_401_without_known_expiry_is_a_plain_kubernetes_error(sim: KubeSim) -> N
     assert not isinstance(error.value, CredentialsExpiredError)
     assert error.value.status == 401
     assert "not-a-token" not in str(error.value)
+
+
+def renewable(sim: KubeSim, token: str, renew: Callable[[], KubeCredentials]) -> KubeCredentials:
+    return KubeCredentials(sim.kubeconfig_dict(token), "kubesim", "the short-lived credentials", None, renew=renew)
+
+
+def test_a_refused_rollback_request_renews_the_credentials_once_and_goes_on(sim: KubeSim, namespace: str) -> None:
+    renewed: list[str] = []
+
+    def renew() -> KubeCredentials:
+        renewed.append("asked")
+        return credentials(sim)
+
+    record = cluster_record(sim, namespace)
+    with Cluster.connect(renewable(sim, "revoked-token", renew)) as cluster:
+        with pytest.raises(KubernetesError):
+            cluster.fetch([record.objects[0].ref])  # outside the rollback: a 401 is an error, nothing renewed
+        assert renewed == []
+
+        steps = cluster.plan_rollback(record)
+
+    assert renewed == ["asked"]
+    assert [step.ref.name for step in steps] == ["web"]
+
+
+def test_credentials_that_cannot_be_renewed_leave_the_rollback_a_refusal_saying_why(
+    sim: KubeSim, namespace: str
+) -> None:
+    def renew() -> KubeCredentials:
+        raise DigitalOceanError("DigitalOcean refused to issue a kubeconfig", status=403)
+
+    with Cluster.connect(renewable(sim, "revoked-token", renew)) as cluster:
+        with pytest.raises(KubernetesError) as refused:
+            cluster.plan_rollback(cluster_record(sim, namespace))
+
+    assert refused.value.status == 401
+    assert "new ones could not be fetched: DigitalOcean refused to issue a kubeconfig (HTTP 403)" in str(refused.value)
+
+
+def cluster_record(sim: KubeSim, namespace: str) -> LiveRecord:
+    with Cluster.connect(credentials(sim)) as cluster:
+        return cluster.record([deployment(namespace, "web:1")])
 
 
 # --- requests ------------------------------------------------------------------------------------------------
