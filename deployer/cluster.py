@@ -441,18 +441,23 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         allow: tuple[int, ...] = (),
-        repeatable: bool | None = None,
     ) -> tuple[int, Any]:
         """A request whose answer is JSON; raises for a status outside 2xx unless it is in ``allow``.
 
-        Retried while the API is unavailable when ``repeatable`` (default: every method but POST, whose
-        repetition could create twice; a POST is still retried when it was never sent or was refused with
-        429). Expired credentials are renewed once when the source can mint new ones (see ``_renewable``)."""
-        repeat = method != "POST" if repeatable is None else repeatable
+        Retried while the API is unavailable, except a POST, whose repetition could create twice: it is
+        retried only when it was never sent or was refused with 429. Refused credentials are renewed once
+        when the source can mint new ones (see ``_renewing_credentials``)."""
 
         def attempt() -> tuple[int, Any]:
-            return self._attempt(method, path, query=query, body=body, content_type=content_type, allow=allow,
-                                 repeatable=repeat)
+            return self._attempt(
+                method,
+                path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                allow=allow,
+                repeatable=method != "POST",
+            )
 
         try:
             return self._retrier.call(attempt, deadline=self._request_deadline())

@@ -50,21 +50,48 @@ def test_deployer_run_refuses_a_plain_http_github_api_url_before_anything_remote
     manifests = write_manifests(tmp_path / "k8s", deployment("web"))
     # Nothing listens there: had deployer gone on, it would have failed on the cluster, not the URL.
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {"token": "kube-token-not-used"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }))
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "kube-token-not-used"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     home = tmp_path / "home"
     home.mkdir()
 
     done = subprocess.run(
-        [sys.executable, "-m", "deployer", "run", "--no-build", "--image", "registry.example/acme/web", "--tag", "v1",
-         "-f", str(manifests), "-n", "shop", "--kubeconfig", str(kubeconfig), "--environment", "production",
-         "--github-api-url", "http://github.example.com/api/v3"],
+        [
+            sys.executable,
+            "-m",
+            "deployer",
+            "run",
+            "--no-build",
+            "--image",
+            "registry.example/acme/web",
+            "--tag",
+            "v1",
+            "-f",
+            str(manifests),
+            "-n",
+            "shop",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--environment",
+            "production",
+            "--github-api-url",
+            "http://github.example.com/api/v3",
+        ],
         env=clean_environment(home, {"DEPLOYER_GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_REPOSITORY": "acme/web"}),
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
 
     assert done.returncode == 2, done.stderr

@@ -45,11 +45,15 @@ def test_a_client_key_never_reaches_a_file_even_when_deployer_is_killed(
 ) -> None:
     client = trustme.CA(organization_name="a user's client CA").issue_cert("deployer-user")
     key_pem = client.private_key_pem.bytes()
-    user_kubeconfig(kubesim, deployer.kubeconfig, {
-        "token": kubesim.admin_token,
-        "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
-        "client-key-data": base64.b64encode(key_pem).decode(),
-    })
+    user_kubeconfig(
+        kubesim,
+        deployer.kubeconfig,
+        {
+            "token": kubesim.admin_token,
+            "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
+            "client-key-data": base64.b64encode(key_pem).decode(),
+        },
+    )
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
 
     running = deployer.start("never-ready", manifests, "shop", "--timeout", "5m")
@@ -72,11 +76,15 @@ def test_a_client_key_never_reaches_a_file_even_when_deployer_is_killed(
 
 def test_the_client_certificate_from_memory_is_usable(kubesim: KubeSim, deployer: Deployer) -> None:
     client = trustme.CA(organization_name="a user's client CA").issue_cert("deployer-user")
-    user_kubeconfig(kubesim, deployer.kubeconfig, {
-        "token": kubesim.admin_token,
-        "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
-        "client-key-data": base64.b64encode(client.private_key_pem.bytes()).decode(),
-    })
+    user_kubeconfig(
+        kubesim,
+        deployer.kubeconfig,
+        {
+            "token": kubesim.admin_token,
+            "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
+            "client-key-data": base64.b64encode(client.private_key_pem.bytes()).decode(),
+        },
+    )
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
 
     done = deployer.run("v1", manifests, "shop")
@@ -90,10 +98,18 @@ def test_a_failing_exec_plugin_is_reported_with_its_command_and_exit_code_not_as
 ) -> None:
     script = f"#!/bin/sh\necho 'error: not logged in; token {PLUGIN_SECRET}' >&2\nexit 3\n"
     plugin = executable(tmp_path / "get-token", script)
-    user_kubeconfig(kubesim, deployer.kubeconfig, {
-        "exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin),
-                 "args": ["--secret-arg", "arg-secret-value"], "interactiveMode": "Never"},
-    })
+    user_kubeconfig(
+        kubesim,
+        deployer.kubeconfig,
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": str(plugin),
+                "args": ["--secret-arg", "arg-secret-value"],
+                "interactiveMode": "Never",
+            },
+        },
+    )
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
 
     done = deployer.run("v1", manifests, "shop")
@@ -113,12 +129,23 @@ def test_a_failing_exec_plugin_is_reported_with_its_command_and_exit_code_not_as
 def test_a_working_exec_plugin_still_gets_its_token_to_the_cluster(
     kubesim: KubeSim, deployer: Deployer, tmp_path: Path
 ) -> None:
-    credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                  "status": {"token": kubesim.admin_token}}
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": kubesim.admin_token},
+    }
     plugin = executable(tmp_path / "get-token", f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
-    user_kubeconfig(kubesim, deployer.kubeconfig, {
-        "exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"},
-    })
+    user_kubeconfig(
+        kubesim,
+        deployer.kubeconfig,
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": str(plugin),
+                "interactiveMode": "Never",
+            },
+        },
+    )
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
 
     done = deployer.run("v1", manifests, "shop")

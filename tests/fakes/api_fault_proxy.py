@@ -141,9 +141,7 @@ class ApiFaultProxy:
 
     # --- faults -------------------------------------------------------------------------------------
 
-    def outage(
-        self, fault: Fault, seconds: float | None, *, status: int = 503, retry_after: str | None = None
-    ) -> None:
+    def outage(self, fault: Fault, seconds: float | None, *, status: int = 503, retry_after: str | None = None) -> None:
         """Break the API now, for ``seconds`` (None: until ``heal``)."""
         window = FaultWindow(fault, status, retry_after)
         with self._lock:
