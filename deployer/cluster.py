@@ -848,6 +848,10 @@ class Cluster:
                 continue
             spec = lease.get("spec") or {}
             current = str(spec.get("holderIdentity") or "")
+            if current == identity:
+                # Our create or take-over went through but its answer was lost (the retry then met a conflict
+                # with ourselves): the lock is ours, not someone's to wait for.
+                return Lock(self, namespace, identity, lease_seconds, on_lost)
             duration = int(spec.get("leaseDurationSeconds") or lease_seconds)
             signature = f"{current}@{spec.get('renewTime')}"
             if unchanged_since is None or unchanged_since[0] != signature:
@@ -892,7 +896,12 @@ class Cluster:
             "metadata": {"name": LOCK_NAME, "namespace": namespace},
             "spec": self._lease_body(holder, lease_seconds, True),
         }
-        status, _ = self._request("POST", LEASES.path(namespace), body=body, allow=(409,))
+        try:
+            status, _ = self._request("POST", LEASES.path(namespace), body=body, allow=(409,))
+        except KubernetesError as e:
+            if e.status is None or e.status < 500:
+                raise
+            return False  # a POST is not repeated blindly: the next read of the lease tells whether it was made
         return status != 409
 
     def _take_lease(self, namespace: str, lease: dict[str, Any], holder: str, lease_seconds: int) -> bool:

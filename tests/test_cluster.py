@@ -541,6 +541,35 @@ def test_lock_of_a_run_that_died_expires_on_its_own(sim: KubeSim, cluster: Clust
     assert gone.returncode != 0
 
 
+LOST_ANSWER = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "upstream reset", "code": 503}
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize("method", ["POST", "PUT"], ids=["lease created", "lease taken over"])
+def test_a_lock_whose_taking_went_through_but_whose_answer_was_lost_is_ours(
+    sim: KubeSim, cluster: Cluster, namespace: str, method: str
+) -> None:
+    if method == "PUT":  # a dead run's lease, long unrenewed: taken over with a PUT
+        long_ago = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec = {"holderIdentity": "https://ci/run/dead", "leaseDurationSeconds": 60, "renewTime": long_ago}
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "deployer-lock", "namespace": namespace},
+            "spec": spec,
+        }
+        kubectl(sim, "create", "--validate=false", "-f", "-", input=json.dumps(lease))
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/deployer-lock"
+    else:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    sim.answer_once(method, path, 503, LOST_ANSWER, served=True)
+
+    # Without knowing its own lease again, the run would wait on itself until its lock timeout.
+    with cluster.acquire_lock(namespace, "https://ci/run/8", timeout=5) as lock:
+        holder = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", "-o", "jsonpath={.spec.holderIdentity}")
+        assert holder.stdout == lock.holder
+
+
 def test_lock_timeout_zero_waits_for_the_lock_as_long_as_it_takes(
     sim: KubeSim, cluster: Cluster, namespace: str
 ) -> None:

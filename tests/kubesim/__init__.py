@@ -184,10 +184,11 @@ class KubeSim:
             json.dump(self.kubeconfig_dict(token), f, indent=2)
         return path
 
-    def answer_once(self, method: str, path: str, status: int, body: Any) -> None:
-        """Answer the next ``method`` request on ``path`` (not a watch) with ``body`` instead of serving it."""
+    def answer_once(self, method: str, path: str, status: int, body: Any, *, served: bool = False) -> None:
+        """Answer the next ``method`` request on ``path`` (not a watch) with ``body`` instead of serving it;
+        with ``served``, carry the request out first and lose its answer."""
         with self._server.canned_lock:
-            self._server.canned.append(CannedAnswer(method, path, status, body))
+            self._server.canned.append(CannedAnswer(method, path, status, body, served))
 
     # ------------------------------------------------------------ observation
 

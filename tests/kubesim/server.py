@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import io
 import json
 import secrets
 import ssl
@@ -106,6 +107,9 @@ class CannedAnswer:
     path: str
     status: int
     body: Any
+    # Carry the request out first, then answer this instead: an answer lost on its way back (a proxy's 503
+    # after the API server did the work), which a client that retries must not mistake for "not done".
+    served: bool = False
 
 
 @dataclass
@@ -299,6 +303,8 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                 raise statuses.unauthorized()
             canned = None if query.get("watch") in ("true", "1") else self.server.take_canned(method, path)
             if canned is not None:
+                if canned.served:
+                    self._serve_unanswered(method, path, query, raw)
                 self._send_json(canned.status, canned.body)
                 return
             self._route(method, path, query, raw)
@@ -306,6 +312,17 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self._send_error(e)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
+
+    def _serve_unanswered(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
+        """Carry a request out with its answer thrown away (written to a buffer, not to the client)."""
+        client = self.wfile
+        self.wfile = io.BytesIO()
+        try:
+            self._route(method, path, query, raw)
+        except ApiError:
+            pass
+        finally:
+            self.wfile = client
 
     def _route(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         if path in _PUBLIC_PATHS or path in ("/api", "/apis") or path.startswith("/openapi"):
