@@ -57,6 +57,8 @@ FIELD_MANAGER = "deployer"
 ROLLBACK_FIELD_MANAGER = "deployer-rollback"
 LOCK_NAME = "deployer-lock"
 DEFAULT_LEASE_SECONDS = 60
+# What kubectl logs sends: the log is text/plain, but a real API server answers a bare "text/plain" with 406.
+LOG_ACCEPT = "application/json, */*"
 # A watch is re-opened from its last resourceVersion after this long: one request per window, not polling.
 WATCH_WINDOW_SECONDS = 300
 # How often the waiting loop looks at the clock without news from a watch: for the cancel event, the
@@ -1106,7 +1108,7 @@ class Cluster:
         """The last lines of one container's log (the previous instance's when asked); a note if unavailable."""
         query = {"container": request.container, "tailLines": tail_lines, "previous": request.previous}
         try:
-            response = self._send("GET", PODS.path(namespace, request.pod, "log"), query=query, accept="text/plain")
+            response = self._send("GET", PODS.path(namespace, request.pod, "log"), query=query, accept=LOG_ACCEPT)
             try:
                 data, status = response.data, int(response.status)
             finally:

@@ -197,11 +197,6 @@ def test_deployer_rolls_back_a_crashing_image_and_the_previous_one_serves_again(
     assert serving
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer asks for pod logs with 'Accept: text/plain'; the real API server answers 406 Not Acceptable "
-    "(kubesim does not): deployer/cluster.py container_log must accept application/json too",
-)
 def test_deployer_diagnosis_of_the_crash_quotes_the_containers_real_log(crash_story: CrashStory) -> None:
     assert f"| {CRASH_LOG}" in crash_story.crashed.stderr, crash_story.crashed.explain()
 
