@@ -583,6 +583,10 @@ def test_pod_logs_come_from_the_kubelet(kubesim: KubeSim, api: Api) -> None:
                == "Running", what="the pod to run")
     logs = wait_until(lambda: api.request("GET", "/api/v1/namespaces/default/pods/talker/log").text, what="logs")
     assert "hello from the pod" in logs
+    # As a real API server negotiates: a bare text/plain names none of its serializers and is refused.
+    plain = api.session.get(api.base + "/api/v1/namespaces/default/pods/talker/log", verify=api.ca,
+                            headers={"Accept": "text/plain"}, timeout=10)
+    assert plain.status_code == 406 and plain.json()["reason"] == "NotAcceptable"
 
 
 def test_fifty_deployments_of_ten_replicas_roll_out_in_under_ten_seconds(tmp_path: Path) -> None:

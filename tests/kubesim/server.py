@@ -53,6 +53,7 @@ SERVER_VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+_LOG_ACCEPTABLE = {"*/*", "application/*", "application/json", "application/yaml", "application/vnd.kubernetes.protobuf"}
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 _MAX_WATCH_SECONDS = 1800.0
 _POD = next(r for r in resources.RESOURCE_TYPES if r.kind == "Pod")
@@ -642,6 +643,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             send("DELETED", event.new)
 
     def _pod_logs(self, namespace: str, name: str, query: dict[str, str]) -> None:
+        # As the real API server negotiates: the log is plain text, yet an Accept that names none of its
+        # serializers (e.g. a bare text/plain) is refused with 406.
+        accept = self.headers.get("Accept") or "*/*"
+        if not any(kind.split(";")[0].strip() in _LOG_ACCEPTABLE for kind in accept.split(",")):
+            raise statuses.ApiError(
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json, application/yaml, "
+                "application/vnd.kubernetes.protobuf",
+            )
         pod = self.server.store.get_stored(_POD, namespace, name)
         containers = [c["name"] for c in pod["spec"].get("containers") or []]
         container = query.get("container")
