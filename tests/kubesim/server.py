@@ -53,7 +53,14 @@ SERVER_VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
-_LOG_ACCEPTABLE = {"*/*", "application/*", "application/json", "application/yaml", "application/vnd.kubernetes.protobuf"}
+# The media types pods/log answers in (the log itself goes out as text/plain whichever is chosen).
+_LOG_ACCEPTABLE = {
+    "*/*",
+    "application/*",
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+}
 _PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 _MAX_WATCH_SECONDS = 1800.0
 _POD = next(r for r in resources.RESOURCE_TYPES if r.kind == "Pod")
