@@ -555,6 +555,8 @@ class Cluster:
                 self.refused = self.refused or refusal
             return refusal
         text = message or (body if isinstance(body, str) and body else f"{method} {path} failed")
+        if status == 422:
+            text = without_value_dumps(str(text))
         retryable = _unavailable_status(status)
         return KubernetesError(str(text), status=status, request_id=request_id, retryable=retryable)
 
@@ -1647,6 +1649,50 @@ def _refusal_hint(ref: ObjectRef, error: KubernetesError) -> str:
             "deploy, or set ttlSecondsAfterFinished so that it is removed once finished"
         )
     return ""
+
+
+INVALID_VALUE = "Invalid value: "
+# A value in a 422 longer than this is a Go dump of a whole struct (a Job's pod template runs to kilobytes).
+LONGEST_INVALID_VALUE = 80
+
+
+def without_value_dumps(message: str) -> str:
+    """A 422 message with each long ``Invalid value: <value>: <detail>`` value cut to its type.
+
+    The API server prints the refused value with Go's %#v: for ``spec.template: field is immutable`` that is
+    the whole pod template, kilobytes on one line, twice in the message. The field and the reason are what a
+    person needs; the value is theirs already, in the manifest.
+    """
+    pieces: list[str] = []
+    rest = message
+    while INVALID_VALUE in rest:
+        before, _, after = rest.partition(INVALID_VALUE)
+        end = _end_of_value(after)
+        value = after[:end]
+        if len(value) > LONGEST_INVALID_VALUE:
+            kind = value.split("{", 1)[0] if "{" in value[:60] else ""
+            value = f"{kind}{{...}}" if kind else f"({len(value)} characters)"
+        pieces.append(before + INVALID_VALUE + value)
+        rest = after[end:]
+    return "".join(pieces) + rest
+
+
+def _end_of_value(text: str) -> int:
+    """Where a %#v value ends: at the first ``": "`` outside brackets and quoted strings (else the end)."""
+    depth, quoted, escaped = 0, False, False
+    for index, char in enumerate(text):
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+            continue
+        if char == '"':
+            quoted = True
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth = max(depth - 1, 0)
+        elif char == ":" and depth == 0 and text[index + 1 : index + 2] == " ":
+            return index
+    return len(text)
 
 
 def _conflict_text(body: Any) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult
+from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
 from deployer.errors import (
@@ -881,3 +881,43 @@ def test_an_earlier_job_of_the_same_name_deleted_once_complete_does_not_pass_for
     assert result.outcome is WaitOutcome.TIMED_OUT, result.reason
     assert result.verdicts[job_ref(namespace, "first")].done
     assert not result.verdicts[job_ref(namespace)].done
+
+
+# --- messages of refusals ------------------------------------------------------------------------------------
+
+TEMPLATE_DUMP = (
+    'core.PodTemplateSpec{ObjectMeta:v1.ObjectMeta{Name:"", Labels:map[string]string{"app":"migrate"}, '
+    'Annotations:map[string]string{"note":"a: b, \\"quoted\\" {brace"}}, Spec:core.PodSpec{Containers:'
+    '[]core.Container{core.Container{Name:"migrate", Image:"registry.example/acme/migrate:v2"}}, '
+    'RestartPolicy:"Never"}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            f'Job.batch "migrate" is invalid: spec.template: Invalid value: {TEMPLATE_DUMP}: field is immutable',
+            'Job.batch "migrate" is invalid: spec.template: Invalid value: core.PodTemplateSpec{...}: '
+            "field is immutable",
+        ),
+        (
+            f'Job.batch "migrate" is invalid: [spec.template: Invalid value: {TEMPLATE_DUMP}: field is immutable, '
+            'spec.selector: Invalid value: "x": field is immutable]',
+            'Job.batch "migrate" is invalid: [spec.template: Invalid value: core.PodTemplateSpec{...}: field is '
+            'immutable, spec.selector: Invalid value: "x": field is immutable]',
+        ),
+        (
+            'Service "web" is invalid: spec.ports[0].port: Invalid value: 99999: must be between 1 and 65535',
+            'Service "web" is invalid: spec.ports[0].port: Invalid value: 99999: must be between 1 and 65535',
+        ),
+        (
+            'ConfigMap "c" is invalid: data: Invalid value: "' + "x" * 200 + '": too long',
+            'ConfigMap "c" is invalid: data: Invalid value: (202 characters): too long',
+        ),
+        ('Deployment "web" is invalid: spec.replicas: Required value', None),
+    ],
+    ids=["a pod template dump", "two errors", "a short value", "a long string", "no value"],
+)
+def test_a_refusals_long_invalid_value_is_cut_to_its_type(message: str, shown: str | None) -> None:
+    assert without_value_dumps(message) == (shown or message)
