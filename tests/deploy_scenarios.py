@@ -145,7 +145,8 @@ class Deployer:
         namespace: str,
         *extra: str,
         env: Mapping[str, str] | None = None,
-        timeout: float = 60,
+        # A bound for a hung run, not a claim about speed: generous, so a loaded machine is not a failure.
+        timeout: float = 180,
     ) -> Finished:
         args = self.args(tag, manifests, namespace, *extra)
         started = time.monotonic()
