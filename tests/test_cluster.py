@@ -436,8 +436,10 @@ def test_client_side_apply_ownership_is_upgraded_with_one_request_for_such_objec
         ("Deployment", ["kubectl-client-side-apply"]),
     ]
     counts = sim.request_counts
-    assert counts[("patch", "deployments")] == 2 and counts[("patch", "configmaps")] == 1
-    assert counts[("get", "deployments")] == 0
+    # One upgrade patch after the apply; the Deployment controller, reacting to the apply, may change the
+    # object in between, and then the guarded patch is refused and costs one read and one patch more.
+    assert counts[("patch", "deployments")] == 2 + counts[("get", "deployments")]
+    assert counts[("get", "deployments")] <= 1 and counts[("patch", "configmaps")] == 1
     assert set(managers_of(sim, namespace, "deployment/web")) == {("deployer", "Apply")}
     live = json.loads(kubectl(sim, "-n", namespace, "get", "deployment/web", "-o", "json").stdout)
     # The last-applied annotation and the change-cause kubectl wrote were kubectl's alone: now dropped.
