@@ -403,14 +403,14 @@ def print_summary(clusters: list[str], ratios: dict[tuple[str, str], float | Non
     """Each part's ratio on each cluster, side by side (each measured against kubectl on that cluster)."""
     names = {"kubesim": "kubesim", "real": "real control plane"}
     print("summary: ratios against kubectl on the same cluster, this run")
-    print(f"  {'':44}" + "".join(f"{names[c]:>20}" for c in clusters))
+    print(f"  {'':48}" + "".join(f"{names[c]:>20}" for c in clusters))
     for part, label in (
         ("a", "(a) bad image: kubectl / deployer after failing"),
         ("b", "(b) healthy: deployer / kubectl"),
     ):
         if any((part, c) in ratios for c in clusters):
             figures = (ratios.get((part, c)) for c in clusters)
-            print(f"  {label:44}" + "".join(f"{'-' if r is None else f'{r:.2f}x':>20}" for r in figures))
+            print(f"  {label:48}" + "".join(f"{'-' if r is None else f'{r:.2f}x':>20}" for r in figures))
 
 
 def main() -> int:
