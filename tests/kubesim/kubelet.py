@@ -45,7 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -1511,8 +1511,13 @@ class DockerKubelet(_KubeletCore):
                 pass
 
         def work() -> None:
-            for future in [self._terminations.submit(stop, docker_id) for docker_id in running]:
-                future.result()
+            try:
+                for future in [self._terminations.submit(stop, docker_id) for docker_id in running]:
+                    future.result()
+            except (CancelledError, RuntimeError):
+                # The kubelet is stopping (its pool refuses or cancels the stops): its stop removes every
+                # container it started, so there is nothing left for this pod to do or to report.
+                return
             for docker_id in instances:
                 try:
                     self._docker.api.remove_container(docker_id, force=True)
