@@ -1,10 +1,11 @@
 """Migrating from the origin pipeline (`kubectl apply`, client-side) to `deployer run`, end to end.
 
-The user's story on the simulator, with the real kubectl as the origin pipeline and as the judge: objects
-that `kubectl apply` wrote are taken over, and fields the manifests later drop disappear from the cluster,
-because deployer upgrades the client-side apply field ownership as `kubectl apply --server-side` does. The
-last test holds our model to the real kubectl: its `apply --server-side` after `kubectl apply` must leave the
-same managedFields as deployer.
+The user's story on the real control plane, with the real kubectl as the origin pipeline and as the judge:
+objects that `kubectl apply` wrote are taken over, and fields the manifests later drop disappear from the
+cluster, because deployer upgrades the client-side apply field ownership as `kubectl apply --server-side` does.
+The last test holds our model to the real kubectl: its `apply --server-side` after `kubectl apply` must leave
+the same managedFields as deployer. The cluster is shared by the session: each test works in namespaces of its
+own.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_OK,
     Deployer,
@@ -29,22 +33,36 @@ from tests.deploy_scenarios import (
     render_with_image,
     write_manifests,
 )
-from tests.kubesim import KubeSim
 
-pytestmark = pytest.mark.kubectl
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
-REPO = "registry.example/acme/web"
 CSA = "kubectl-client-side-apply"
 
 
 @pytest.fixture
-def deployer(kubesim: KubeSim, tmp_path: Path) -> Deployer:
-    return Deployer.under(tmp_path, kubesim.kubeconfig_path)
+def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
+    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
+    deployer.repository = web_images.repository
+    return deployer
 
 
 @pytest.fixture
-def judge(kubectl: str, kubesim: KubeSim, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, kubesim.kubeconfig_path)
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def new_namespace(judge: Kubectl) -> Iterator[Callable[[str], str]]:
+    """Names for namespaces of this test's own (the origin pipeline creates them); deleted afterwards."""
+    names: list[str] = []
+
+    def name(purpose: str) -> str:
+        names.append(f"{purpose}-{uuid.uuid4().hex[:6]}")
+        return names[-1]
+
+    yield name
+    for namespace in names:
+        judge.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def app(env: Sequence[str], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -58,18 +76,21 @@ def app(env: Sequence[str], keys: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def applied_client_side(deployer: Deployer, judge: Kubectl, namespace: str) -> None:
-    """The origin pipeline: the image filled in as its sed did, then `kubectl apply` (client-side)."""
+    """The origin pipeline: the image filled in as its sed did, then `kubectl apply` (client-side), which also
+    creates the namespace."""
     namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    rendered = write_manifests(
-        deployer.workdir / f"origin-{namespace}", namespace_doc, *render_with_image(app("AB", "xy"), f"{REPO}:v1")
-    )
+    documents = render_with_image(app("AB", "xy"), f"{deployer.repository}:v1")
+    rendered = write_manifests(deployer.workdir / f"origin-{namespace}", namespace_doc, *documents)
     judge.apply_client_side(namespace, rendered / "app.yaml")
-    judge.run("-n", namespace, "rollout", "status", "deployment/web", "--timeout=30s")
+    judge.run("-n", namespace, "rollout", "status", "deployment/web", "--timeout=90s", timeout=120)
 
 
 def managers(judge: Kubectl, namespace: str, resource: str) -> list[dict[str, Any]]:
+    """The managedFields of the object itself. The entries of its status subresource are left out: the real
+    kube-controller-manager records its status writes there (an Update with subresource "status"), they come
+    and go with the rollout, and they are none of deployer's business (it never applies status)."""
     obj = judge.get_json(namespace, resource, "--show-managed-fields")
-    return list(obj["metadata"].get("managedFields") or [])
+    return [m for m in obj["metadata"].get("managedFields") or [] if m.get("subresource", "") != "status"]
 
 
 def manager_names(judge: Kubectl, namespace: str, resource: str) -> set[tuple[str, str]]:
@@ -85,36 +106,39 @@ def config_keys(judge: Kubectl, namespace: str) -> list[str]:
     return sorted(key.removesuffix(".conf") for key in data)
 
 
-def test_fields_dropped_after_migrating_from_kubectl_apply_disappear(deployer: Deployer, judge: Kubectl) -> None:
-    applied_client_side(deployer, judge, "shop")
-    assert (CSA, "Update") in manager_names(judge, "shop", "deployment/web")
+def test_fields_dropped_after_migrating_from_kubectl_apply_disappear(
+    deployer: Deployer, judge: Kubectl, new_namespace: Callable[[str], str]
+) -> None:
+    namespace = new_namespace("migrate")
+    applied_client_side(deployer, judge, namespace)
+    assert (CSA, "Update") in manager_names(judge, namespace, "deployment/web")
     manifests = write_manifests(deployer.workdir / "k8s", *app("AB", "xy"))
 
-    migrated = deployed(deployer, "v1", manifests, "shop")
+    migrated = deployed(deployer, "v1", manifests, namespace)
 
     assert "deployment/web configured; took " in migrated.stderr
     took = next(line for line in migrated.stderr.splitlines() if line.startswith("deployment/web configured"))
     assert '.spec.template.spec.containers[name="web"].env[name="B"]' in took and took.endswith(f"from {CSA}"), took
     for resource in ("deployment/web", "configmap/web-config"):
-        assert manager_names(judge, "shop", resource) == {("deployer", "Apply")}, resource
-    assert env_names(judge, "shop") == ["A", "B"] and config_keys(judge, "shop") == ["x", "y"]
+        assert manager_names(judge, namespace, resource) == {("deployer", "Apply")}, resource
+    assert env_names(judge, namespace) == ["A", "B"] and config_keys(judge, namespace) == ["x", "y"]
 
     write_manifests(deployer.workdir / "k8s", *app("A", "x"))
-    dropped = deployed(deployer, "v1", manifests, "shop")
+    dropped = deployed(deployer, "v1", manifests, namespace)
 
     assert "deployment/web configured" in dropped.stderr and "configmap/web-config configured" in dropped.stderr
-    assert env_names(judge, "shop") == ["A"]
-    assert config_keys(judge, "shop") == ["x"]
+    assert env_names(judge, namespace) == ["A"]
+    assert config_keys(judge, namespace) == ["x"]
     for resource in ("deployment/web", "configmap/web-config"):
-        assert CSA not in {name for name, _ in manager_names(judge, "shop", resource)}
-    annotations = judge.get_json("shop", "configmap/web-config")["metadata"].get("annotations") or {}
+        assert CSA not in {name for name, _ in manager_names(judge, namespace, resource)}
+    annotations = judge.get_json(namespace, "configmap/web-config")["metadata"].get("annotations") or {}
     assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations
 
-    again = deployed(deployer, "v1", manifests, "shop")
+    again = deployed(deployer, "v1", manifests, namespace)
 
     assert "deployment/web unchanged" in again.stderr and "configmap/web-config unchanged" in again.stderr
     assert "; took " not in again.stderr
-    assert env_names(judge, "shop") == ["A"] and config_keys(judge, "shop") == ["x"]
+    assert env_names(judge, namespace) == ["A"] and config_keys(judge, namespace) == ["x"]
 
 
 def editor_adding_label(directory: Path, key: str, value: str) -> Path:
@@ -132,31 +156,34 @@ def editor_adding_label(directory: Path, key: str, value: str) -> Path:
     return script
 
 
-def test_migration_leaves_other_update_managers_alone(deployer: Deployer, judge: Kubectl, tmp_path: Path) -> None:
-    applied_client_side(deployer, judge, "shop")
+def test_migration_leaves_other_update_managers_alone(
+    deployer: Deployer, judge: Kubectl, tmp_path: Path, new_namespace: Callable[[str], str]
+) -> None:
+    namespace = new_namespace("migrate-others")
+    applied_client_side(deployer, judge, namespace)
     editor = editor_adding_label(tmp_path, "team", "payments")
     edited = subprocess.run(
-        [judge.binary, "--kubeconfig", str(judge.kubeconfig), "-n", "shop", "edit", "deployment/web"],
+        [judge.binary, "--kubeconfig", str(judge.kubeconfig), "-n", namespace, "edit", "deployment/web"],
         env={**os.environ, "HOME": str(judge.home), "KUBE_EDITOR": str(editor)},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert edited.returncode == 0, edited.stderr
-    judge.run("-n", "shop", "label", "deployment/web", "tier=front")
-    before = {(m["manager"], m["operation"]): m for m in managers(judge, "shop", "deployment/web")}
+    judge.run("-n", namespace, "label", "deployment/web", "tier=front")
+    before = {(m["manager"], m["operation"]): m for m in managers(judge, namespace, "deployment/web")}
     assert {("kubectl-edit", "Update"), ("kubectl-label", "Update"), (CSA, "Update")} <= set(before)
     manifests = write_manifests(deployer.workdir / "k8s", *app("A", "x"))
 
-    done = deployed(deployer, "v1", manifests, "shop")
+    done = deployed(deployer, "v1", manifests, namespace)
 
-    after = {(m["manager"], m["operation"]): m for m in managers(judge, "shop", "deployment/web")}
+    after = {(m["manager"], m["operation"]): m for m in managers(judge, namespace, "deployment/web")}
     assert set(after) == {("deployer", "Apply"), ("kubectl-edit", "Update"), ("kubectl-label", "Update")}
     for other in (("kubectl-edit", "Update"), ("kubectl-label", "Update")):
         assert after[other]["fieldsV1"] == before[other]["fieldsV1"], other
-    labels = judge.get_json("shop", "deployment/web")["metadata"]["labels"]
+    labels = judge.get_json(namespace, "deployment/web")["metadata"]["labels"]
     assert labels == {"team": "payments", "tier": "front"}
-    assert env_names(judge, "shop") == ["A"]
+    assert env_names(judge, namespace) == ["A"]
     assert "from kubectl-edit" not in done.stderr and "from kubectl-label" not in done.stderr
 
 
@@ -167,25 +194,28 @@ def ownership(judge: Kubectl, namespace: str, resource: str) -> list[tuple[str, 
     return sorted(shape, key=repr)
 
 
-def test_deployer_leaves_the_ownership_kubectl_apply_server_side_leaves(deployer: Deployer, judge: Kubectl) -> None:
-    for namespace in ("by-kubectl", "by-deployer"):
+def test_deployer_leaves_the_ownership_kubectl_apply_server_side_leaves(
+    deployer: Deployer, judge: Kubectl, new_namespace: Callable[[str], str]
+) -> None:
+    by_kubectl, by_deployer = new_namespace("by-kubectl"), new_namespace("by-deployer")
+    for namespace in (by_kubectl, by_deployer):
         applied_client_side(deployer, judge, namespace)
     for step, (env, keys) in enumerate((("AB", "xy"), ("A", "x"))):
         manifests = write_manifests(deployer.workdir / "k8s", *app(env, keys))
         # Exactly what deployer applies (image, namespace, change-cause), for the real kubectl to apply.
-        rendered = deployer.run("v1", manifests, "by-kubectl", "--render-only")
+        rendered = deployer.run("v1", manifests, by_kubectl, "--render-only")
         assert rendered.code == EXIT_OK, rendered.explain()
         documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-        by_kubectl = write_manifests(deployer.workdir / f"by-kubectl-{step}", *documents)
+        kubectl_manifests = write_manifests(deployer.workdir / f"by-kubectl-{step}", *documents)
         judge.run(
-            "-n", "by-kubectl", "apply", "--server-side", "--force-conflicts", "--field-manager=deployer",
-            "-f", str(by_kubectl / "app.yaml"),
+            "-n", by_kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=deployer",
+            "-f", str(kubectl_manifests / "app.yaml"),
         )
-        deployed(deployer, "v1", manifests, "by-deployer")
+        deployed(deployer, "v1", manifests, by_deployer)
 
         for resource in ("deployment/web", "configmap/web-config"):
-            expected = ownership(judge, "by-kubectl", resource)
+            expected = ownership(judge, by_kubectl, resource)
             assert CSA not in {entry[0] for entry in expected}
-            assert ownership(judge, "by-deployer", resource) == expected, (step, resource)
-        assert env_names(judge, "by-deployer") == env_names(judge, "by-kubectl") == list(env)
-        assert config_keys(judge, "by-deployer") == config_keys(judge, "by-kubectl") == list(keys)
+            assert ownership(judge, by_deployer, resource) == expected, (step, resource)
+        assert env_names(judge, by_deployer) == env_names(judge, by_kubectl) == list(env)
+        assert config_keys(judge, by_deployer) == config_keys(judge, by_kubectl) == list(keys)

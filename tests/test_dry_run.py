@@ -1,4 +1,7 @@
-"""Dry runs against a cluster: the server says what would change, and nothing does."""
+"""Dry runs against a cluster: the server says what would change, and nothing does.
+
+The cluster is the session's real control plane (tests/controlplane/); each test has a namespace of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +17,9 @@ from typing import Any
 import pytest
 
 from deployer.plans import change_of
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import Kubectl
-from tests.kubesim import KubeSim
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO_MANIFESTS = REPO / "workflows-examples" / "hello-app" / "k8s"
@@ -44,12 +49,16 @@ def test_change_of_ignores_what_the_server_writes_on_its_own(
 
 
 @pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    simulator = KubeSim.start(kubelet="scripted", clock_speed=20)
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def judge(control_plane: ControlPlane, kubectl: str, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def namespace(judge: Kubectl) -> Iterator[str]:
+    """A namespace of the test's own on the session's real cluster (deployer creates it), deleted afterwards."""
+    name = f"dry-run-{uuid.uuid4().hex[:6]}"
+    yield name
+    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _deployer(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -64,20 +73,21 @@ def _deployer(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -
     )
 
 
-def _hello(sim: KubeSim, tag: str, *extra: str) -> list[str]:
+def _hello(judge: Kubectl, namespace: str, image: str, *extra: str) -> list[str]:
+    repository, tag = image.rsplit(":", 1)
     return [
         "run",
         "-f",
         str(HELLO_MANIFESTS),
         "-n",
-        "hello",
+        namespace,
         "--image",
-        "ghcr.io/acme/hello-app",
+        repository,
         "--tag",
         tag,
         "--no-build",
         "--kubeconfig",
-        str(sim.kubeconfig_path),
+        str(judge.kubeconfig),
         *extra,
     ]
 
@@ -88,25 +98,26 @@ def _plan_changes(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return {f"{o['kind']}/{o['name']}": o["change"] for o in plan["objects"]}
 
 
+@pytest.mark.docker
+@pytest.mark.kubectl
 def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(
-    sim: KubeSim, kubectl: str, tmp_path: Path
+    judge: Kubectl, namespace: str, web_images: WebImages
 ) -> None:
-    first = _deployer(*_hello(sim, "a1", "--dry-run", "--format", "json"))
+    first = _deployer(*_hello(judge, namespace, web_images.tag("v1"), "--dry-run", "--format", "json"))
     assert _plan_changes(first) == {"Service/hello-app": "create", "Deployment/hello-app": "create"}
     assert "server-side dry run" in json.loads(first.stdout)["cluster"]
-    # The dry run stored nothing: kubectl finds no deployment in the namespace.
-    judge = Kubectl(kubectl, sim.kubeconfig_path, tmp_path)
-    assert judge.run("-n", "hello", "get", "deployments", "-o", "name").stdout.strip() == ""
+    # The dry run stored nothing: not even the namespace a real run would create.
+    assert not judge.exists("default", f"namespace/{namespace}")
 
-    deployed = _deployer(*_hello(sim, "a1", "--timeout", "60s"))
+    deployed = _deployer(*_hello(judge, namespace, web_images.tag("v1"), "--timeout", "90s"))
     assert deployed.returncode == 0, deployed.stderr
 
-    same = _deployer(*_hello(sim, "a1", "--dry-run", "--format", "json"))
+    same = _deployer(*_hello(judge, namespace, web_images.tag("v1"), "--dry-run", "--format", "json"))
     assert _plan_changes(same) == {"Service/hello-app": "unchanged", "Deployment/hello-app": "unchanged"}
 
-    newer = _deployer(*_hello(sim, "a2", "--dry-run", "--format", "json"))
+    newer = _deployer(*_hello(judge, namespace, web_images.tag("v2"), "--dry-run", "--format", "json"))
     assert _plan_changes(newer) == {"Service/hello-app": "unchanged", "Deployment/hello-app": "update"}
-    assert judge.image("hello", "deployment/hello-app") == "ghcr.io/acme/hello-app:a1"
+    assert judge.image(namespace, "deployment/hello-app") == web_images.tag("v1")
 
 
 def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path) -> None:
@@ -176,11 +187,11 @@ def test_a_dry_run_without_a_cluster_refuses_a_name_the_api_server_would_refuse(
 
 
 def test_a_dry_run_against_a_cluster_names_the_document_of_a_kind_it_does_not_serve(
-    sim: KubeSim, tmp_path: Path
+    judge: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
     manifests = _bad_manifests(tmp_path, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n")
-    args = ["run", "--dry-run", "--no-build", "-f", str(manifests), "-n", "shop", "--image", "ghcr.io/acme/app"]
-    result = _deployer(*args, "--tag", "t1", "--kubeconfig", str(sim.kubeconfig_path))
+    args = ["run", "--dry-run", "--no-build", "-f", str(manifests), "-n", namespace, "--image", "ghcr.io/acme/app"]
+    result = _deployer(*args, "--tag", "t1", "--kubeconfig", str(judge.kubeconfig))
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"error: {manifests / 'app.yaml'} (document 2): kind: resource mapping not found: no matches for kind "

@@ -1,5 +1,7 @@
-"""pytest fixture for the real control plane: ``control_plane``, started once per session (it takes seconds to
+"""pytest fixtures for the real control plane: ``control_plane``, started once per session (it takes seconds to
 start and a build the first time), its pods on the Docker engine pulling from the test registry.
+
+``web_images``: a small web image FROM scratch, in a few tags, for the end-to-end tests that run on it.
 
 Loaded through ``pytest_plugins`` in tests/conftest.py. A missing Go toolchain or Docker engine skips the tests
 that need it on a laptop and fails them in CI (CI=true); a failed build or start always fails them.
@@ -8,12 +10,17 @@ that need it on a laptop and fails them in CI (CI=true); a failed build or start
 from __future__ import annotations
 
 import shutil
+import tempfile
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import require_real_part
+from tests.deploy_scenarios import CRASH_LOG
 
 from . import ControlPlane, StartError
 from .building import BuildError
@@ -32,3 +39,49 @@ def control_plane(docker_client: Any, registry: Any) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@dataclass(frozen=True)
+class WebImages:
+    """Tags of one busybox httpd image FROM scratch in the test registry, for pods on the real control plane."""
+
+    repository: str  # v1 and v2 serve their tag at /index.html and "ok" at /healthz on 8080; crash exits 1
+
+    def tag(self, tag: str) -> str:
+        return f"{self.repository}:{tag}"
+
+
+WEB_IMAGE_COMMANDS = {
+    "v1": "echo web v1 starting; exec httpd -f -v -p 8080 -h /www",
+    "v2": "echo web v2 starting; exec httpd -f -v -p 8080 -h /www",
+    "crash": f"echo starting; echo '{CRASH_LOG}'; exit 1",
+}
+
+
+@pytest.fixture(scope="session")
+def web_images(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[WebImages]:
+    """Built and pushed once per session under a repository of their own; removed afterwards."""
+    repository = f"{registry.host}/deployer-test-e2e/web-{uuid.uuid4().hex[:8]}"
+    name = repository.split("/", 1)[1]
+    auth = {"username": registry.username, "password": registry.password}
+    try:
+        for tag, command in WEB_IMAGE_COMMANDS.items():
+            with tempfile.TemporaryDirectory(prefix="deployer-test-e2e-") as context:
+                (Path(context) / "Dockerfile").write_text(
+                    f"FROM {busybox_base_image}\n"
+                    f"RUN mkdir /www && echo {tag} > /www/index.html && echo ok > /www/healthz\n"
+                    f'CMD ["/bin/sh", "-c", "{command}"]\n'
+                )
+                docker_client.images.build(path=context, tag=f"{repository}:{tag}", rm=True, forcerm=True)
+            for line in docker_client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
+                assert "error" not in line, f"pushing {repository}:{tag} failed: {line}"
+        yield WebImages(repository)
+    finally:
+        for tag in WEB_IMAGE_COMMANDS:
+            digest = registry.manifest_digest(name, tag)
+            if digest:
+                registry.request("DELETE", f"/v2/{name}/manifests/{digest}")
+            try:
+                docker_client.images.remove(f"{repository}:{tag}", force=True)
+            except Exception:  # noqa: BLE001 - never built: nothing to remove
+                pass
