@@ -1,17 +1,19 @@
-"""`deployer run` end to end, as a user runs it, on the Kubernetes simulator, with the real kubectl as the judge.
+"""`deployer run` end to end, as a user runs it, with the real kubectl as the judge.
 
 Each test starts deployer as a child process (``python -m deployer run --no-build ...``) from a directory of
 its own with an environment it controls, then reads the exit code and what deployer printed, and asks kubectl
-what is live. Most tests use the scripted kubelet (image behaviours chosen by tag words: ``pull-error``,
-``crash``, ``never-ready``, ``ready-after-<N>s``) on a clock 50 times faster than real time; one runs real
-busybox httpd containers on the Docker engine, pulled from the test registry.
+what is live. Where the real control plane (tests/controlplane/) can play the story, the test runs there, in a
+namespace of its own, with real images FROM scratch pulled from the test registry: a tag the registry lacks, an
+image that exits 1, a missing ConfigMap, `kubectl apply` before deployer, real containers serving. The rest runs
+on the Kubernetes simulator, because it needs what only the simulator does: the scripted kubelet (image
+behaviours chosen by tag words: ``crash``, ``never-ready``, ``ready-after-<N>s``, pods held unready until the
+test releases them) on a clock 50 times faster than real time, or an API answer scripted once.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
-import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     CRASH_LOG,
     EXIT_FAILURE,
@@ -28,7 +32,6 @@ from tests.deploy_scenarios import (
     EXIT_ROLLED_BACK,
     Deployer,
     Kubectl,
-    clean_environment,
     deployed,
     deployment,
     github_run,
@@ -67,6 +70,37 @@ def judge(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
 @pytest.fixture
 def manifests(deployer: Deployer) -> Path:
     return write_manifests(deployer.workdir / "k8s", deployment("web"))
+
+
+# The real control plane (tests/controlplane/), shared by the session: a namespace per test, images that exist.
+WEB_PORT = 8080  # where web_images' v1 and v2 serve
+
+
+@pytest.fixture
+def real_judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def real_deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
+    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
+    deployer.repository = web_images.repository
+    return deployer
+
+
+@pytest.fixture
+def real_manifests(real_deployer: Deployer) -> Path:
+    # With a readiness probe: without one, a real pod whose container exits at start counts as available for
+    # the moment it runs, and a rollout of it can complete before the crash shows (kubectl would agree).
+    return write_manifests(real_deployer.workdir / "k8s", deployment("web", http_port=WEB_PORT))
+
+
+@pytest.fixture
+def namespace(real_judge: Kubectl) -> Iterator[str]:
+    """A namespace name of the test's own (deployer creates it); deleted afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    yield name
+    real_judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def git_commit(workdir: Path) -> str:
@@ -109,16 +143,20 @@ def test_deploy_puts_the_commits_image_live_and_kubectl_history_shows_the_change
 class BadRollout:
     tag: str
     extra: tuple[str, ...]
-    names: tuple[str, ...]  # what the diagnosis must say
+    names: tuple[str, ...]  # what the diagnosis must say ({repo}: the image repository)
     config_map: str | None = None
 
 
+# On the real control plane: a tag the registry does not have, an image that exits 1, a missing ConfigMap.
 BAD_ROLLOUTS = {
-    "bad image": BadRollout("pull-error", (), ("ErrImagePull", "ImagePullBackOff", f"{REPO}:pull-error")),
+    "bad image": BadRollout("pull-error", (), ("ErrImagePull", "{repo}:pull-error")),
     "crash loop": BadRollout("crash", (), ("CrashLoopBackOff", f"| {CRASH_LOG}", "(previous container)")),
     "missing ConfigMap": BadRollout(
         "v2", (), ("CreateContainerConfigError", 'configmap "app-settings" not found'), config_map="app-settings"
     ),
+}
+# On kubesim: an image that is never ready is a scripted behaviour of its kubelet.
+SCRIPTED_BAD_ROLLOUTS = {
     "never ready": BadRollout(
         "never-ready",
         ("--timeout", "3s"),
@@ -131,25 +169,40 @@ BAD_ROLLOUTS = {
 }
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("case", BAD_ROLLOUTS.values(), ids=BAD_ROLLOUTS.keys())
 def test_failed_rollout_is_detected_and_the_previous_image_serves_again(
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str, case: BadRollout
+) -> None:
+    assert_failed_rollout_rolled_back(real_deployer, real_judge, real_manifests, namespace, case, WEB_PORT)
+
+
+@pytest.mark.parametrize("case", SCRIPTED_BAD_ROLLOUTS.values(), ids=SCRIPTED_BAD_ROLLOUTS.keys())
+def test_failed_rollout_of_a_scripted_image_is_detected_and_the_previous_image_serves_again(
     deployer: Deployer, judge: Kubectl, manifests: Path, case: BadRollout
 ) -> None:
-    deployed(deployer, "v1", manifests, "shop")
-    if case.config_map:
-        write_manifests(manifests, deployment("web", config_map=case.config_map))
+    assert_failed_rollout_rolled_back(deployer, judge, manifests, "shop", case, http_port=None)
 
-    done = deployer.run(case.tag, manifests, "shop", *case.extra)
+
+def assert_failed_rollout_rolled_back(
+    deployer: Deployer, judge: Kubectl, manifests: Path, namespace: str, case: BadRollout, http_port: int | None
+) -> None:
+    repo = deployer.repository
+    deployed(deployer, "v1", manifests, namespace)
+    if case.config_map:
+        write_manifests(manifests, deployment("web", config_map=case.config_map, http_port=http_port))
+
+    done = deployer.run(case.tag, manifests, namespace, *case.extra)
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
-    for text in case.names:
+    for text in (name.format(repo=repo) for name in case.names):
         assert text in done.stderr, f"{text!r} not in the output:\n{done.stderr}"
-    assert f"rolled back deployment/web to revision 1 (image {REPO}:v1)" in done.stderr.splitlines()[-1]
+    assert f"rolled back deployment/web to revision 1 (image {repo}:v1)" in done.stderr.splitlines()[-1]
     # Back before exit: the previous image is in the template and it is what the ready pods run.
-    assert judge.image("shop") == f"{REPO}:v1"
-    assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
-    assert judge.jsonpath("shop", "deployment/web", "{.status.availableReplicas}") == "2"
-    # Failures are caught from the pod's status, not from the progress deadline (600 simulated s, 12 s here).
+    assert judge.image(namespace) == f"{repo}:v1"
+    assert judge.serving_images(namespace, "web") == {f"{repo}:v1"}
+    assert judge.jsonpath(namespace, "deployment/web", "{.status.availableReplicas}") == "2"
+    # Failures are caught from the pod's status, not from the progress deadline (600 s by default).
     # Said by what deployer reports, not by its wall time: a loaded CI machine is slow, not wrong.
     assert "exceeded its progress deadline" not in done.stderr, done.explain()
 
@@ -181,26 +234,29 @@ def test_two_workloads_one_failing_both_go_back_to_their_previous_revisions(depl
     assert judge.image("shop", "deployment/worker") == f"{WORKER_REPO}:v3"
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("delete_created", [False, True], ids=["left in place", "deleted"])
 def test_failing_first_deploy_says_there_is_no_previous_revision(
-    deployer: Deployer, judge: Kubectl, manifests: Path, delete_created: bool
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str, delete_created: bool
 ) -> None:
+    deployer, judge, manifests = real_deployer, real_judge, real_manifests
     extra = ("--delete-created-on-failure",) if delete_created else ()
 
-    done = deployer.run("pull-error", manifests, "fresh", *extra)
+    done = deployer.run("pull-error", manifests, namespace, *extra)
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert "first deploy" in done.stderr and "no previous revision" in done.stderr
     assert "ErrImagePull" in done.stderr
     if delete_created:
         assert "deleted deployment/web" in done.stderr.splitlines()[-1]
-        assert not judge.exists("fresh", "deployment/web")
+        assert not judge.exists(namespace, "deployment/web")
         # The namespace this run created goes too, after what was in it.
-        assert "deleted namespace/fresh" in done.stderr.splitlines()[-1]
-        wait_until(lambda: not judge.exists("", "namespace/fresh"), 30, "the namespace to be deleted")
+        assert f"deleted namespace/{namespace}" in done.stderr.splitlines()[-1]
+        # The real namespace controller empties it first (pods stopping gracefully): a bound for a hang only.
+        wait_until(lambda: not judge.exists("", f"namespace/{namespace}"), 90, "the namespace to be deleted")
     else:
         assert "--delete-created-on-failure removes it" in done.stderr
-        assert judge.image("fresh") == f"{REPO}:pull-error"
+        assert judge.image(namespace) == f"{deployer.repository}:pull-error"
 
 
 def test_slow_rollout_times_out_at_the_timeout_and_is_rolled_back(
@@ -240,18 +296,20 @@ def test_sigterm_during_the_wait_rolls_back_before_exit(deployer: Deployer, judg
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
 
 
+@pytest.mark.docker
 def test_delete_created_on_failure_leaves_a_namespace_that_existed_before(
-    deployer: Deployer, judge: Kubectl, manifests: Path
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str
 ) -> None:
-    deployed(deployer, "v1", manifests, "kept")  # the namespace is created by this earlier run
+    deployer, judge, manifests = real_deployer, real_judge, real_manifests
+    deployed(deployer, "v1", manifests, namespace)  # the namespace is created by this earlier run
 
-    done = deployer.run("pull-error", manifests, "kept", "--delete-created-on-failure")
+    done = deployer.run("pull-error", manifests, namespace, "--delete-created-on-failure")
 
     assert done.code == EXIT_ROLLED_BACK, done.explain()
     assert "rolled back deployment/web" in done.stderr.splitlines()[-1]
-    assert "namespace/kept" not in done.stderr
-    assert judge.exists("", "namespace/kept")
-    assert judge.image("kept") == f"{REPO}:v1"
+    assert f"namespace/{namespace}" not in done.stderr
+    assert judge.exists("", f"namespace/{namespace}")
+    assert judge.image(namespace) == f"{deployer.repository}:v1"
 
 
 # --- whatever stops a run once it has applied something, what it applied goes back ------------------------------
@@ -307,16 +365,20 @@ def test_an_unexpected_error_during_the_wait_rolls_back(deployer: Deployer, judg
     assert judge.serving_images("shop", "web") == {f"{REPO}:v1"}
 
 
-def test_no_rollback_leaves_the_failed_rollout_in_place(deployer: Deployer, judge: Kubectl, manifests: Path) -> None:
-    deployed(deployer, "v1", manifests, "shop")
+@pytest.mark.docker
+def test_no_rollback_leaves_the_failed_rollout_in_place(
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str
+) -> None:
+    deployer, judge, manifests = real_deployer, real_judge, real_manifests
+    deployed(deployer, "v1", manifests, namespace)
 
-    done = deployer.run("pull-error", manifests, "shop", "--no-rollback")
+    done = deployer.run("pull-error", manifests, namespace, "--no-rollback")
 
     assert done.code == EXIT_FAILURE, done.explain()
     assert "--no-rollback: the failed rollout is left in place" in done.stderr
     assert "ErrImagePull" in done.stderr
     assert "==> Roll back" not in done.stderr
-    assert judge.image("shop") == f"{REPO}:pull-error"
+    assert judge.image(namespace) == f"{deployer.repository}:pull-error"
 
 
 # --- migrating from `kubectl apply` ----------------------------------------------------------------------------
@@ -326,39 +388,41 @@ IMAGE_FIELD = '.spec.template.spec.containers[name="web"].image'
 
 
 @pytest.fixture
-def applied_by_kubectl(deployer: Deployer, judge: Kubectl) -> Path:
+def applied_by_kubectl(real_deployer: Deployer, real_judge: Kubectl, namespace: str) -> Path:
     """The origin pipeline's way: the manifest with the image filled in, `kubectl apply` (client-side)."""
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
-    documents = [namespace, *render_with_image([deployment("web")], f"{REPO}:v1")]
-    rendered = write_manifests(deployer.workdir / "rendered", *documents)
-    judge.apply_client_side("shop", rendered / "app.yaml")
-    judge.run("-n", "shop", "rollout", "status", "deployment/web", "--timeout=30s")
+    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    documents = [namespace_doc, *render_with_image([deployment("web")], f"{real_deployer.repository}:v1")]
+    rendered = write_manifests(real_deployer.workdir / "rendered", *documents)
+    real_judge.apply_client_side(namespace, rendered / "app.yaml")
+    real_judge.run("-n", namespace, "rollout", "status", "deployment/web", "--timeout=90s", timeout=120)
     return rendered
 
 
+@pytest.mark.docker
 def test_objects_from_client_side_kubectl_apply_are_taken_over_and_the_fields_named(
-    deployer: Deployer, judge: Kubectl, manifests: Path, applied_by_kubectl: Path
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str, applied_by_kubectl: Path
 ) -> None:
-    done = deployer.run("v2", manifests, "shop")
+    done = real_deployer.run("v2", real_manifests, namespace)
 
     assert done.code == EXIT_OK, done.explain()
     assert "deployment/web configured; took " in done.stderr
     took = next(line for line in done.stderr.splitlines() if "; took " in line)
     assert IMAGE_FIELD in took and took.endswith("from kubectl-client-side-apply"), took
-    assert judge.image("shop") == f"{REPO}:v2"
-    managers = judge.get_json("shop", "deployment/web", "--show-managed-fields")["metadata"]["managedFields"]
+    assert real_judge.image(namespace) == f"{real_deployer.repository}:v2"
+    managers = real_judge.get_json(namespace, "deployment/web", "--show-managed-fields")["metadata"]["managedFields"]
     owner = next(m for m in managers if "f:image" in str(m["fieldsV1"]) and m["operation"] == "Apply")
     assert owner["manager"] == "deployer"
 
 
+@pytest.mark.docker
 def test_no_force_conflicts_refuses_and_names_the_fields_and_their_manager(
-    deployer: Deployer, judge: Kubectl, manifests: Path, applied_by_kubectl: Path
+    real_deployer: Deployer, real_judge: Kubectl, real_manifests: Path, namespace: str, applied_by_kubectl: Path
 ) -> None:
-    done = deployer.run("v2", manifests, "shop", "--no-force-conflicts")
+    done = real_deployer.run("v2", real_manifests, namespace, "--no-force-conflicts")
 
     assert done.code == EXIT_FAILURE, done.explain()
     assert f"{IMAGE_FIELD} owned by kubectl-client-side-apply" in done.stderr
-    assert judge.image("shop") == f"{REPO}:v1"
+    assert real_judge.image(namespace) == f"{real_deployer.repository}:v1"
 
 
 # --- the deploy lock --------------------------------------------------------------------------------------------
@@ -465,45 +529,7 @@ def test_a_run_paused_past_its_lease_loses_the_lock_and_leaves_the_next_runs_dep
     assert not judge.exists("shop", "lease/deployer-lock")
 
 
-# --- real containers on Docker ---------------------------------------------------------------------------------
-
-E2E_PREFIX = "deployer-test-deploy-e2e"
-
-
-@dataclass(frozen=True)
-class HttpdImages:
-    repository: str
-    tags: tuple[str, ...]
-
-
-@pytest.fixture
-def httpd_images(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[HttpdImages]:
-    """Two tags of a busybox httpd image that serves its own version, pushed to the test registry."""
-    repository = f"{registry.host}/{E2E_PREFIX}/web-{uuid.uuid4().hex[:8]}"
-    name = repository.split("/", 1)[1]
-    auth = {"username": registry.username, "password": registry.password}
-    tags = ("v1", "v2")
-    try:
-        for tag in tags:
-            with tempfile.TemporaryDirectory(prefix=f"{E2E_PREFIX}-") as context:
-                (Path(context) / "Dockerfile").write_text(
-                    f"FROM {busybox_base_image}\n"
-                    f"RUN mkdir /www && echo {tag} > /www/index.html\n"
-                    f'CMD ["/bin/sh", "-c", "echo web {tag} starting; exec httpd -f -v -p 8080 -h /www"]\n'
-                )
-                docker_client.images.build(path=context, tag=f"{repository}:{tag}", rm=True, forcerm=True)
-            for line in docker_client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
-                assert "error" not in line, f"pushing {repository}:{tag} failed: {line}"
-        yield HttpdImages(repository, tags)
-    finally:
-        for tag in tags:
-            digest = registry.manifest_digest(name, tag)
-            if digest:
-                registry.request("DELETE", f"/v2/{name}/manifests/{digest}")
-            try:
-                docker_client.images.remove(f"{repository}:{tag}", force=True)
-            except Exception:  # noqa: BLE001 - never built: nothing to remove
-                pass
+# --- real containers serving ----------------------------------------------------------------------------------
 
 
 def served_versions(docker_client: Any, judge: Kubectl, namespace: str) -> set[str]:
@@ -514,7 +540,7 @@ def served_versions(docker_client: Any, judge: Kubectl, namespace: str) -> set[s
         conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
         if pod["metadata"].get("deletionTimestamp") or conditions.get("Ready") != "True":
             continue
-        containers = docker_client.containers.list(filters={"label": f"kubesim.pod={pod['metadata']['name']}"})
+        containers = docker_client.containers.list(filters={"label": f"kubesim.pod-uid={pod['metadata']['uid']}"})
         for container in containers:
             port = container.ports["8080/tcp"][0]["HostPort"]
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
@@ -524,30 +550,23 @@ def served_versions(docker_client: Any, judge: Kubectl, namespace: str) -> set[s
 
 @pytest.mark.docker
 def test_real_containers_new_version_serves_then_a_missing_tag_brings_the_previous_one_back(
-    kubesim_docker: KubeSim, kubectl: str, httpd_images: HttpdImages, docker_client: Any, tmp_path: Path
+    real_deployer: Deployer, real_judge: Kubectl, namespace: str, web_images: WebImages, docker_client: Any
 ) -> None:
-    sim = kubesim_docker
-    (tmp_path / "checkout").mkdir()
-    (tmp_path / "home").mkdir()
-    (tmp_path / "kubectl-home").mkdir()
-    judge = Kubectl(kubectl, sim.kubeconfig_path, tmp_path / "kubectl-home")
-    deployer = Deployer(
-        sim.kubeconfig_path, tmp_path / "checkout", clean_environment(tmp_path / "home"), httpd_images.repository
-    )
-    manifests = write_manifests(tmp_path / "checkout" / "k8s", deployment("web", replicas=1, http_port=8080))
-    deployed(deployer, "v1", manifests, "shop", "--timeout", "60s")
+    deployer, judge = real_deployer, real_judge
+    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1, http_port=WEB_PORT))
+    deployed(deployer, "v1", manifests, namespace, "--timeout", "90s")
 
-    done = deployer.run("v2", manifests, "shop", "--timeout", "60s")
+    done = deployer.run("v2", manifests, namespace, "--timeout", "90s")
 
     assert done.code == EXIT_OK, done.explain()
-    assert wait_until(lambda: served_versions(docker_client, judge, "shop") == {"v2"}, 20, "v2 serving")
+    assert wait_until(lambda: served_versions(docker_client, judge, namespace) == {"v2"}, 30, "v2 serving")
 
-    missing = deployer.run("no-such-tag", manifests, "shop", "--timeout", "60s")
+    missing = deployer.run("no-such-tag", manifests, namespace, "--timeout", "90s")
 
     assert missing.code == EXIT_ROLLED_BACK, missing.explain()
-    assert "ErrImagePull" in missing.stderr or "ImagePullBackOff" in missing.stderr
-    assert f"rolled back deployment/web to revision 2 (image {httpd_images.repository}:v2)" in missing.stderr
+    assert "ErrImagePull" in missing.stderr
+    assert f"rolled back deployment/web to revision 2 (image {web_images.tag('v2')})" in missing.stderr
     # Caught from the pod's status, not by waiting out --timeout (said by the output, not the wall time).
     assert "rollout timed out" not in missing.stderr, missing.explain()
-    assert judge.image("shop") == f"{httpd_images.repository}:v2"
-    assert served_versions(docker_client, judge, "shop") == {"v2"}
+    assert judge.image(namespace) == web_images.tag("v2")
+    assert served_versions(docker_client, judge, namespace) == {"v2"}
