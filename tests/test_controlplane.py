@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from tests.controlplane import ControlPlane
 from tests.controlplane.building import KUBE_MODULE, KUBERNETES_MODULE, required_version
+from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     CRASH_LOG,
     EXIT_OK,
@@ -36,49 +36,6 @@ from tests.deploy_scenarios import (
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
-
-PREFIX = "deployer-test-controlplane"
-
-
-@dataclass(frozen=True)
-class Images:
-    repository: str  # web:v1 serves its tag over HTTP on 8080; web:crash logs CRASH_LOG and exits 1
-
-    def tag(self, tag: str) -> str:
-        return f"{self.repository}:{tag}"
-
-
-@pytest.fixture(scope="module")
-def images(docker_client: Any, registry: Any, busybox_base_image: str) -> Iterator[Images]:
-    repository = f"{registry.host}/{PREFIX}/web-{uuid.uuid4().hex[:8]}"
-    auth = {"username": registry.username, "password": registry.password}
-    commands = {
-        "v1": "echo web v1 starting; exec httpd -f -v -p 8080 -h /www",
-        "crash": f"echo starting; echo '{CRASH_LOG}'; exit 1",
-    }
-    try:
-        for tag, command in commands.items():
-            with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as context:
-                (Path(context) / "Dockerfile").write_text(
-                    f"FROM {busybox_base_image}\n"
-                    f"RUN mkdir /www && echo {tag} > /www/index.html\n"
-                    f'CMD ["/bin/sh", "-c", "{command}"]\n'
-                )
-                docker_client.images.build(path=context, tag=f"{repository}:{tag}", rm=True, forcerm=True)
-            for line in docker_client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
-                assert "error" not in line, f"pushing {repository}:{tag} failed: {line}"
-        yield Images(repository)
-    finally:
-        name = repository.split("/", 1)[1]
-        for tag in commands:
-            digest = registry.manifest_digest(name, tag)
-            if digest:
-                registry.request("DELETE", f"/v2/{name}/manifests/{digest}")
-            try:
-                docker_client.images.remove(f"{repository}:{tag}", force=True)
-            except Exception:  # noqa: BLE001 - never built: nothing to remove
-                pass
-
 
 @pytest.fixture
 def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
@@ -123,12 +80,12 @@ def test_nodes_registered_by_the_agent_are_ready(judge: Kubectl) -> None:
 
 
 def test_kubectl_creates_a_namespace_and_a_deployment_whose_pods_run_and_log(
-    judge: Kubectl, images: Images
+    judge: Kubectl, web_images: WebImages
 ) -> None:
     name = f"cp-kubectl-{uuid.uuid4().hex[:6]}"
     assert f"namespace/{name} created" in judge.run("create", "namespace", name).stdout
     try:
-        judge.run("-n", name, "create", "deployment", "web", f"--image={images.tag('v1')}", "--replicas=2")
+        judge.run("-n", name, "create", "deployment", "web", f"--image={web_images.tag('v1')}", "--replicas=2")
 
         status = judge.run("-n", name, "rollout", "status", "deployment/web", "--timeout=90s", timeout=120).stdout
 
@@ -153,14 +110,14 @@ class CrashStory:
 
 @pytest.fixture(scope="module")
 def crash_story(
-    control_plane: ControlPlane, kubectl: str, images: Images, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, kubectl: str, web_images: WebImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrashStory]:
     root = tmp_path_factory.mktemp("crash-story")
     setup = Kubectl.under(root, kubectl, control_plane.kubeconfig_path)
     namespace = f"cp-{uuid.uuid4().hex[:8]}"
     setup.run("create", "namespace", namespace)
     deployer = Deployer.under(root, control_plane.kubeconfig_path)
-    deployer.repository = images.repository
+    deployer.repository = web_images.repository
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=2, http_port=8080))
     try:
         first = deployer.run("v1", manifests, namespace, "--timeout", "90s", timeout=150)
@@ -171,11 +128,11 @@ def crash_story(
 
 
 def test_deployer_deploys_a_new_app_and_the_real_controller_makes_its_replicaset(
-    crash_story: CrashStory, judge: Kubectl, images: Images
+    crash_story: CrashStory, judge: Kubectl, web_images: WebImages
 ) -> None:
     assert crash_story.first.code == EXIT_OK, crash_story.first.explain()
     replica_sets = judge.get_json(crash_story.namespace, "replicasets", "-l", "app=web")["items"]
-    v1 = [rs for rs in replica_sets if rs["spec"]["template"]["spec"]["containers"][0]["image"] == images.tag("v1")]
+    v1 = [rs for rs in replica_sets if rs["spec"]["template"]["spec"]["containers"][0]["image"] == web_images.tag("v1")]
     assert len(v1) == 1, replica_sets
     owner = v1[0]["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Deployment", "web", True)
@@ -183,14 +140,14 @@ def test_deployer_deploys_a_new_app_and_the_real_controller_makes_its_replicaset
 
 
 def test_deployer_rolls_back_a_crashing_image_and_the_previous_one_serves_again(
-    crash_story: CrashStory, judge: Kubectl, docker_client: Any, images: Images
+    crash_story: CrashStory, judge: Kubectl, docker_client: Any, web_images: WebImages
 ) -> None:
     crashed = crash_story.crashed
 
     assert crashed.code == EXIT_ROLLED_BACK, crashed.explain()
     assert "CrashLoopBackOff" in crashed.stderr, crashed.explain()
     assert "rollout timed out" not in crashed.stderr, crashed.explain()
-    assert judge.image(crash_story.namespace) == images.tag("v1")
+    assert judge.image(crash_story.namespace) == web_images.tag("v1")
     serving = wait_until(
         lambda: served_versions(docker_client, judge, crash_story.namespace, "web") == {"v1"}, 30, "v1 serving"
     )
