@@ -121,15 +121,11 @@ def annotation_message(message: str, limit: int = ANNOTATION_MESSAGE_LIMIT) -> s
     return message[: limit - len(note)].rstrip() + note
 
 
-def error_annotation(
-    message: str, file: str | None = None, line: int | None = None, col: int | None = None
-) -> str:
+def error_annotation(message: str, file: str | None = None, line: int | None = None, col: int | None = None) -> str:
     return annotation("error", message, file=file, line=line, col=col)
 
 
-def warning_annotation(
-    message: str, file: str | None = None, line: int | None = None, col: int | None = None
-) -> str:
+def warning_annotation(message: str, file: str | None = None, line: int | None = None, col: int | None = None) -> str:
     return annotation("warning", message, file=file, line=line, col=col)
 
 

@@ -543,9 +543,7 @@ def _kind_of(value: Any) -> str:
 
 def _duplicate_key(key: str, again: Any, first: Any) -> str:
     """The problem of a key written twice, with the key as written (``y``, not the "true" kubectl reads)."""
-    written_again, written_first = (
-        node.value if isinstance(node, ScalarNode) else key for node in (again, first)
-    )
+    written_again, written_first = (node.value if isinstance(node, ScalarNode) else key for node in (again, first))
     first_line = first.start_mark.line + 1
     if written_again == written_first:
         return f"duplicate key {json.dumps(written_again)} (also at line {first_line})"

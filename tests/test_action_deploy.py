@@ -105,10 +105,17 @@ def stack(
     workspace = _workspace(tmp_path_factory.mktemp("workspace"))
     runner_temp = tmp_path_factory.mktemp("runner-temp")
     repository = f"{registry.host}/{PREFIX}-{uuid.uuid4().hex[:8]}/hello-app"
-    sim = KubeSim.start(kubelet="docker", clock_speed=1.0, docker_client=docker_client,
-                        registry=(registry.host, registry.username, registry.password))
+    sim = KubeSim.start(
+        kubelet="docker",
+        clock_speed=1.0,
+        docker_client=docker_client,
+        registry=(registry.host, registry.username, registry.password),
+    )
     digitalocean = FakeDigitalOceanAPI(
-        token=DO_TOKEN, server_url=sim.server_url, ca_pem=sim.ca_pem, mint_token=sim.issue_token,
+        token=DO_TOKEN,
+        server_url=sim.server_url,
+        ca_pem=sim.ca_pem,
+        mint_token=sim.issue_token,
         clusters=[FakeCluster("hello-production"), FakeCluster("hello-staging", region="fra1")],
     )
     try:
@@ -155,6 +162,7 @@ def _deployment(stack: Stack) -> dict[str, Any]:
 
 def _ready_pods(stack: Stack) -> list[dict[str, Any]]:
     pods = stack.sim.store.list("v1", "Pod", NAMESPACE)
+
     def ready(pod: dict[str, Any]) -> bool:
         conditions = pod.get("status", {}).get("conditions", [])
         return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
@@ -282,4 +290,3 @@ def test_crashing_deploy_is_a_failed_github_deployment(stack: Stack, failing_dep
     assert [s["state"] for s in stack.github.statuses(int(second["id"]))] == ["in_progress", "failure"]
     # The failed deploy replaced nothing: the first one stays the active deployment.
     assert [s["state"] for s in stack.github.statuses(int(first["id"]))] == ["in_progress", "success"]
-

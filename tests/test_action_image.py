@@ -56,9 +56,17 @@ def bootstrap_python_base(docker_client: Any) -> str:
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-rootfs-") as workdir:
         rootfs = Path(workdir) / "rootfs"
         subprocess.run(
-            [debootstrap, "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-             "bookworm", str(rootfs), DEBIAN_MIRROR],
-            check=True, capture_output=True, timeout=1200,
+            [
+                debootstrap,
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(rootfs),
+                DEBIAN_MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=1200,
         )
         # Keep the base small: downloaded packages and apt lists are not part of a Python base.
         for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
@@ -70,9 +78,20 @@ def bootstrap_python_base(docker_client: Any) -> str:
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
         imported = subprocess.run(
-            ["docker", "import", "--change", "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-             "--change", 'CMD ["python3"]', "-", PYTHON_BASE],
-            stdin=tar.stdout, capture_output=True, text=True, timeout=600,
+            [
+                "docker",
+                "import",
+                "--change",
+                "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                "--change",
+                'CMD ["python3"]',
+                "-",
+                PYTHON_BASE,
+            ],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         tar.stdout.close()
         assert tar.wait(timeout=600) == 0, "tar of the bootstrapped root failed"
@@ -86,8 +105,14 @@ def deployer_image(docker_client: Any) -> Iterator[str]:
     tag = f"{PREFIX}-image:{uuid.uuid4().hex[:8]}"
     # network_mode=host: pip in the build reaches PyPI the way this machine does.
     docker_client.images.build(
-        path=str(ROOT), dockerfile="Dockerfile", tag=tag, buildargs={"BASE_IMAGE": base},
-        network_mode="host", rm=True, forcerm=True, timeout=1200,
+        path=str(ROOT),
+        dockerfile="Dockerfile",
+        tag=tag,
+        buildargs={"BASE_IMAGE": base},
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        timeout=1200,
     )
     try:
         yield tag
@@ -142,15 +167,28 @@ def test_dry_run_of_the_example_app_plans_and_writes_step_outputs(deployer_image
     os.chmod(outputs, 0o777)  # the image's user (uid 10001) writes GITHUB_OUTPUT here
     result = run_image(
         deployer_image,
-        "run", "--dry-run", "--no-build", "-f", "hello-app/k8s", "-n", "hello",
+        "run",
+        "--dry-run",
+        "--no-build",
+        "-f",
+        "hello-app/k8s",
+        "-n",
+        "hello",
         options=(
-            "-v", f"{HELLO_APP}:/work/hello-app:ro",
-            "-v", f"{outputs}:/github",
-            "-e", "GITHUB_ACTIONS=true",
-            "-e", "GITHUB_REPOSITORY=Acme/Hello-App",
-            "-e", f"GITHUB_SHA={SHA}",
-            "-e", "GITHUB_OUTPUT=/github/output",
-            "-e", "GITHUB_STEP_SUMMARY=/github/summary.md",
+            "-v",
+            f"{HELLO_APP}:/work/hello-app:ro",
+            "-v",
+            f"{outputs}:/github",
+            "-e",
+            "GITHUB_ACTIONS=true",
+            "-e",
+            "GITHUB_REPOSITORY=Acme/Hello-App",
+            "-e",
+            f"GITHUB_SHA={SHA}",
+            "-e",
+            "GITHUB_OUTPUT=/github/output",
+            "-e",
+            "GITHUB_STEP_SUMMARY=/github/summary.md",
         ),
     )
 
@@ -168,9 +206,17 @@ def test_non_root_user_reaches_the_mounted_docker_socket_with_its_group(deployer
     script = "import docker; client = docker.from_env(); print(client.ping()); client.close()"
 
     result = run_image(
-        deployer_image, "-c", script,
-        options=("--entrypoint", "/opt/deployer/bin/python", "-v", f"{socket_path}:{socket_path}",
-                 "--group-add", group),
+        deployer_image,
+        "-c",
+        script,
+        options=(
+            "--entrypoint",
+            "/opt/deployer/bin/python",
+            "-v",
+            f"{socket_path}:{socket_path}",
+            "--group-add",
+            group,
+        ),
     )
 
     assert result.returncode == 0, result.stderr[-2000:]

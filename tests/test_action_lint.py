@@ -72,7 +72,7 @@ def test_the_linters_do_catch_a_template_injection(tmp_path: Path) -> None:
         "    runs-on: ubuntu-latest\n"
         "    steps:\n"
         "      - uses: actions/checkout@v4\n"
-        "      - run: echo \"${{ github.event.pull_request.title }}\"\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n'
     )
 
     actionlint = run_tool(tool("actionlint"), "-no-color", str(bad))
@@ -153,8 +153,14 @@ def test_each_input_maps_to_the_option_of_the_same_name() -> None:
     deploy = next(step for step in action_steps() if step.get("id") == "deploy")
     known = run_command_variables()
     # Where the input's name differs from the flag's, on purpose (shorter or matching docker's words).
-    renamed = {"context": "--build-context", "build-args": "--build-arg", "extra-tags": "--extra-tag",
-               "image-refs": "--image-ref", "kubeconfig": "--kubeconfig-data", "kubeconfig-path": "--kubeconfig"}
+    renamed = {
+        "context": "--build-context",
+        "build-args": "--build-arg",
+        "extra-tags": "--extra-tag",
+        "image-refs": "--image-ref",
+        "kubeconfig": "--kubeconfig-data",
+        "kubeconfig-path": "--kubeconfig",
+    }
 
     mismatched = []
     for variable, value in deploy["env"].items():

@@ -22,9 +22,7 @@ def unescape_data(text: str) -> str:
 
 
 def unescape_property(text: str) -> str:
-    return (
-        text.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
-    )
+    return text.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
 
 
 def read_command(line: str) -> tuple[str, dict[str, str], str]:
@@ -292,8 +290,13 @@ DIGEST = "sha256:" + "ab" * 32
 
 def web(**changes: object) -> WorkloadResult:
     fields: dict[str, object] = {
-        "kind": "Deployment", "name": "web", "namespace": "default", "result": "ready",
-        "seconds": 12.5, "revision": "3", "previous_revision": "2",
+        "kind": "Deployment",
+        "name": "web",
+        "namespace": "default",
+        "result": "ready",
+        "seconds": 12.5,
+        "revision": "3",
+        "previous_revision": "2",
     }
     fields.update(changes)
     return WorkloadResult(**fields)  # type: ignore[arg-type]
@@ -301,8 +304,14 @@ def web(**changes: object) -> WorkloadResult:
 
 @pytest.mark.parametrize(
     ("exit_code", "dry_run", "status"),
-    [(0, False, "success"), (0, True, "planned"), (1, False, "failed"), (2, False, "failed"),
-     (3, False, "rolled-back"), (4, False, "rollback-failed")],
+    [
+        (0, False, "success"),
+        (0, True, "planned"),
+        (1, False, "failed"),
+        (2, False, "failed"),
+        (3, False, "rolled-back"),
+        (4, False, "rollback-failed"),
+    ],
 )
 def test_status_follows_the_exit_code(exit_code: int, dry_run: bool, status: str) -> None:
     assert actions.status_for_exit_code(exit_code, dry_run=dry_run) == status
@@ -313,8 +322,13 @@ def test_status_follows_the_exit_code(exit_code: int, dry_run: bool, status: str
     [("success", "false"), ("rolled-back", "true"), ("rollback-failed", "false"), ("failed", "false")],
 )
 def test_outputs_of_a_report(status: str, rolled_back: str) -> None:
-    report = DeployReport(status=status, image=IMAGE, tag="0123456", digest=DIGEST,  # type: ignore[arg-type]
-                          workloads=[web(), web(kind="StatefulSet", name="db", revision=None, previous_revision=None)])
+    report = DeployReport(
+        status=status,
+        image=IMAGE,
+        tag="0123456",
+        digest=DIGEST,  # type: ignore[arg-type]
+        workloads=[web(), web(kind="StatefulSet", name="db", revision=None, previous_revision=None)],
+    )
 
     outputs = actions.report_outputs(report)
 
@@ -328,8 +342,15 @@ def test_outputs_of_a_report(status: str, rolled_back: str) -> None:
 
 def test_summary_of_a_success_lists_image_digest_environment_and_each_workload() -> None:
     report = DeployReport(
-        status="success", image=IMAGE, tag="0123456", digest=DIGEST, environment="production",
-        environment_url="https://hello.example.com", namespace="default", workloads=[web()], seconds=75,
+        status="success",
+        image=IMAGE,
+        tag="0123456",
+        digest=DIGEST,
+        environment="production",
+        environment_url="https://hello.example.com",
+        namespace="default",
+        workloads=[web()],
+        seconds=75,
     )
 
     markdown = actions.summary_markdown(report)
@@ -344,10 +365,12 @@ def test_summary_of_a_success_lists_image_digest_environment_and_each_workload()
 
 def test_summary_of_a_rollback_explains_the_failure_and_what_was_restored() -> None:
     report = DeployReport(
-        status="rolled-back", image=IMAGE, tag="0123456",
+        status="rolled-back",
+        image=IMAGE,
+        tag="0123456",
         workloads=[web(result="failed", detail="ImagePullBackOff")],
         error="deployment/web did not become ready: ImagePullBackOff",
-        diagnosis="pod web-7d9f: Back-off pulling image \"ghcr.io/acme/hello-app:0123456\"",
+        diagnosis='pod web-7d9f: Back-off pulling image "ghcr.io/acme/hello-app:0123456"',
         rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")],
     )
 
@@ -362,8 +385,9 @@ def test_summary_of_a_rollback_explains_the_failure_and_what_was_restored() -> N
 
 def test_summary_cannot_be_broken_by_text_from_the_cluster() -> None:
     hostile = "a | b <script>x</script>\n```\n# heading"
-    report = DeployReport(status="failed", image=IMAGE, workloads=[web(detail=hostile)], diagnosis=hostile,
-                          error=hostile)
+    report = DeployReport(
+        status="failed", image=IMAGE, workloads=[web(detail=hostile)], diagnosis=hostile, error=hostile
+    )
 
     markdown = actions.summary_markdown(report)
 
@@ -387,9 +411,24 @@ def test_summary_of_a_dry_run_shows_the_plan_unfolded() -> None:
 # --- the result document of --format json -----------------------------------------------------------------
 
 RESULT_FIELDS = {
-    "schema_version", "status", "exit_code", "error", "image", "tag", "digest", "cluster", "namespace",
-    "namespace_source", "environment", "environment_url", "run_url", "seconds", "workloads", "diagnosis",
-    "rolled_back", "rollback",
+    "schema_version",
+    "status",
+    "exit_code",
+    "error",
+    "image",
+    "tag",
+    "digest",
+    "cluster",
+    "namespace",
+    "namespace_source",
+    "environment",
+    "environment_url",
+    "run_url",
+    "seconds",
+    "workloads",
+    "diagnosis",
+    "rolled_back",
+    "rollback",
 }
 
 
@@ -397,33 +436,92 @@ RESULT_FIELDS = {
     ("report", "expected"),
     [
         (
-            DeployReport(status="success", image=IMAGE, tag="0123456", digest=DIGEST, namespace="shop",
-                         namespace_source="option", cluster="kubeconfig ~/.kube/config, context prod",
-                         workloads=[web(seconds=12.34567)], seconds=20.0004, exit_code=0),
-            {"status": "success", "exit_code": 0, "error": None, "image": IMAGE, "digest": DIGEST, "seconds": 20.0,
-             "rolled_back": False, "rollback": [], "diagnosis": None,
-             "workloads": [{"kind": "Deployment", "name": "web", "namespace": "default", "result": "ready",
-                            "revision": "3", "previous_revision": "2", "seconds": 12.346, "detail": None}]},
+            DeployReport(
+                status="success",
+                image=IMAGE,
+                tag="0123456",
+                digest=DIGEST,
+                namespace="shop",
+                namespace_source="option",
+                cluster="kubeconfig ~/.kube/config, context prod",
+                workloads=[web(seconds=12.34567)],
+                seconds=20.0004,
+                exit_code=0,
+            ),
+            {
+                "status": "success",
+                "exit_code": 0,
+                "error": None,
+                "image": IMAGE,
+                "digest": DIGEST,
+                "seconds": 20.0,
+                "rolled_back": False,
+                "rollback": [],
+                "diagnosis": None,
+                "workloads": [
+                    {
+                        "kind": "Deployment",
+                        "name": "web",
+                        "namespace": "default",
+                        "result": "ready",
+                        "revision": "3",
+                        "previous_revision": "2",
+                        "seconds": 12.346,
+                        "detail": None,
+                    }
+                ],
+            },
         ),
         (
-            DeployReport(status="rolled-back", image=IMAGE, tag="0123456", exit_code=3, error="rollout failed: x",
-                         diagnosis="deployment/web failed: x", workloads=[web(result="rolled back")],
-                         rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")]),
-            {"status": "rolled-back", "exit_code": 3, "error": "rollout failed: x", "rolled_back": True,
-             "diagnosis": "deployment/web failed: x",
-             "rollback": [{"kind": "Deployment", "name": "web", "state": "rolled back", "detail": "to revision 2"}]},
+            DeployReport(
+                status="rolled-back",
+                image=IMAGE,
+                tag="0123456",
+                exit_code=3,
+                error="rollout failed: x",
+                diagnosis="deployment/web failed: x",
+                workloads=[web(result="rolled back")],
+                rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")],
+            ),
+            {
+                "status": "rolled-back",
+                "exit_code": 3,
+                "error": "rollout failed: x",
+                "rolled_back": True,
+                "diagnosis": "deployment/web failed: x",
+                "rollback": [{"kind": "Deployment", "name": "web", "state": "rolled back", "detail": "to revision 2"}],
+            },
         ),
         (
-            DeployReport(status="rollback-failed", image=IMAGE, exit_code=4, error="rollout failed: x; rollback failed",
-                         rollback=[WorkloadOutcome("Deployment", "web", "failed")]),
-            {"status": "rollback-failed", "exit_code": 4, "rolled_back": False,
-             "rollback": [{"kind": "Deployment", "name": "web", "state": "failed", "detail": None}]},
+            DeployReport(
+                status="rollback-failed",
+                image=IMAGE,
+                exit_code=4,
+                error="rollout failed: x; rollback failed",
+                rollback=[WorkloadOutcome("Deployment", "web", "failed")],
+            ),
+            {
+                "status": "rollback-failed",
+                "exit_code": 4,
+                "rolled_back": False,
+                "rollback": [{"kind": "Deployment", "name": "web", "state": "failed", "detail": None}],
+            },
         ),
         (
             # Refused before the image could even be computed: every field is still there, empty.
             DeployReport(status="failed", image="", exit_code=2, error="--timeout: '10x' is not a duration"),
-            {"status": "failed", "exit_code": 2, "error": "--timeout: '10x' is not a duration", "image": None,
-             "tag": None, "digest": None, "namespace": None, "workloads": [], "rollback": [], "seconds": None},
+            {
+                "status": "failed",
+                "exit_code": 2,
+                "error": "--timeout: '10x' is not a duration",
+                "image": None,
+                "tag": None,
+                "digest": None,
+                "namespace": None,
+                "workloads": [],
+                "rollback": [],
+                "seconds": None,
+            },
         ),
     ],
     ids=["success", "rolled back", "rollback failed", "bad input"],
@@ -485,8 +583,9 @@ def test_a_long_annotation_message_is_cut_and_says_where_the_rest_is() -> None:
 
 def test_result_json_cannot_be_read_as_a_workflow_command_and_reads_back_unchanged() -> None:
     hostile = "| ##[error]from the container\n::error::injected\n::stop-commands::x"
-    report = DeployReport(status="failed", image=IMAGE, exit_code=1, error=hostile, diagnosis=hostile,
-                          workloads=[web(detail=hostile)])
+    report = DeployReport(
+        status="failed", image=IMAGE, exit_code=1, error=hostile, diagnosis=hostile, workloads=[web(detail=hostile)]
+    )
 
     text = actions.result_json(report)
 

@@ -441,7 +441,9 @@ def test_a_failed_dry_run_in_json_is_a_result_document_not_a_plan(tmp_path: Path
     assert_one_error_line(result, "kind: missing")
     document = json.loads(result.stdout)
     assert (document["status"], document["exit_code"], document["image"]) == (
-        "failed", 2, "ghcr.io/acme/hello-app:abc1234",
+        "failed",
+        2,
+        "ghcr.io/acme/hello-app:abc1234",
     )
 
 

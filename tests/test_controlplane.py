@@ -37,6 +37,7 @@ from tests.deploy_scenarios import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
+
 @pytest.fixture
 def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
     return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
@@ -170,8 +171,11 @@ def test_serve_writes_the_kubeconfig_once_usable_and_sigterm_leaves_nothing_behi
     kubeconfig = tmp_path / "kubeconfig"
     serve = subprocess.Popen(
         [sys.executable, "-m", "tests.controlplane", "serve", "--kubeconfig", str(kubeconfig), "--nodes", "2"],
-        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "TMPDIR": str(scratch)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_until(lambda: kubeconfig.exists() or serve.poll() is not None, 180, "the kubeconfig")
@@ -180,8 +184,16 @@ def test_serve_writes_the_kubeconfig_once_usable_and_sigterm_leaves_nothing_behi
         nodes = judge.run("get", "nodes", "--no-headers").stdout.splitlines()
         assert [line.split()[1] for line in nodes] == ["Ready", "Ready"]
         assert judge.exists("default", "serviceaccount/default")
-        judge.run("run", "sleeper", f"--image={busybox_base_image}", "--image-pull-policy=IfNotPresent",
-                  "--command", "--", "sleep", "600")
+        judge.run(
+            "run",
+            "sleeper",
+            f"--image={busybox_base_image}",
+            "--image-pull-policy=IfNotPresent",
+            "--command",
+            "--",
+            "sleep",
+            "600",
+        )
         judge.run("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=60s", timeout=90)
 
         serve.send_signal(signal.SIGTERM)

@@ -94,20 +94,39 @@ def deployer(*args: str, scratch: Path, env: Mapping[str, str] | None = None, ti
     """`deployer ARGS` in ``scratch``, which is also its HOME and (scratch/tmp) its TMPDIR."""
     done = subprocess.run(
         [sys.executable, "-m", "deployer", *args],
-        cwd=scratch, env=environment(scratch, env), capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=scratch,
+        env=environment(scratch, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
 def run_args(digitalocean: FakeDigitalOceanAPI, namespace: str, tag: str, *more: str) -> list[str]:
     return [
-        "run", "-f", str(HELLO_K8S), "-n", namespace, "--no-build", "--image", IMAGE, "--tag", tag,
-        "--cluster", "web", "--digitalocean-api-url", digitalocean.url, *more,
+        "run",
+        "-f",
+        str(HELLO_K8S),
+        "-n",
+        namespace,
+        "--no-build",
+        "--image",
+        IMAGE,
+        "--tag",
+        tag,
+        "--cluster",
+        "web",
+        "--digitalocean-api-url",
+        digitalocean.url,
+        *more,
     ]
 
 
-def assert_no_token_leaked(digitalocean: FakeDigitalOceanAPI, result: Result, scratch: Path,
-                           allowed: tuple[Path, ...] = ()) -> None:
+def assert_no_token_leaked(
+    digitalocean: FakeDigitalOceanAPI, result: Result, scratch: Path, allowed: tuple[Path, ...] = ()
+) -> None:
     """Neither the API token nor any token DigitalOcean minted is in the output or a file under ``scratch``."""
     seen = {"stdout": result.stdout, "stderr": result.stderr}
     for path in scratch.rglob("*"):
@@ -130,8 +149,11 @@ def test_cluster_name_gets_a_kubeconfig_and_the_deploy_succeeds(
 ) -> None:
     issued_before = len(digitalocean.requests_for("kubeconfig"))
 
-    result = deployer(*run_args(digitalocean, "creds-ok", "v1", "--timeout", "30s"),
-                      scratch=scratch, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN})
+    result = deployer(
+        *run_args(digitalocean, "creds-ok", "v1", "--timeout", "30s"),
+        scratch=scratch,
+        env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
+    )
 
     assert result.code == 0, result
     assert "DigitalOcean cluster web" in result.stderr + result.stdout
@@ -151,15 +173,29 @@ def test_kubeconfig_command_writes_an_owner_only_file_that_kubectl_uses(
     target = scratch / "kube" / "config"
     target.parent.mkdir()
 
-    result = deployer("kubeconfig", "--cluster", "web", "--digitalocean-api-url", digitalocean.url,
-                      "--kubeconfig-expiry", "10m", "-o", str(target),
-                      scratch=scratch, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN})
+    result = deployer(
+        "kubeconfig",
+        "--cluster",
+        "web",
+        "--digitalocean-api-url",
+        digitalocean.url,
+        "--kubeconfig-expiry",
+        "10m",
+        "-o",
+        str(target),
+        scratch=scratch,
+        env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
+    )
 
     assert result.code == 0, result
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert digitalocean.requests_for("kubeconfig")[-1].query["expiry_seconds"] == "600"
-    listed = subprocess.run([kubectl, "--kubeconfig", str(target), "get", "namespaces", "-o", "name"],
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [kubectl, "--kubeconfig", str(target), "get", "namespaces", "-o", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     assert "namespace/default" in listed.stdout
     # The file holds the minted token, as asked; nothing else does.
@@ -174,8 +210,17 @@ def test_an_expiry_shorter_than_the_run_needs_is_refused_before_anything_is_issu
 
     # 8 s of wait and 10 s of rollback need 198 s, and never less than 300 s: a 4 s token would die mid-wait.
     result = deployer(
-        *run_args(digitalocean, "creds-short", "v1", "--kubeconfig-expiry", "4s", "--timeout", "8s",
-                  "--rollback-timeout", "10s"),
+        *run_args(
+            digitalocean,
+            "creds-short",
+            "v1",
+            "--kubeconfig-expiry",
+            "4s",
+            "--timeout",
+            "8s",
+            "--rollback-timeout",
+            "10s",
+        ),
         scratch=scratch,
         env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
     )
@@ -219,15 +264,25 @@ def test_credentials_refused_during_the_wait_stop_it_and_fresh_ones_roll_back(
         ) as digitalocean,
     ):
         namespace = "creds-refused"
-        first = deployer(*run_args(digitalocean, namespace, "v1", "--timeout", "30s"),
-                         scratch=scratch, env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN})
+        first = deployer(
+            *run_args(digitalocean, namespace, "v1", "--timeout", "30s"),
+            scratch=scratch,
+            env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
+        )
         assert first.code == 0, first
 
         process = subprocess.Popen(
-            [sys.executable, "-m", "deployer",
-             *run_args(digitalocean, namespace, "never-ready", "--timeout", "10m", "--rollback-timeout", "1m")],
-            cwd=scratch, env=environment(scratch, {"DIGITALOCEAN_ACCESS_TOKEN": TOKEN}),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "deployer",
+                *run_args(digitalocean, namespace, "never-ready", "--timeout", "10m", "--rollback-timeout", "1m"),
+            ],
+            cwd=scratch,
+            env=environment(scratch, {"DIGITALOCEAN_ACCESS_TOKEN": TOKEN}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             wait_until(lambda: live_image(sim, namespace) == f"{IMAGE}:never-ready", 60, "the apply")
@@ -268,7 +323,9 @@ class CredentialsError:
 CREDENTIAL_ERRORS = {
     "unknown cluster lists the visible ones": CredentialsError(TOKEN, "nope", 1, ("nope", "web", "db")),
     "rejected token": CredentialsError(
-        "dop_v1_revoked-0000000000000000000000000000000000000", "web", 1,
+        "dop_v1_revoked-0000000000000000000000000000000000000",
+        "web",
+        1,
         ("DigitalOcean rejected the token", "DIGITALOCEAN_ACCESS_TOKEN", "HTTP 401", "request id"),
     ),
     "missing token": CredentialsError(None, "web", 2, ("--cluster", "DIGITALOCEAN_ACCESS_TOKEN")),
@@ -299,4 +356,3 @@ def test_credential_errors_are_one_line_with_their_exit_code(
     assert sim.store.find("v1", "Namespace", None, "creds-errors") is None, "nothing reached the cluster"
     assert case.token is None or case.token not in result.stderr
     assert_no_token_leaked(digitalocean, result, scratch)
-

@@ -451,8 +451,15 @@ def release_held_rollout(sim: KubeSim, judge: Kubectl, namespace: str) -> None:
         return [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == f"{REPO}:{HELD}"]
 
     # Listed after the change, so every pod that could have started never-ready is among them.
-    judge.run("-n", namespace, "delete", "pod", *wait_until(held_pods, 30, "a pod of the held rollout"),
-               "--wait=false", "--ignore-not-found")
+    judge.run(
+        "-n",
+        namespace,
+        "delete",
+        "pod",
+        *wait_until(held_pods, 30, "a pod of the held rollout"),
+        "--wait=false",
+        "--ignore-not-found",
+    )
 
 
 def test_second_concurrent_run_waits_for_the_lock_then_succeeds(

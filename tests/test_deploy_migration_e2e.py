@@ -208,8 +208,14 @@ def test_deployer_leaves_the_ownership_kubectl_apply_server_side_leaves(
         documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
         kubectl_manifests = write_manifests(deployer.workdir / f"by-kubectl-{step}", *documents)
         judge.run(
-            "-n", by_kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=deployer",
-            "-f", str(kubectl_manifests / "app.yaml"),
+            "-n",
+            by_kubectl,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=deployer",
+            "-f",
+            str(kubectl_manifests / "app.yaml"),
         )
         deployed(deployer, "v1", manifests, by_deployer)
 

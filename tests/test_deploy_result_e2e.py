@@ -94,8 +94,12 @@ def test_json_result_of_a_successful_deploy_names_image_workloads_revisions_and_
     assert result["seconds"] > 0
     (web,) = result["workloads"]
     assert {key: web[key] for key in ("kind", "name", "namespace", "result", "revision", "previous_revision")} == {
-        "kind": "Deployment", "name": "web", "namespace": "shop", "result": "ready",
-        "revision": "2", "previous_revision": "1",
+        "kind": "Deployment",
+        "name": "web",
+        "namespace": "shop",
+        "result": "ready",
+        "revision": "2",
+        "previous_revision": "1",
     }
     assert web["seconds"] > 0
     assert (result["diagnosis"], result["rolled_back"], result["rollback"]) == (None, False, [])
@@ -137,7 +141,10 @@ def test_json_result_of_a_failed_rollout_left_in_place(deployer: Deployer, manif
     assert done.code == EXIT_FAILURE, done.explain()
     result = result_of(done)
     assert (result["status"], result["exit_code"], result["rolled_back"], result["rollback"]) == (
-        "failed", 1, False, [],
+        "failed",
+        1,
+        False,
+        [],
     )
     assert "--no-rollback: the failed rollout is left in place" in result["error"]
     assert "ErrImagePull" in result["diagnosis"]
@@ -205,8 +212,16 @@ def test_an_unwritable_github_output_after_a_success_warns_keeps_exit_0_and_fini
             "GITHUB_REPOSITORY": github.repository,
         }
         done = deployer.run(
-            "v1", manifests, "shop", "--environment", "production", "--github-token", github.token,
-            "--github-api-url", github.url, env=env,
+            "v1",
+            manifests,
+            "shop",
+            "--environment",
+            "production",
+            "--github-token",
+            github.token,
+            "--github-api-url",
+            github.url,
+            env=env,
         )
         (recorded,) = github.deployments()
         states = [status["state"] for status in github.statuses(recorded["id"])]
@@ -230,8 +245,15 @@ def test_an_unwritable_github_output_after_a_success_warns_keeps_exit_0_and_fini
     ids=["no namespace anywhere", "the context's namespace"],
 )
 def test_an_empty_namespace_says_which_namespace_was_chosen_and_why(
-    kubesim: KubeSim, deployer: Deployer, judge: Kubectl, manifests: Path, tmp_path: Path,
-    context_namespace: str | None, chosen: str, source: str, said: str,
+    kubesim: KubeSim,
+    deployer: Deployer,
+    judge: Kubectl,
+    manifests: Path,
+    tmp_path: Path,
+    context_namespace: str | None,
+    chosen: str,
+    source: str,
+    said: str,
 ) -> None:
     config = kubesim.kubeconfig_dict()
     if context_namespace:

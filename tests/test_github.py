@@ -42,10 +42,13 @@ class Recorder:
 
 
 def deploy(reporter: DeploymentReporter, state: str = "success", environment_url: str | None = None) -> None:
-    reporter.start(environment="production", ref=SHA, payload=PAYLOAD, description="deploying 0123456",
-                   log_url=LOG_URL)
-    reporter.finish(state=state, log_url=LOG_URL, environment_url=environment_url,  # type: ignore[arg-type]
-                    description=f"deploy {state}")
+    reporter.start(environment="production", ref=SHA, payload=PAYLOAD, description="deploying 0123456", log_url=LOG_URL)
+    reporter.finish(
+        state=state,
+        log_url=LOG_URL,
+        environment_url=environment_url,  # type: ignore[arg-type]
+        description=f"deploy {state}",
+    )
 
 
 def test_successful_deploy_creates_a_deployment_then_in_progress_then_success(fake: FakeGitHubAPI) -> None:
@@ -182,8 +185,12 @@ def test_an_unreachable_api_is_retried_then_warns() -> None:
         unreachable.bind(("127.0.0.1", 0))
         port = unreachable.getsockname()[1]
         reporter = DeploymentReporter(
-            token="t", repository="acme/hello-app", api_url=f"http://127.0.0.1:{port}",
-            warn=warnings.append, sleep=sleeps.append, timeout=5,
+            token="t",
+            repository="acme/hello-app",
+            api_url=f"http://127.0.0.1:{port}",
+            warn=warnings.append,
+            sleep=sleeps.append,
+            timeout=5,
         )
 
         reporter.start(environment="production", ref=SHA, payload={}, description="d")

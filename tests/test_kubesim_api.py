@@ -28,8 +28,9 @@ from tests.kubesim.selectors import labels_match, parse_label_selector
 Obj = dict[str, Any]
 
 
-def deployment(name: str = "web", image: str = "registry.local/web:1", replicas: int = 2,
-               labels: dict[str, str] | None = None) -> Obj:
+def deployment(
+    name: str = "web", image: str = "registry.local/web:1", replicas: int = 2, labels: dict[str, str] | None = None
+) -> Obj:
     app = labels or {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -60,8 +61,12 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = 
 
 POD_SPEC: Obj = {
     "containers": [
-        {"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-         "ports": [{"containerPort": 80}, {"containerPort": 81}]},
+        {
+            "name": "app",
+            "image": "a:1",
+            "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+            "ports": [{"containerPort": 80}, {"containerPort": 81}],
+        },
         {"name": "sidecar", "image": "s:1"},
     ],
     "volumes": [{"name": "v1", "emptyDir": {}}],
@@ -78,18 +83,30 @@ POD_SPEC: Obj = {
         ),
         pytest.param(
             {"containers": [{"name": "app", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}]},
-            {**POD_SPEC, "containers": [
-                {**POD_SPEC["containers"][0],
-                 "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}]},
-                POD_SPEC["containers"][1]]},
+            {
+                **POD_SPEC,
+                "containers": [
+                    {
+                        **POD_SPEC["containers"][0],
+                        "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+                    },
+                    POD_SPEC["containers"][1],
+                ],
+            },
             id="env-merge-by-name",
         ),
         pytest.param(
             {"containers": [{"name": "app", "ports": [{"containerPort": 81, "name": "metrics"}]}]},
-            {**POD_SPEC, "containers": [
-                {**POD_SPEC["containers"][0],
-                 "ports": [{"containerPort": 80}, {"containerPort": 81, "name": "metrics"}]},
-                POD_SPEC["containers"][1]]},
+            {
+                **POD_SPEC,
+                "containers": [
+                    {
+                        **POD_SPEC["containers"][0],
+                        "ports": [{"containerPort": 80}, {"containerPort": 81, "name": "metrics"}],
+                    },
+                    POD_SPEC["containers"][1],
+                ],
+            },
             id="ports-merge-by-containerPort",
         ),
         pytest.param(
@@ -119,13 +136,34 @@ def test_strategic_merge_patch_merges_lists_by_their_keys(patch: Obj, expected: 
 
 
 def test_strategic_merge_patch_replace_directive_on_template_as_rollout_undo_sends_it() -> None:
-    statefulset = {"spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "db", "extra": "x"}},
-                                                        "spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}
-    revision_data = {"spec": {"template": {"$patch": "replace", "metadata": {"labels": {"app": "db"}},
-                                           "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}}
+    statefulset = {
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "metadata": {"labels": {"app": "db", "extra": "x"}},
+                "spec": {"containers": [{"name": "db", "image": "db:2"}]},
+            },
+        }
+    }
+    revision_data = {
+        "spec": {
+            "template": {
+                "$patch": "replace",
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            }
+        }
+    }
     patched = apply_strategic_merge_patch(statefulset, revision_data)
-    assert patched == {"spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "db"}},
-                                                            "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}}
+    assert patched == {
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "db:1"}]},
+            },
+        }
+    }
 
 
 def test_strategic_merge_patch_service_ports_merge_by_port() -> None:
@@ -147,13 +185,21 @@ def test_strategic_merge_patch_finalizers_are_a_set() -> None:
         ([{"op": "add", "path": "/spec/list/0", "value": 0}], {"spec": {"replicas": 1, "list": [0, 1, 2]}}),
         ([{"op": "remove", "path": "/spec/list/1"}], {"spec": {"replicas": 1, "list": [1]}}),
         ([{"op": "move", "from": "/spec/replicas", "path": "/spec/count"}], {"spec": {"count": 1, "list": [1, 2]}}),
-        ([{"op": "copy", "from": "/spec/replicas", "path": "/spec/count"}],
-         {"spec": {"replicas": 1, "count": 1, "list": [1, 2]}}),
-        ([{"op": "test", "path": "/spec/replicas", "value": 1}, {"op": "replace", "path": "/spec/replicas",
-                                                                  "value": 2}],
-         {"spec": {"replicas": 2, "list": [1, 2]}}),
-        ([{"op": "add", "path": "/metadata~1x", "value": {"a~b": 1}}],
-         {"spec": {"replicas": 1, "list": [1, 2]}, "metadata/x": {"a~b": 1}}),
+        (
+            [{"op": "copy", "from": "/spec/replicas", "path": "/spec/count"}],
+            {"spec": {"replicas": 1, "count": 1, "list": [1, 2]}},
+        ),
+        (
+            [
+                {"op": "test", "path": "/spec/replicas", "value": 1},
+                {"op": "replace", "path": "/spec/replicas", "value": 2},
+            ],
+            {"spec": {"replicas": 2, "list": [1, 2]}},
+        ),
+        (
+            [{"op": "add", "path": "/metadata~1x", "value": {"a~b": 1}}],
+            {"spec": {"replicas": 1, "list": [1, 2]}, "metadata/x": {"a~b": 1}},
+        ),
     ],
 )
 def test_json_patch_operations(operations: list[Obj], expected: Obj) -> None:
@@ -236,8 +282,12 @@ def test_apply_removes_fields_the_manager_no_longer_applies() -> None:
 
 def test_apply_keeps_containers_another_manager_added() -> None:
     live = server_side_apply(None, deployment(), "deployer", False, "apps/v1", "t0")
-    sidecar = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-               "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "proxy:1"}]}}}}
+    sidecar = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"template": {"spec": {"containers": [{"name": "proxy", "image": "proxy:1"}]}}},
+    }
     live = server_side_apply(live, sidecar, "mesh", False, "apps/v1", "t1")
     live = server_side_apply(live, deployment(image="registry.local/web:2"), "deployer", False, "apps/v1", "t2")
     containers = live["spec"]["template"]["spec"]["containers"]
@@ -257,11 +307,19 @@ class Api:
         self.ca = str(ca_file)
         self.session.headers["Authorization"] = f"Bearer {token or sim.admin_token}"
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-                **params: str) -> requests.Response:
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", **params: str
+    ) -> requests.Response:
         data = None if body is None else json.dumps(body)
-        return self.session.request(method, self.base + path, data=data, params=params, verify=self.ca,
-                                    headers={"Content-Type": content_type}, timeout=10)
+        return self.session.request(
+            method,
+            self.base + path,
+            data=data,
+            params=params,
+            verify=self.ca,
+            headers={"Content-Type": content_type},
+            timeout=10,
+        )
 
     def apply(self, path: str, body: Obj, manager: str = "deployer", force: bool = False) -> requests.Response:
         params = {"fieldManager": manager}
@@ -301,8 +359,14 @@ def test_discovery_lists_served_kinds_and_not_unknown_ones(api: Api) -> None:
     assert {"apps", "batch", "networking.k8s.io", "coordination.k8s.io"} <= groups
     assert "cert-manager.io" not in groups
     apps = {r["name"] for r in api.request("GET", "/apis/apps/v1").json()["resources"]}
-    assert {"deployments", "deployments/status", "replicasets", "statefulsets", "daemonsets",
-            "controllerrevisions"} <= apps
+    assert {
+        "deployments",
+        "deployments/status",
+        "replicasets",
+        "statefulsets",
+        "daemonsets",
+        "controllerrevisions",
+    } <= apps
     core = {r["name"] for r in api.request("GET", "/api/v1").json()["resources"]}
     assert {"pods", "pods/log", "services", "configmaps", "secrets", "events", "namespaces", "nodes"} <= core
     assert api.request("GET", "/apis/cert-manager.io/v1").status_code == 404
@@ -331,8 +395,13 @@ def test_errors_are_status_objects_with_real_reasons(api: Api) -> None:
     missing = api.request("GET", DEPLOYMENTS + "/nope")
     assert missing.status_code == 404
     assert missing.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'deployments.apps "nope" not found', "reason": "NotFound", "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "nope" not found',
+        "reason": "NotFound",
+        "code": 404,
         "details": {"name": "nope", "group": "apps", "kind": "deployments"},
     }
     no_namespace = api.request("POST", "/apis/apps/v1/namespaces/absent/deployments", deployment())
@@ -363,8 +432,10 @@ def test_update_with_a_stale_resource_version_conflicts(api: Api) -> None:
     conflict = api.request("PUT", path + "/cm", {**created, "data": {"k": "2"}})
     assert conflict.status_code == 409
     assert conflict.json()["reason"] == "Conflict"
-    assert conflict.json()["message"] == ('Operation cannot be fulfilled on configmaps "cm": the object has been '
-                                          "modified; please apply your changes to the latest version and try again")
+    assert conflict.json()["message"] == (
+        'Operation cannot be fulfilled on configmaps "cm": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    )
 
 
 def test_workloads_get_the_api_servers_defaults(api: Api) -> None:
@@ -382,16 +453,21 @@ def test_workloads_get_the_api_servers_defaults(api: Api) -> None:
 
 def test_generation_moves_only_with_spec_changes(api: Api) -> None:
     api.request("POST", DEPLOYMENTS, deployment())
-    labelled = api.request("PATCH", DEPLOYMENTS + "/web", {"metadata": {"labels": {"extra": "1"}}},
-                           "application/merge-patch+json").json()
+    labelled = api.request(
+        "PATCH", DEPLOYMENTS + "/web", {"metadata": {"labels": {"extra": "1"}}}, "application/merge-patch+json"
+    ).json()
     assert labelled["metadata"]["generation"] == 1
-    status_write = api.request("PATCH", DEPLOYMENTS + "/web/status", {"spec": {"replicas": 9},
-                                                                         "status": {"replicas": 7}},
-                               "application/merge-patch+json").json()
+    status_write = api.request(
+        "PATCH",
+        DEPLOYMENTS + "/web/status",
+        {"spec": {"replicas": 9}, "status": {"replicas": 7}},
+        "application/merge-patch+json",
+    ).json()
     assert status_write["metadata"]["generation"] == 1
     assert status_write["spec"]["replicas"] == 2, "a status write must not change spec"
-    scaled = api.request("PATCH", DEPLOYMENTS + "/web", {"spec": {"replicas": 3}},
-                         "application/strategic-merge-patch+json").json()
+    scaled = api.request(
+        "PATCH", DEPLOYMENTS + "/web", {"spec": {"replicas": 3}}, "application/strategic-merge-patch+json"
+    ).json()
     assert scaled["metadata"]["generation"] == 2
     assert int(scaled["metadata"]["resourceVersion"]) > int(labelled["metadata"]["resourceVersion"])
 
@@ -402,11 +478,16 @@ def test_server_side_apply_over_http_conflicts_then_forces(api: Api) -> None:
     assert again.status_code == 200
     refused = api.apply(DEPLOYMENTS + "/web", deployment(replicas=4), manager="other")
     assert refused.status_code == 409
-    assert refused.json()["message"] == ('Apply failed with 1 conflict: conflict with "deployer" using apps/v1: '
-                                         ".spec.replicas")
+    assert refused.json()["message"] == (
+        'Apply failed with 1 conflict: conflict with "deployer" using apps/v1: .spec.replicas'
+    )
     assert refused.json()["details"]["causes"] == [
-        {"reason": "FieldManagerConflict", "message": 'conflict with "deployer" using apps/v1',
-         "field": ".spec.replicas"}]
+        {
+            "reason": "FieldManagerConflict",
+            "message": 'conflict with "deployer" using apps/v1',
+            "field": ".spec.replicas",
+        }
+    ]
     forced = api.apply(DEPLOYMENTS + "/web", deployment(replicas=4), manager="other", force=True)
     assert forced.status_code == 200
     assert forced.json()["spec"]["replicas"] == 4
@@ -432,8 +513,12 @@ def test_dry_run_all_stores_nothing(api: Api) -> None:
 
 def test_list_filters_by_label_and_field_selectors(api: Api) -> None:
     for name, tier in (("a", "front"), ("b", "back"), ("c", "db")):
-        api.request("POST", "/api/v1/namespaces/default/configmaps",
-                    {"metadata": {"name": name, "labels": {"tier": tier}}, "data": {}})
+        api.request(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            {"metadata": {"name": name, "labels": {"tier": tier}}, "data": {}},
+        )
+
     def names(**params: str) -> list[str]:
         listing = api.request("GET", "/api/v1/namespaces/default/configmaps", **params).json()
         assert listing["kind"] == "ConfigMapList"
@@ -447,8 +532,9 @@ def test_list_filters_by_label_and_field_selectors(api: Api) -> None:
 
 
 def _watch_lines(api: Api, path: str, **params: str) -> Generator[Obj, None, None]:
-    with api.session.get(api.base + path, params={"watch": "true", **params}, stream=True, timeout=10,
-                         verify=api.ca) as response:
+    with api.session.get(
+        api.base + path, params={"watch": "true", **params}, stream=True, timeout=10, verify=api.ca
+    ) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line:
@@ -458,8 +544,9 @@ def _watch_lines(api: Api, path: str, **params: str) -> Generator[Obj, None, Non
 def test_watch_resumes_from_a_resource_version(api: Api) -> None:
     created = api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "w"}}).json()
     start = created["metadata"]["resourceVersion"]
-    api.request("PATCH", "/api/v1/namespaces/default/configmaps/w", {"data": {"k": "1"}},
-                "application/merge-patch+json")
+    api.request(
+        "PATCH", "/api/v1/namespaces/default/configmaps/w", {"data": {"k": "1"}}, "application/merge-patch+json"
+    )
     api.request("DELETE", "/api/v1/namespaces/default/configmaps/w")
     events = _watch_lines(api, "/api/v1/namespaces/default/configmaps", resourceVersion=start, timeoutSeconds="5")
     seen = [next(events), next(events)]
@@ -471,8 +558,9 @@ def test_watch_resumes_from_a_resource_version(api: Api) -> None:
 
 def test_watch_without_a_version_starts_with_current_objects_and_streams_changes(api: Api) -> None:
     api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "before"}})
-    events = _watch_lines(api, "/api/v1/namespaces/default/configmaps", fieldSelector="metadata.name!=ignored",
-                          timeoutSeconds="5")
+    events = _watch_lines(
+        api, "/api/v1/namespaces/default/configmaps", fieldSelector="metadata.name!=ignored", timeoutSeconds="5"
+    )
     first = next(events)
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "before")
     api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "ignored"}})
@@ -484,11 +572,16 @@ def test_watch_without_a_version_starts_with_current_objects_and_streams_changes
 
 def test_watch_from_a_compacted_version_reports_410_gone(kubesim: KubeSim, api: Api) -> None:
     created = api.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "old"}}).json()
-    api.request("PATCH", "/api/v1/namespaces/default/configmaps/old", {"data": {"k": "1"}},
-                "application/merge-patch+json")
+    api.request(
+        "PATCH", "/api/v1/namespaces/default/configmaps/old", {"data": {"k": "1"}}, "application/merge-patch+json"
+    )
     kubesim.store.compact()
-    events = _watch_lines(api, "/api/v1/namespaces/default/configmaps",
-                          resourceVersion=created["metadata"]["resourceVersion"], timeoutSeconds="5")
+    events = _watch_lines(
+        api,
+        "/api/v1/namespaces/default/configmaps",
+        resourceVersion=created["metadata"]["resourceVersion"],
+        timeoutSeconds="5",
+    )
     error = next(events)
     assert error["type"] == "ERROR"
     assert (error["object"]["code"], error["object"]["reason"]) == (410, "Expired")
@@ -508,8 +601,11 @@ def test_python_client_watch_raises_410_on_a_compacted_version(kubesim: KubeSim)
         kubesim.store.compact()
         assert created.metadata is not None
         stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-            core.list_namespaced_config_map, "default",
-            resource_version=created.metadata.resource_version, timeout_seconds=5)
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=created.metadata.resource_version,
+            timeout_seconds=5,
+        )
         with pytest.raises(client.ApiException) as caught:
             next(stream)
         assert caught.value.status == 410
@@ -529,8 +625,9 @@ def test_python_dynamic_client_server_side_apply(kubesim: KubeSim) -> None:
         assert applied.metadata.generation == 1
         with pytest.raises(ConflictError):
             deployments.server_side_apply(body=deployment(replicas=7), namespace="default", field_manager="other")
-        forced = deployments.server_side_apply(body=deployment(replicas=7), namespace="default",
-                                               field_manager="other", force_conflicts=True)
+        forced = deployments.server_side_apply(
+            body=deployment(replicas=7), namespace="default", field_manager="other", force_conflicts=True
+        )
         assert forced.spec.replicas == 7
         with pytest.raises(Exception, match="ResourceNotFoundError|No matches found"):
             client.resources.get(api_version="cert-manager.io/v1", kind="Certificate")
@@ -553,8 +650,9 @@ def test_delete_cascades_through_owner_references_or_orphans(kubesim: KubeSim, a
     assert pods() == []
 
     api.apply(DEPLOYMENTS + "/kept", deployment("kept", replicas=1))
-    wait_until(lambda: api.request("GET", "/apis/apps/v1/namespaces/default/replicasets").json()["items"],
-               what="a replica set")
+    wait_until(
+        lambda: api.request("GET", "/apis/apps/v1/namespaces/default/replicasets").json()["items"], what="a replica set"
+    )
     api.request("DELETE", DEPLOYMENTS + "/kept", {"propagationPolicy": "Orphan"})
     orphans = api.request("GET", "/apis/apps/v1/namespaces/default/replicasets").json()["items"]
     assert len(orphans) == 1 and "ownerReferences" not in orphans[0]["metadata"]
@@ -577,15 +675,24 @@ def test_pod_logs_come_from_the_kubelet(kubesim: KubeSim, api: Api) -> None:
     from tests.kubesim import Behaviour
 
     kubesim.kubelet.set_behaviour("*/chatty:*", Behaviour(logs="hello from the pod\n"))
-    api.request("POST", "/api/v1/namespaces/default/pods",
-                {"metadata": {"name": "talker"}, "spec": {"containers": [{"name": "c", "image": "r/chatty:1"}]}})
-    wait_until(lambda: api.request("GET", "/api/v1/namespaces/default/pods/talker").json()["status"].get("phase")
-               == "Running", what="the pod to run")
+    api.request(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        {"metadata": {"name": "talker"}, "spec": {"containers": [{"name": "c", "image": "r/chatty:1"}]}},
+    )
+    wait_until(
+        lambda: api.request("GET", "/api/v1/namespaces/default/pods/talker").json()["status"].get("phase") == "Running",
+        what="the pod to run",
+    )
     logs = wait_until(lambda: api.request("GET", "/api/v1/namespaces/default/pods/talker/log").text, what="logs")
     assert "hello from the pod" in logs
     # As a real API server negotiates: a bare text/plain names none of its serializers and is refused.
-    plain = api.session.get(api.base + "/api/v1/namespaces/default/pods/talker/log", verify=api.ca,
-                            headers={"Accept": "text/plain"}, timeout=10)
+    plain = api.session.get(
+        api.base + "/api/v1/namespaces/default/pods/talker/log",
+        verify=api.ca,
+        headers={"Accept": "text/plain"},
+        timeout=10,
+    )
     assert plain.status_code == 406 and plain.json()["reason"] == "NotAcceptable"
 
 
@@ -619,8 +726,13 @@ def test_fifty_deployments_of_ten_replicas_roll_out_in_under_ten_seconds(tmp_pat
 
 
 def test_protobuf_request_bodies_are_refused_with_415(api: Api) -> None:
-    refused = api.session.post(api.base + DEPLOYMENTS, data=b"k8s\x00\x0a\x0b", verify=api.ca, timeout=10,
-                               headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    refused = api.session.post(
+        api.base + DEPLOYMENTS,
+        data=b"k8s\x00\x0a\x0b",
+        verify=api.ca,
+        timeout=10,
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
     assert refused.status_code == 415
     assert refused.json()["reason"] == "UnsupportedMediaType"
 
@@ -650,8 +762,10 @@ def test_apply_that_drops_a_keyed_list_item_removes_it_whole() -> None:
 
 def _client_side_config_map(api: Api) -> Obj:
     """A ConfigMap as `kubectl apply` leaves it: written by the Update manager kubectl-client-side-apply."""
-    body = {"metadata": {"name": "cm", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
-            "data": {"x": "1", "y": "2"}}
+    body = {
+        "metadata": {"name": "cm", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "data": {"x": "1", "y": "2"},
+    }
     created = api.request("POST", CONFIG_MAPS, body, fieldManager="kubectl-client-side-apply")
     assert created.status_code == 201, created.text
     return dict(created.json())
@@ -667,8 +781,10 @@ def test_managed_fields_set_by_a_patch_replace_the_stored_ones(api: Api, patch_t
     upgraded = _as_applier(live["metadata"]["managedFields"])
     if patch_type == "application/json-patch+json":
         version = live["metadata"]["resourceVersion"]
-        body: Any = [{"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
-                     {"op": "replace", "path": "/metadata/resourceVersion", "value": version}]
+        body: Any = [
+            {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": version},
+        ]
     else:
         body = {"metadata": {"managedFields": upgraded}}
 
@@ -676,12 +792,14 @@ def test_managed_fields_set_by_a_patch_replace_the_stored_ones(api: Api, patch_t
 
     assert patched.status_code == 200, patched.text
     assert [(e["manager"], e["operation"]) for e in patched.json()["metadata"]["managedFields"]] == [
-        ("deployer", "Apply")]
+        ("deployer", "Apply")
+    ]
     assert patched.json()["metadata"]["managedFields"][0]["fieldsV1"] == upgraded[0]["fieldsV1"]
     assert int(patched.json()["metadata"]["resourceVersion"]) > int(live["metadata"]["resourceVersion"])
     # The next apply computes from them: what deployer owned alone and no longer applies goes.
-    applied = api.apply(CONFIG_MAPS + "/cm", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"},
-                                              "data": {"x": "1"}})
+    applied = api.apply(
+        CONFIG_MAPS + "/cm", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"x": "1"}}
+    )
     assert applied.status_code == 200, applied.text
     assert applied.json()["data"] == {"x": "1"}
     assert "annotations" not in applied.json()["metadata"]
@@ -691,8 +809,10 @@ def test_managed_fields_patch_with_a_stale_resource_version_conflicts(api: Api) 
     live = _client_side_config_map(api)
     api.request("PATCH", CONFIG_MAPS + "/cm", {"data": {"z": "3"}}, "application/merge-patch+json")
     upgraded = _as_applier(live["metadata"]["managedFields"])
-    body = [{"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
-            {"op": "replace", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]}]
+    body = [
+        {"op": "replace", "path": "/metadata/managedFields", "value": upgraded},
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": live["metadata"]["resourceVersion"]},
+    ]
 
     stale = api.request("PATCH", CONFIG_MAPS + "/cm", body, "application/json-patch+json")
 
@@ -706,8 +826,12 @@ def test_managed_fields_patch_with_a_stale_resource_version_conflicts(api: Api) 
 def test_managed_fields_reset_leaves_none_and_the_write_untracked(api: Api, reset: list[Obj]) -> None:
     _client_side_config_map(api)
 
-    patched = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": reset}, "data": {"z": "3"}},
-                          "application/merge-patch+json")
+    patched = api.request(
+        "PATCH",
+        CONFIG_MAPS + "/cm",
+        {"metadata": {"managedFields": reset}, "data": {"z": "3"}},
+        "application/merge-patch+json",
+    )
 
     assert patched.status_code == 200, patched.text
     assert "managedFields" not in patched.json()["metadata"]
@@ -727,8 +851,9 @@ def test_managed_fields_the_server_cannot_decode_are_ignored(api: Api, entry: Ob
     live = _client_side_config_map(api)
     written = [{**e, **entry, "manager": "someone"} for e in live["metadata"]["managedFields"]]
 
-    patched = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}},
-                          "application/merge-patch+json")
+    patched = api.request(
+        "PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}}, "application/merge-patch+json"
+    )
 
     assert patched.status_code == 200, patched.text
     assert patched.json()["metadata"]["managedFields"] == live["metadata"]["managedFields"]
@@ -738,8 +863,9 @@ def test_managed_fields_with_a_manager_name_too_long_are_invalid(api: Api) -> No
     live = _client_side_config_map(api)
     written = [{**e, "manager": "m" * 129} for e in live["metadata"]["managedFields"]]
 
-    refused = api.request("PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}},
-                          "application/merge-patch+json")
+    refused = api.request(
+        "PATCH", CONFIG_MAPS + "/cm", {"metadata": {"managedFields": written}}, "application/merge-patch+json"
+    )
 
     assert refused.status_code == 422
     assert "metadata.managedFields[0].manager: Too long" in refused.json()["message"]

@@ -50,8 +50,9 @@ def web_images(docker_client: Any, registry: Any, busybox_base_image: str) -> It
                 f'CMD ["/bin/sh", "-c", "echo web {version} starting; exec httpd -f -v -p 8080 -h /www"]\n'
             )
             docker_client.images.build(path=context, tag=reference, rm=True, forcerm=True)
-        for line in docker_client.images.push(f"{registry.host}/{IMAGE_REPOSITORY}", tag=version, auth_config=auth,
-                                              stream=True, decode=True):
+        for line in docker_client.images.push(
+            f"{registry.host}/{IMAGE_REPOSITORY}", tag=version, auth_config=auth, stream=True, decode=True
+        ):
             assert "error" not in line, f"pushing {reference} failed: {line}"
         references.append(reference)
     yield WebImages(references[0], references[1], f"{registry.host}/{IMAGE_REPOSITORY}:does-not-exist")
@@ -86,8 +87,9 @@ class Kubectl:
         return json.loads(self.run("get", *args, "-o", "json").stdout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.env)
+        return subprocess.Popen(
+            [self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
 
 
 def make_kubectl(kubectl: str, sim: KubeSim, tmp_path: Path) -> Kubectl:
@@ -126,12 +128,16 @@ def web_deployment(image: str, replicas: int = 2) -> dict[str, Any]:
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{
-                    "name": "web",
-                    "image": image,
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "ports": [{"containerPort": 8080}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                        }
+                    ]
+                },
             },
         },
     }
@@ -148,8 +154,7 @@ WEB_SERVICE = {
 def workload(kind: str, name: str, image: str) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}},
-                     "spec": {"containers": [{"name": name, "image": image}]}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": image}]}},
     }
     if kind == "StatefulSet":
         spec.update(replicas=2, serviceName=name)
@@ -177,8 +182,10 @@ def test_server_side_apply_then_new_image_makes_a_second_replicaset_and_revision
     assert first["metadata"]["generation"] == 1
     assert first["status"]["observedGeneration"] == 1
     conditions = {c["type"]: (c["status"], c["reason"]) for c in first["status"]["conditions"]}
-    assert conditions == {"Available": ("True", "MinimumReplicasAvailable"),
-                          "Progressing": ("True", "NewReplicaSetAvailable")}
+    assert conditions == {
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "NewReplicaSetAvailable"),
+    }
     assert first["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
 
     k.apply(web_deployment(web_images.v2), WEB_SERVICE)
@@ -226,11 +233,13 @@ def test_rollout_status_fails_once_the_progress_deadline_passes_for_a_missing_im
     k.apply(web_deployment(web_images.missing, replicas=1))
     waiting = k.popen("rollout", "status", "deployment/web", "--timeout=300s")
     try:
+
         def pull_failed() -> bool:
             pods = k.get_json("pods", "-l", "app=web")["items"]
             reasons = {
                 ((s.get("state") or {}).get("waiting") or {}).get("reason")
-                for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []
+                for p in pods
+                for s in (p.get("status") or {}).get("containerStatuses") or []
             }
             return bool(reasons & {"ErrImagePull", "ImagePullBackOff"})
 
@@ -244,8 +253,7 @@ def test_rollout_status_fails_once_the_progress_deadline_passes_for_a_missing_im
             waiting.communicate()
     assert waiting.returncode == 1
     assert 'error: deployment "web" exceeded its progress deadline' in stderr
-    progressing = next(c for c in k.get_json("deployment", "web")["status"]["conditions"]
-                       if c["type"] == "Progressing")
+    progressing = next(c for c in k.get_json("deployment", "web")["status"]["conditions"] if c["type"] == "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
     events = k.run("get", "events", "--field-selector", "reason=Failed").stdout
     assert "does-not-exist" in events
@@ -291,8 +299,7 @@ def test_statefulset_and_daemonset_roll_out_on_docker(docker_kubectl: Kubectl, w
 # ---------------------------------------------------------------- StatefulSet/DaemonSet history (scripted)
 
 
-@pytest.mark.parametrize(("kind", "resource"), [("StatefulSet", "statefulset/store"),
-                                                 ("DaemonSet", "daemonset/store")])
+@pytest.mark.parametrize(("kind", "resource"), [("StatefulSet", "statefulset/store"), ("DaemonSet", "daemonset/store")])
 def test_rollout_undo_of_controllerrevision_workloads(scripted_kubectl: Kubectl, kind: str, resource: str) -> None:
     k = scripted_kubectl
     k.apply(workload(kind, "store", "registry.local/store:1"))
@@ -321,8 +328,11 @@ def test_rollout_status_refuses_an_on_delete_daemonset(scripted_kubectl: Kubectl
 def test_apply_of_an_unknown_kind_names_the_missing_mapping(scripted_kubectl: Kubectl) -> None:
     k = scripted_kubectl
     path = k.workdir / "crd.yaml"
-    path.write_text(yaml.safe_dump({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                                    "metadata": {"name": "tls"}, "spec": {}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "tls"}, "spec": {}}
+        )
+    )
     result = k.run("apply", "--server-side", "-f", str(path), check=False)
     assert result.returncode == 1
     assert 'resource mapping not found for name: "tls"' in result.stderr

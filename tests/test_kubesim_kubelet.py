@@ -871,16 +871,20 @@ def test_docker_pod_pulls_with_its_image_pull_secret_when_the_node_has_no_creden
 
     kubelet = DockerKubelet(docker_client, registry=None, name_prefix=PREFIX)
     sink = RecordingSink()
-    config = {"auths": {registry.host: {"auth": base64.b64encode(f"{registry.username}:{registry.password}".encode())
-                                        .decode()}}}
+    config = {
+        "auths": {
+            registry.host: {"auth": base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()}
+        }
+    }
     sink.objects[("Secret", "default", "regcred")] = {
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
     }
     kubelet.start(sink, RunningClock(speed=20.0))
     try:
-        pod = docker_pod("private", {"image": web_image, "imagePullPolicy": "Always"},
-                         imagePullSecrets=[{"name": "regcred"}])
+        pod = docker_pod(
+            "private", {"image": web_image, "imagePullPolicy": "Always"}, imagePullSecrets=[{"name": "regcred"}]
+        )
         kubelet.pod_changed(pod)
 
         wait_for("Ready", lambda: is_ready(sink.status("private")), timeout=60)

@@ -115,8 +115,10 @@ def test_nesting_past_the_documented_depth_is_refused_without_a_traceback(deploy
     assert not judge.exists("", "namespace/shop")
 
 
-@pytest.mark.parametrize(("link_to", "problem"), [("gone.yaml", "a broken symbolic link to gone.yaml"),
-                                                  ("loop.yaml", "a symbolic link loop")])
+@pytest.mark.parametrize(
+    ("link_to", "problem"),
+    [("gone.yaml", "a broken symbolic link to gone.yaml"), ("loop.yaml", "a symbolic link loop")],
+)
 def test_a_manifest_link_that_leads_nowhere_is_an_error(deployer: Deployer, link_to: str, problem: str) -> None:
     manifests = write_manifests(deployer.workdir / "k8s", deployment("web"))
     (manifests / "loop.yaml").symlink_to(link_to)
@@ -172,9 +174,28 @@ def test_k_deploys_what_kubectl_kustomize_builds(deployer: Deployer, judge: Kube
     overlay = kustomization(deployer.workdir)
 
     done = subprocess.run(
-        [sys.executable, "-m", "deployer", "run", "--no-build", "--image", REPO, "--tag", "v1", "-n", "shop",
-         "-k", str(overlay.relative_to(deployer.workdir)), "--kubeconfig", str(deployer.kubeconfig)],
-        cwd=deployer.workdir, env=deployer.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "deployer",
+            "run",
+            "--no-build",
+            "--image",
+            REPO,
+            "--tag",
+            "v1",
+            "-n",
+            "shop",
+            "-k",
+            str(overlay.relative_to(deployer.workdir)),
+            "--kubeconfig",
+            str(deployer.kubeconfig),
+        ],
+        cwd=deployer.workdir,
+        env=deployer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert done.returncode == EXIT_OK, done.stderr
@@ -187,9 +208,25 @@ def test_a_kustomization_that_fails_is_one_prefixed_line(deployer: Deployer) -> 
     (overlay / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
 
     done = subprocess.run(
-        [sys.executable, "-m", "deployer", "run", "--dry-run", "--no-build", "--image", REPO, "--tag", "v1",
-         "-k", str(overlay)],
-        cwd=deployer.workdir, env=deployer.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "deployer",
+            "run",
+            "--dry-run",
+            "--no-build",
+            "--image",
+            REPO,
+            "--tag",
+            "v1",
+            "-k",
+            str(overlay),
+        ],
+        cwd=deployer.workdir,
+        env=deployer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert done.returncode == EXIT_BAD_INPUT, done.stderr
@@ -203,9 +240,24 @@ def test_k_without_kubectl_says_what_to_do(deployer: Deployer, tmp_path: Path) -
     empty_path.mkdir()
 
     done = subprocess.run(
-        [sys.executable, "-m", "deployer", "run", "--dry-run", "--no-build", "--image", REPO, "--tag", "v1",
-         "-k", str(overlay)],
-        cwd=deployer.workdir, env={**deployer.env, "PATH": str(empty_path)}, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "deployer",
+            "run",
+            "--dry-run",
+            "--no-build",
+            "--image",
+            REPO,
+            "--tag",
+            "v1",
+            "-k",
+            str(overlay),
+        ],
+        cwd=deployer.workdir,
+        env={**deployer.env, "PATH": str(empty_path)},
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -219,9 +271,27 @@ def test_k_and_f_together_are_refused_as_kubectl_refuses_them(deployer: Deployer
     overlay = kustomization(deployer.workdir)
 
     done = subprocess.run(
-        [sys.executable, "-m", "deployer", "run", "--dry-run", "--no-build", "--image", REPO, "--tag", "v1",
-         "-k", str(overlay), "-f", str(deployer.workdir / "base")],
-        cwd=deployer.workdir, env=deployer.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "deployer",
+            "run",
+            "--dry-run",
+            "--no-build",
+            "--image",
+            REPO,
+            "--tag",
+            "v1",
+            "-k",
+            str(overlay),
+            "-f",
+            str(deployer.workdir / "base"),
+        ],
+        cwd=deployer.workdir,
+        env=deployer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert done.returncode == EXIT_BAD_INPUT, done.stderr

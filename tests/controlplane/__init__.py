@@ -130,8 +130,14 @@ class ControlPlane:
     def _spawn(self, name: str, args: list[str]) -> _Process:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
-            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=self.workdir, start_new_session=True)
+            popen = subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         process = _Process(name, popen, log)
         self._processes.append(process)
         return process
@@ -152,72 +158,125 @@ class ControlPlane:
     def _component_kubeconfig(self) -> Path:
         return write_kubeconfig(self.workdir / "component.kubeconfig", self.pki.kubeconfig(self.server_url))
 
-    def _start_all(self, registry: Registry | None, nodes: int, kubelet: str, docker_client: Any | None,
-                   deadline: float) -> None:
+    def _start_all(
+        self, registry: Registry | None, nodes: int, kubelet: str, docker_client: Any | None, deadline: float
+    ) -> None:
         import requests
 
         pki, kube = self.pki, str(self.binaries.kube)
         client_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{client_port}"
-        etcd = self._spawn("etcd", [
-            str(self.binaries.etcd), "--name=controlplane", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=controlplane=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
-        self._wait(etcd, lambda: requests.get(f"{etcd_url}/health", timeout=2).json().get("health") == "true",
-                   deadline, "etcd to be healthy")
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=controlplane",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=controlplane=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        self._wait(
+            etcd,
+            lambda: requests.get(f"{etcd_url}/health", timeout=2).json().get("health") == "true",
+            deadline,
+            "etcd to be healthy",
+        )
 
-        apiserver = self._spawn("kube-apiserver", [
-            kube, "kube-apiserver", f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.apiserver_port}",
-            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki.service_account_public_key}",
-            f"--service-account-signing-key-file={pki.service_account_key}",
-            f"--service-cluster-ip-range={SERVICE_RANGE}", "--authorization-mode=Node,RBAC",
-            "--endpoint-reconciler-type=none", "--allow-privileged=true",
-            f"--kubelet-client-certificate={pki.kubelet_client_cert}",
-            f"--kubelet-client-key={pki.kubelet_client_key}",
-            "--kubelet-preferred-address-types=InternalIP", "--profiling=false",
-        ])
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                kube,
+                "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.service_account_public_key}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
+                "--authorization-mode=Node,RBAC",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+                f"--kubelet-client-key={pki.kubelet_client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--profiling=false",
+            ],
+        )
         self._wait(apiserver, lambda: self.api.healthy("/readyz"), deadline, "the API server's /readyz")
         write_kubeconfig(self.kubeconfig_path, pki.kubeconfig(self.server_url))
 
         component_config = str(self._component_kubeconfig())
-        common = [f"--kubeconfig={component_config}", f"--authentication-kubeconfig={component_config}",
-                  f"--authorization-kubeconfig={component_config}", "--leader-elect=false",
-                  "--bind-address=127.0.0.1"]
+        common = [
+            f"--kubeconfig={component_config}",
+            f"--authentication-kubeconfig={component_config}",
+            f"--authorization-kubeconfig={component_config}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
         controller_port, scheduler_port = free_port(), free_port()
-        controllers = self._spawn("kube-controller-manager", [
-            kube, "kube-controller-manager", *common, f"--secure-port={controller_port}",
-            f"--cert-dir={self.workdir / 'controller-manager'}", f"--root-ca-file={pki.ca_cert}",
-            f"--service-account-private-key-file={pki.service_account_key}",
-            f"--cluster-signing-cert-file={pki.ca_cert}", f"--cluster-signing-key-file={pki.ca_key}",
-            "--controllers=*",
-        ])
-        scheduler = self._spawn("kube-scheduler", [
-            kube, "kube-scheduler", *common, f"--secure-port={scheduler_port}",
-            f"--cert-dir={self.workdir / 'scheduler'}",
-        ])
+        controllers = self._spawn(
+            "kube-controller-manager",
+            [
+                kube,
+                "kube-controller-manager",
+                *common,
+                f"--secure-port={controller_port}",
+                f"--cert-dir={self.workdir / 'controller-manager'}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--service-account-private-key-file={pki.service_account_key}",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                "--controllers=*",
+            ],
+        )
+        scheduler = self._spawn(
+            "kube-scheduler",
+            [
+                kube,
+                "kube-scheduler",
+                *common,
+                f"--secure-port={scheduler_port}",
+                f"--cert-dir={self.workdir / 'scheduler'}",
+            ],
+        )
         for process, port in ((controllers, controller_port), (scheduler, scheduler_port)):
-            self._wait(process, lambda port=port: _healthz(port), deadline,  # type: ignore[misc]
-                       f"{process.name}'s /healthz")
+            self._wait(
+                process,
+                lambda port=port: _healthz(port),
+                deadline,  # type: ignore[misc]
+                f"{process.name}'s /healthz",
+            )
 
-        self._wait(apiserver, lambda: self.api.get("/api/v1/namespaces/kube-node-lease") is not None, deadline,
-                   "the kube-node-lease namespace")
+        self._wait(
+            apiserver,
+            lambda: self.api.get("/api/v1/namespaces/kube-node-lease") is not None,
+            deadline,
+            "the kube-node-lease namespace",
+        )
         names = [f"controlplane-node-{index}" for index in range(1, nodes + 1)]
-        agent = self.agent = NodeAgent(self.api, names, self.binaries.kubernetes_version, pki.agent_cert,
-                                       pki.agent_key)
+        agent = self.agent = NodeAgent(self.api, names, self.binaries.kubernetes_version, pki.agent_cert, pki.agent_key)
         agent.start(self._kubelet(kubelet, registry, docker_client, agent))
-        self._wait(controllers, lambda: self._usable(names), deadline,
-                   "Ready nodes without the not-ready taint and the default ServiceAccount")
+        self._wait(
+            controllers,
+            lambda: self._usable(names),
+            deadline,
+            "Ready nodes without the not-ready taint and the default ServiceAccount",
+        )
 
-    def _kubelet(self, kind: str, registry: Registry | None, docker_client: Any | None,
-                 agent: NodeAgent) -> DockerKubelet | ScriptedKubelet:
+    def _kubelet(
+        self, kind: str, registry: Registry | None, docker_client: Any | None, agent: NodeAgent
+    ) -> DockerKubelet | ScriptedKubelet:
         if kind == "scripted":
             return ScriptedKubelet(on_pod_stopped=agent.pod_stopped)
         if kind != "docker":
@@ -226,8 +285,9 @@ class ControlPlane:
             import docker
 
             docker_client = self._owned_docker = docker.from_env(timeout=120)
-        return DockerKubelet(docker_client, registry=registry, name_prefix=CONTAINER_PREFIX,
-                             on_pod_stopped=agent.pod_stopped)
+        return DockerKubelet(
+            docker_client, registry=registry, name_prefix=CONTAINER_PREFIX, on_pod_stopped=agent.pod_stopped
+        )
 
     def _usable(self, names: list[str]) -> bool:
         for name in names:

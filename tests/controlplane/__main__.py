@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             binaries = ensure_built(log=True)
-            print(f"kube-apiserver, kube-controller-manager, kube-scheduler {binaries.kubernetes_version}: "
-                  f"{binaries.kube}\netcd {binaries.etcd_version}: {binaries.etcd}")
+            print(
+                f"kube-apiserver, kube-controller-manager, kube-scheduler {binaries.kubernetes_version}: "
+                f"{binaries.kube}\netcd {binaries.etcd_version}: {binaries.etcd}"
+            )
             return 0
         if args.command == "pin":
             pin(args.kubernetes, args.etcd)
@@ -65,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         plane.write_kubeconfig(args.kubeconfig)
-        print(f"control plane serving {plane.server_url}; kubeconfig written to {args.kubeconfig}",
-              file=sys.stderr, flush=True)
+        print(
+            f"control plane serving {plane.server_url}; kubeconfig written to {args.kubeconfig}",
+            file=sys.stderr,
+            flush=True,
+        )
         stop.wait()
     finally:
         plane.stop()

@@ -54,7 +54,11 @@ class ApiClient:
         """The decoded answer; None for 404; ApiError for any other answer that is not 2xx."""
         data = json.dumps(body).encode() if body is not None else None
         response = self._session().request(
-            method, self.server + path, data=data, params=params, timeout=timeout,
+            method,
+            self.server + path,
+            data=data,
+            params=params,
+            timeout=timeout,
             headers={"Content-Type": content_type, "Accept": "application/json"},
         )
         if response.status_code == 404:
@@ -77,10 +81,15 @@ class ApiClient:
 
     def watch(self, path: str, resource_version: str, timeout_seconds: int = 60) -> Iterator[JSON]:
         """The watch events of one stream (ends when the server closes it after ``timeout_seconds``)."""
-        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(timeout_seconds)}
-        with self._session().get(self.server + path, params=params, stream=True,
-                                 timeout=(10, timeout_seconds + 30)) as response:
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        with self._session().get(
+            self.server + path, params=params, stream=True, timeout=(10, timeout_seconds + 30)
+        ) as response:
             if response.status_code != 200:
                 raise ApiError("WATCH", path, response.status_code, response.text.strip())
             for line in response.iter_lines():

@@ -70,8 +70,11 @@ class Pki:
         admin = leaf("admin", ca.issue_cert("admin", common_name="admin", organization_name="system:masters"))
         kubelet_client = leaf(
             "apiserver-kubelet-client",
-            ca.issue_cert("kube-apiserver-kubelet-client", common_name="kube-apiserver-kubelet-client",
-                          organization_name="system:masters"),
+            ca.issue_cert(
+                "kube-apiserver-kubelet-client",
+                common_name="kube-apiserver-kubelet-client",
+                organization_name="system:masters",
+            ),
         )
         agent = leaf("node-agent", ca.issue_cert("127.0.0.1", "localhost", common_name="node-agent"))
         signing = ec.generate_private_key(ec.SECP256R1())
@@ -87,8 +90,9 @@ class Pki:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        return cls(directory, directory / "ca.crt", ca_key, *serving, *admin, *kubelet_client, *agent, sa_key,
-                   sa_public)
+        return cls(
+            directory, directory / "ca.crt", ca_key, *serving, *admin, *kubelet_client, *agent, sa_key, sa_public
+        )
 
     def kubeconfig(self, server: str) -> dict[str, Any]:
         """An admin kubeconfig with everything inline, so it stays valid wherever it is copied."""
@@ -99,10 +103,21 @@ class Pki:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "controlplane", "cluster": {
-                "server": server, "certificate-authority-data": inline(self.ca_cert)}}],
-            "users": [{"name": "controlplane-admin", "user": {
-                "client-certificate-data": inline(self.admin_cert), "client-key-data": inline(self.admin_key)}}],
+            "clusters": [
+                {
+                    "name": "controlplane",
+                    "cluster": {"server": server, "certificate-authority-data": inline(self.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "controlplane-admin",
+                    "user": {
+                        "client-certificate-data": inline(self.admin_cert),
+                        "client-key-data": inline(self.admin_key),
+                    },
+                }
+            ],
             "contexts": [
                 {"name": "controlplane", "context": {"cluster": "controlplane", "user": "controlplane-admin"}}
             ],

@@ -31,8 +31,9 @@ def control_plane(docker_client: Any, registry: Any) -> Iterator[ControlPlane]:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent, on 127.0.0.1."""
     require_real_part(shutil.which("go") is not None, "the Go toolchain is not installed (no `go` on PATH)")
     try:
-        plane = ControlPlane.start(registry=(registry.host, registry.username, registry.password),
-                                   docker_client=docker_client)
+        plane = ControlPlane.start(
+            registry=(registry.host, registry.username, registry.password), docker_client=docker_client
+        )
     except (BuildError, StartError) as e:
         pytest.fail(f"the control plane did not start: {e}")
     try:

@@ -89,8 +89,14 @@ def node_object(name: str, kubelet_port: int, kubelet_version: str) -> JSON:
     capacity = {"cpu": "4", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"}
 
     def condition(type_: str, status: str, reason: str, message: str) -> JSON:
-        return {"type": type_, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": now}
+        return {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
 
     return {
         "apiVersion": "v1",
@@ -133,8 +139,9 @@ Kubelet = DockerKubelet | ScriptedKubelet
 class NodeAgent:
     """One agent for ``node_names``; ``start`` registers them and runs pods, ``stop`` removes its containers."""
 
-    def __init__(self, api: ApiClient, node_names: list[str], kubelet_version: str, serving_cert: Path,
-                 serving_key: Path) -> None:
+    def __init__(
+        self, api: ApiClient, node_names: list[str], kubelet_version: str, serving_cert: Path, serving_key: Path
+    ) -> None:
         self._api = api
         self.node_names = list(node_names)
         self._kubelet_version = kubelet_version
@@ -194,8 +201,12 @@ class NodeAgent:
         except ApiError as e:
             if e.status != 409:
                 raise
-            self._api.request("PATCH", f"/api/v1/nodes/{name}/status", {"status": node["status"]},
-                              "application/strategic-merge-patch+json")
+            self._api.request(
+                "PATCH",
+                f"/api/v1/nodes/{name}/status",
+                {"status": node["status"]},
+                "application/strategic-merge-patch+json",
+            )
             created = self._api.get(f"/api/v1/nodes/{name}")
         assert created is not None
         lease = {
@@ -203,8 +214,9 @@ class NodeAgent:
             "kind": "Lease",
             "metadata": {
                 "name": name,
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
-                                     "uid": created["metadata"]["uid"]}],
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Node", "name": name, "uid": created["metadata"]["uid"]}
+                ],
             },
             "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": _micro_time()},
         }
@@ -216,8 +228,12 @@ class NodeAgent:
             self._renew(name)
 
     def _renew(self, name: str) -> None:
-        self._api.request("PATCH", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
-                          {"spec": {"renewTime": _micro_time()}}, "application/merge-patch+json")
+        self._api.request(
+            "PATCH",
+            f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}",
+            {"spec": {"renewTime": _micro_time()}},
+            "application/merge-patch+json",
+        )
 
     def _renew_leases(self) -> None:
         while not self._stopping.wait(RENEW_SECONDS):
@@ -284,8 +300,12 @@ class NodeAgent:
 
     def update_pod_status(self, namespace: str, name: str, uid: str, status: JSON) -> None:
         try:
-            self._api.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}/status",
-                              status_patch(uid, status), "application/strategic-merge-patch+json")
+            self._api.request(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+                status_patch(uid, status),
+                "application/strategic-merge-patch+json",
+            )
         except ApiError as e:
             if e.status not in (404, 409):  # gone or replaced by a pod of the same name: nothing to report
                 log.warning("writing the status of pod %s/%s failed: %s", namespace, name, e)
@@ -337,8 +357,12 @@ class NodeAgent:
         """Every container of a pod marked for deletion is stopped: delete it for good, as a kubelet does."""
         meta = pod["metadata"]
         path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
-        options = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
-                   "preconditions": {"uid": meta["uid"]}}
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": meta["uid"]},
+        }
 
         def delete() -> None:
             try:
@@ -366,8 +390,9 @@ class NodeAgent:
 class _LogsServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler],
-                 agent: NodeAgent) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler], agent: NodeAgent
+    ) -> None:
         super().__init__(address, handler)
         self.agent = agent
 

@@ -219,9 +219,7 @@ class FakeGitHubAPI:
         """Answer the next ``times`` requests matching ``method`` and ``path_regex`` with ``status``."""
         default = {403: "Resource not accessible by integration", 401: "Bad credentials"}.get(status, "Server Error")
         with self._lock:
-            self._faults.append(
-                _FaultRule(method.upper(), re.compile(path_regex), status, times, message or default)
-            )
+            self._faults.append(_FaultRule(method.upper(), re.compile(path_regex), status, times, message or default))
 
     def add_deployment(self, *, environment: str, sha: str, states: list[str]) -> int:
         """Seed a deployment made by an earlier run, with its statuses in order (the last is current)."""

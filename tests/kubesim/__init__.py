@@ -55,8 +55,14 @@ def node_object(name: str) -> dict[str, Any]:
         "status": {
             "capacity": capacity,
             "allocatable": dict(capacity),
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubelet is posting ready status"}],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
             "nodeInfo": {
                 "kubeletVersion": "v1.32.2",
@@ -91,9 +97,18 @@ def _make_kubelet(kind: str, registry: Registry | None, docker_client: Any | Non
 class KubeSim:
     """One running simulated cluster; build it with ``KubeSim.start`` and always ``stop`` it."""
 
-    def __init__(self, clock: SimClock, store: ObjectStore, kubelet: Any, loop: ControlLoop,
-                 server: KubeApiServer, ca: trustme.CA, tokens: TokenRegistry, counter: RequestCounter,
-                 workdir: Path) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        store: ObjectStore,
+        kubelet: Any,
+        loop: ControlLoop,
+        server: KubeApiServer,
+        ca: trustme.CA,
+        tokens: TokenRegistry,
+        counter: RequestCounter,
+        workdir: Path,
+    ) -> None:
         self.clock = clock
         self.store = store
         self.kubelet = kubelet
@@ -138,8 +153,9 @@ class KubeSim:
         workdir = Path(tempfile.mkdtemp(prefix="kubesim-"))
         sim = cls(clock, store, kubelet_instance, loop, server, ca, tokens, counter, workdir)
         sim._owned_docker = owned_docker
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kubesim-server",
-                         daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kubesim-server", daemon=True
+        ).start()
         kubelet_instance.start(store, clock)
         loop.start()
         return sim
@@ -167,10 +183,15 @@ class KubeSim:
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kubesim", "cluster": {
-                "server": self.server_url,
-                "certificate-authority-data": base64.b64encode(self.ca_pem).decode(),
-            }}],
+            "clusters": [
+                {
+                    "name": "kubesim",
+                    "cluster": {
+                        "server": self.server_url,
+                        "certificate-authority-data": base64.b64encode(self.ca_pem).decode(),
+                    },
+                }
+            ],
             "users": [{"name": "kubesim-admin", "user": {"token": token or self.admin_token}}],
             "contexts": [{"name": "kubesim", "context": {"cluster": "kubesim", "user": "kubesim-admin"}}],
             "current-context": "kubesim",

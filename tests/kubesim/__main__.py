@@ -33,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.registry:
         host = urlsplit(args.registry).netloc if "://" in args.registry else args.registry
         registry = (host, args.registry_username, args.registry_password)
-    sim = KubeSim.start(kubelet=args.kubelet, clock_speed=args.clock_speed, registry=registry, nodes=args.nodes,
-                        port=args.port)
+    sim = KubeSim.start(
+        kubelet=args.kubelet, clock_speed=args.clock_speed, registry=registry, nodes=args.nodes, port=args.port
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         sim.write_kubeconfig(args.kubeconfig)
-        print(f"kubesim serving {sim.server_url}; kubeconfig written to {args.kubeconfig}", file=sys.stderr,
-              flush=True)
+        print(f"kubesim serving {sim.server_url}; kubeconfig written to {args.kubeconfig}", file=sys.stderr, flush=True)
         stop.wait()
     finally:
         sim.stop()

@@ -168,12 +168,14 @@ def apply_defaults(obj: dict[str, Any], cluster_ip: str = "10.96.0.10") -> None:
         if uid and not spec.get("manualSelector") and "selector" not in spec:
             spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
             labels = spec.setdefault("template", {}).setdefault("metadata", {}).setdefault("labels", {})
-            labels.update({
-                "batch.kubernetes.io/controller-uid": uid,
-                "controller-uid": uid,
-                "batch.kubernetes.io/job-name": metadata.get("name", ""),
-                "job-name": metadata.get("name", ""),
-            })
+            labels.update(
+                {
+                    "batch.kubernetes.io/controller-uid": uid,
+                    "controller-uid": uid,
+                    "batch.kubernetes.io/job-name": metadata.get("name", ""),
+                    "job-name": metadata.get("name", ""),
+                }
+            )
         _default_template(spec)
     elif kind == "Pod":
         default_pod_spec(spec)
@@ -215,9 +217,14 @@ def _validate_name(obj: dict[str, Any], creating: bool) -> list[Cause]:
     limit = 63 if obj.get("kind") in _LABEL_NAMED_KINDS else 253
     if not isinstance(name, str) or not pattern.fullmatch(name) or len(name) > limit:
         rule = "RFC 1123 label" if pattern is _LABEL else "RFC 1123 subdomain"
-        return [Cause("metadata.name", "FieldValueInvalid",
-                      f"Invalid value: {go_value(name)}: a lowercase {rule} must consist of lower case "
-                      "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")]
+        return [
+            Cause(
+                "metadata.name",
+                "FieldValueInvalid",
+                f"Invalid value: {go_value(name)}: a lowercase {rule} must consist of lower case "
+                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            )
+        ]
     return []
 
 
@@ -264,21 +271,38 @@ def _validate_workload(obj: dict[str, Any]) -> list[Cause]:
             causes.append(Cause("spec.selector", "FieldValueInvalid", f"Invalid value: {e}"))
         else:
             if not matched:
-                causes.append(Cause("spec.template.metadata.labels", "FieldValueInvalid",
-                                    f"Invalid value: {go_value(labels)}: `selector` does not match template `labels`"))
+                causes.append(
+                    Cause(
+                        "spec.template.metadata.labels",
+                        "FieldValueInvalid",
+                        f"Invalid value: {go_value(labels)}: `selector` does not match template `labels`",
+                    )
+                )
     replicas = spec.get("replicas")
     if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
-        causes.append(Cause("spec.replicas", "FieldValueInvalid",
-                            f"Invalid value: {go_value(replicas)}: must be greater than or equal to 0"))
+        causes.append(
+            Cause(
+                "spec.replicas",
+                "FieldValueInvalid",
+                f"Invalid value: {go_value(replicas)}: must be greater than or equal to 0",
+            )
+        )
     causes += _validate_containers(template.get("spec"), "spec.template.spec")
     if obj.get("kind") == "Deployment":
         strategy = spec.get("strategy") or {}
         rolling = strategy.get("rollingUpdate") or {}
-        if strategy.get("type") == "RollingUpdate" and str(rolling.get("maxSurge")) in ("0", "0%") and str(
-            rolling.get("maxUnavailable")
-        ) in ("0", "0%"):
-            causes.append(Cause("spec.strategy.rollingUpdate.maxUnavailable", "FieldValueInvalid",
-                                "Invalid value: 0: may not be 0 when `maxSurge` is 0"))
+        if (
+            strategy.get("type") == "RollingUpdate"
+            and str(rolling.get("maxSurge")) in ("0", "0%")
+            and str(rolling.get("maxUnavailable")) in ("0", "0%")
+        ):
+            causes.append(
+                Cause(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    "FieldValueInvalid",
+                    "Invalid value: 0: may not be 0 when `maxSurge` is 0",
+                )
+            )
     return causes
 
 
@@ -290,15 +314,25 @@ def validation_causes(obj: dict[str, Any], old: dict[str, Any] | None) -> list[C
     if kind in _WORKLOADS:
         causes += _validate_workload(obj)
         if old is not None and (old.get("spec") or {}).get("selector") != (spec or {}).get("selector"):
-            causes.append(Cause("spec.selector", "FieldValueInvalid",
-                                f"Invalid value: {go_value((spec or {}).get('selector'))}: field is immutable"))
+            causes.append(
+                Cause(
+                    "spec.selector",
+                    "FieldValueInvalid",
+                    f"Invalid value: {go_value((spec or {}).get('selector'))}: field is immutable",
+                )
+            )
     elif kind == "Job":
         template = (spec or {}).get("template") or {}
         causes += _validate_containers(template.get("spec"), "spec.template.spec")
         policy = (template.get("spec") or {}).get("restartPolicy")
         if policy not in ("OnFailure", "Never"):
-            causes.append(Cause("spec.template.spec.restartPolicy", "FieldValueNotSupported",
-                                f'Unsupported value: {go_value(policy)}: supported values: "OnFailure", "Never"'))
+            causes.append(
+                Cause(
+                    "spec.template.spec.restartPolicy",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: {go_value(policy)}: supported values: "OnFailure", "Never"',
+                )
+            )
         if old is not None and (old.get("spec") or {}).get("template") != template:
             causes.append(Cause("spec.template", "FieldValueInvalid", "Invalid value: field is immutable"))
     elif kind == "Pod":

@@ -21,8 +21,17 @@ BEFORE_FIRST_APPLY = "before-first-apply"
 # Fields that are never owned: identity and bookkeeping the server writes itself.
 _IGNORED_TOP = {"apiVersion", "kind", "status"}
 _IGNORED_METADATA = {
-    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
-    "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName",
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generateName",
 }
 _CONTAINER_LISTS = {"containers", "initContainers", "ephemeralContainers"}
 _LIST_KEYS: dict[str, tuple[str, ...]] = {
@@ -42,8 +51,17 @@ _LIST_KEYS: dict[str, tuple[str, ...]] = {
 }
 _SET_LISTS = {"finalizers"}
 # Maps whose keys are data (not struct fields): each key is owned separately, the map itself gets ".".
-_GRANULAR_MAPS = {"labels", "annotations", "data", "stringData", "binaryData", "nodeSelector", "limits",
-                  "requests", "matchLabels"}
+_GRANULAR_MAPS = {
+    "labels",
+    "annotations",
+    "data",
+    "stringData",
+    "binaryData",
+    "nodeSelector",
+    "limits",
+    "requests",
+    "matchLabels",
+}
 _ATOMIC_FIELDS = {"selector"}
 
 
@@ -110,8 +128,10 @@ def _collect_value(value: Any, path: Path, names: tuple[str, ...], out: set[Path
         out.add(path)
         for item in value:
             out.add((*path, "v:" + json.dumps(item, separators=(",", ":"))))
-    elif isinstance(value, list) and (keys := list_keys(names[:-1], name)) is not None and all(
-        isinstance(i, dict) for i in value
+    elif (
+        isinstance(value, list)
+        and (keys := list_keys(names[:-1], name)) is not None
+        and all(isinstance(i, dict) for i in value)
     ):
         if not value:
             out.add(path)
@@ -278,14 +298,16 @@ def read_managers(obj: dict[str, Any] | None) -> list[ManagerEntry]:
         return []
     entries: list[ManagerEntry] = []
     for raw in (obj.get("metadata") or {}).get("managedFields") or []:
-        entries.append(ManagerEntry(
-            manager=raw.get("manager", ""),
-            operation=raw.get("operation", "Update"),
-            api_version=raw.get("apiVersion", ""),
-            time=raw.get("time", ""),
-            subresource=raw.get("subresource", ""),
-            paths=from_fields_v1(raw.get("fieldsV1") or {}),
-        ))
+        entries.append(
+            ManagerEntry(
+                manager=raw.get("manager", ""),
+                operation=raw.get("operation", "Update"),
+                api_version=raw.get("apiVersion", ""),
+                time=raw.get("time", ""),
+                subresource=raw.get("subresource", ""),
+                paths=from_fields_v1(raw.get("fieldsV1") or {}),
+            )
+        )
     return entries
 
 

@@ -77,8 +77,9 @@ class ControlLoop:
             self._last_resync = 0.0
             self._wake.notify()
 
-    def _on_change(self, event_type: str, rtype: ResourceType, old: Obj | None, new: Obj | None,
-                   subresource: str) -> None:
+    def _on_change(
+        self, event_type: str, rtype: ResourceType, old: Obj | None, new: Obj | None, subresource: str
+    ) -> None:
         obj = new if new is not None else old
         if obj is None:
             return
@@ -159,8 +160,10 @@ class ControlLoop:
                 if kind == "Deployment":
                     conditions = status.get("conditions") or []
                     progressing: Obj = next((c for c in conditions if c.get("type") == "Progressing"), {})
-                    settled = (progressing.get("reason") in ("NewReplicaSetAvailable", "ProgressDeadlineExceeded")
-                               and status.get("observedGeneration") == obj["metadata"].get("generation"))
+                    settled = progressing.get("reason") in (
+                        "NewReplicaSetAvailable",
+                        "ProgressDeadlineExceeded",
+                    ) and status.get("observedGeneration") == obj["metadata"].get("generation")
                     if settled and not spec.get("minReadySeconds"):
                         continue
                 elif kind in ("ReplicaSet", "StatefulSet", "DaemonSet") and not spec.get("minReadySeconds"):
@@ -189,7 +192,8 @@ class ControlLoop:
         owned = [o for t, o in self.store.children_of(uid) if t.kind == kind]
         selector = (owner.get("spec") or {}).get("selector")
         orphans = [
-            o for o in self.store.orphans(_TYPES[kind], owner["metadata"].get("namespace", ""))
+            o
+            for o in self.store.orphans(_TYPES[kind], owner["metadata"].get("namespace", ""))
             if selector and selector_matches_labels(selector, o["metadata"].get("labels"))
         ]
         return owned + orphans
@@ -229,15 +233,21 @@ class ControlLoop:
             reconcile: Callable[..., list[Any]] | None = getattr(controllers, "reconcile_statefulset", None)
             if reconcile is None:
                 return
-            actions = reconcile(clone(obj), clone(self._candidates(obj, "Pod")),
-                                clone(self._candidates(obj, "ControllerRevision")), now)
+            actions = reconcile(
+                clone(obj), clone(self._candidates(obj, "Pod")), clone(self._candidates(obj, "ControllerRevision")), now
+            )
         elif what == "DaemonSet":
             reconcile = getattr(controllers, "reconcile_daemonset", None)
             if reconcile is None:
                 return
             nodes = list(self.store.objects_of(_TYPES["Node"]))
-            actions = reconcile(clone(obj), clone(self._candidates(obj, "Pod")),
-                                clone(self._candidates(obj, "ControllerRevision")), clone(nodes), now)
+            actions = reconcile(
+                clone(obj),
+                clone(self._candidates(obj, "Pod")),
+                clone(self._candidates(obj, "ControllerRevision")),
+                clone(nodes),
+                now,
+            )
         elif what == "Job":
             reconcile = getattr(controllers, "reconcile_job", None)
             if reconcile is None:

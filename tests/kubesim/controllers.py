@@ -2097,8 +2097,10 @@ def reconcile_job(job: Obj, pods: list[Obj], now: float) -> list[Action]:
         and now - started >= _int(deadline, 0)
     ):
         failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
-    complete = success_met or (completions is not None and succeeded >= completions) or (
-        completions is None and succeeded > 0 and not active
+    complete = (
+        success_met
+        or (completions is not None and succeeded >= completions)
+        or (completions is None and succeeded > 0 and not active)
     )
 
     to_delete: list[Obj] = []

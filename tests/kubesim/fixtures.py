@@ -38,8 +38,12 @@ def kubesim() -> Iterator[KubeSim]:
 @pytest.fixture
 def kubesim_docker(docker_client: Any, registry: Any) -> Iterator[KubeSim]:
     """A cluster whose pods run on the Docker engine and pull from the test registry; real-time clock."""
-    sim = KubeSim.start(kubelet="docker", clock_speed=1.0,
-                        registry=(registry.host, registry.username, registry.password), docker_client=docker_client)
+    sim = KubeSim.start(
+        kubelet="docker",
+        clock_speed=1.0,
+        registry=(registry.host, registry.username, registry.password),
+        docker_client=docker_client,
+    )
     try:
         yield sim
     finally:

@@ -1031,9 +1031,7 @@ def _probe_message(probe: JSON | None, kind: str) -> str:
 class ScriptedKubelet(_KubeletCore):
     """A kubelet without containers: each image behaves as scripted, on the simulated clock."""
 
-    def __init__(
-        self, default: Behaviour = Behaviour(), on_pod_stopped: Callable[[JSON], None] | None = None
-    ) -> None:
+    def __init__(self, default: Behaviour = Behaviour(), on_pod_stopped: Callable[[JSON], None] | None = None) -> None:
         super().__init__(on_pod_stopped)
         self._default = default
         self._patterns: dict[str, Behaviour] = {}
@@ -1325,9 +1323,7 @@ class DockerKubelet(_KubeletCore):
             self._post(lambda: self._pulling(uid, name, attempt))
             started = time.monotonic()
             try:
-                pulled = self._docker.images.pull(
-                    repository, tag=digest or tag or "latest", auth_config=auth
-                )
+                pulled = self._docker.images.pull(repository, tag=digest or tag or "latest", auth_config=auth)
             except Exception as e:
                 message = _docker_message(e)
                 self._post(lambda: self._pull_failed(uid, name, attempt, message))
@@ -1487,8 +1483,11 @@ class DockerKubelet(_KubeletCore):
 
     def _terminate(self, p: _Pod, grace: float) -> None:
         """Stop the running instances together (SIGTERM, SIGKILL after ``grace``), remove them, then report."""
-        running = [c.container_id.split("://", 1)[-1] for c in itertools.chain(p.inits, p.containers)
-                   if c.state is not None and "running" in c.state]
+        running = [
+            c.container_id.split("://", 1)[-1]
+            for c in itertools.chain(p.inits, p.containers)
+            if c.state is not None and "running" in c.state
+        ]
         for c in itertools.chain(p.inits, p.containers):
             if c.state is not None and "running" in c.state:
                 self._event(p, c, "Normal", "Killing", f"Stopping container {c.name}")

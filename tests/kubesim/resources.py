@@ -51,12 +51,29 @@ class ResourceType:
 
 
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
-    ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), ("status",),
-                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    ResourceType(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        False,
+        ("ns",),
+        ("status",),
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
     ResourceType("", "v1", "Node", "nodes", False, ("no",), ("status",)),
     ResourceType("", "v1", "Pod", "pods", True, ("po",), ("status", "log"), ("all",)),
-    ResourceType("", "v1", "Service", "services", True, ("svc",), ("status",), ("all",),
-                 verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
+    ResourceType(
+        "",
+        "v1",
+        "Service",
+        "services",
+        True,
+        ("svc",),
+        ("status",),
+        ("all",),
+        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+    ),
     ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     ResourceType("", "v1", "Secret", "secrets", True),
     ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
@@ -71,9 +88,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
 )
 
-_BY_PATH: dict[tuple[str, str, str], ResourceType] = {
-    (r.group, r.version, r.plural): r for r in RESOURCE_TYPES
-}
+_BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCE_TYPES}
 _BY_KIND: dict[tuple[str, str], ResourceType] = {(r.api_version, r.kind): r for r in RESOURCE_TYPES}
 
 
@@ -167,11 +182,27 @@ def api_resource_list_document(group: str, version: str) -> dict[str, Any]:
 
 def _subresource_entry(r: ResourceType, sub: str) -> dict[str, Any]:
     if sub == "scale":
-        return {"name": f"{r.plural}/scale", "singularName": "", "namespaced": r.namespaced,
-                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
+        return {
+            "name": f"{r.plural}/scale",
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }
     if sub == "log":
-        return {"name": f"{r.plural}/log", "singularName": "", "namespaced": r.namespaced, "kind": "Pod",
-                "verbs": ["get"]}
-    return {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": r.kind,
-            "verbs": ["get", "patch", "update"]}
-
+        return {
+            "name": f"{r.plural}/log",
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": "Pod",
+            "verbs": ["get"],
+        }
+    return {
+        "name": f"{r.plural}/{sub}",
+        "singularName": "",
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": ["get", "patch", "update"],
+    }

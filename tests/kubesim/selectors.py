@@ -109,8 +109,9 @@ def label_selector_requirements(selector: dict[str, Any] | None) -> list[Require
         )
         if not operator:
             raise SelectorError(f"{expression.get('operator')!r} is not a valid label selector operator")
-        requirements.append(Requirement(expression.get("key", ""), operator,
-                                        tuple(str(v) for v in expression.get("values") or [])))
+        requirements.append(
+            Requirement(expression.get("key", ""), operator, tuple(str(v) for v in expression.get("values") or []))
+        )
     return requirements
 
 

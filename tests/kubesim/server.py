@@ -260,9 +260,12 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         if "protobuf" in content_type or "cbor" in content_type:
             # Typed clients (kubectl create deployment/namespace/secret, kubectl run) encode bodies in
             # protobuf; the simulator has no protobuf schemas, so it refuses them plainly.
-            raise statuses.ApiError(415, "UnsupportedMediaType",
-                                    f"kubesim cannot decode {content_type} request bodies; send JSON or YAML "
-                                    "(kubectl apply/create -f, or a JSON client)")
+            raise statuses.ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"kubesim cannot decode {content_type} request bodies; send JSON or YAML "
+                "(kubectl apply/create -f, or a JSON client)",
+            )
         try:
             return json.loads(raw)
         except ValueError as e:
@@ -389,8 +392,15 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             else:
-                self._send_json(200, {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.2"},
-                                      "paths": {}, "definitions": {}})
+                self._send_json(
+                    200,
+                    {
+                        "swagger": "2.0",
+                        "info": {"title": "Kubernetes", "version": "v1.32.2"},
+                        "paths": {},
+                        "definitions": {},
+                    },
+                )
         else:
             # No OpenAPI v3: kubectl falls back to v2 where it would use it.
             raise statuses.path_not_found(path)
@@ -401,8 +411,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         resource = request.rtype.plural + (f"/{request.subresource}" if request.subresource else "")
         self.server.counter.add(verb, resource)
 
-    def _resource(self, method: str, request: ResourceRequest, query: dict[str, str], raw: bytes,
-                  watching: bool) -> None:
+    def _resource(
+        self, method: str, request: ResourceRequest, query: dict[str, str], raw: bytes, watching: bool
+    ) -> None:
         store = self.server.store
         rtype = request.rtype
         ns = request.namespace if rtype.namespaced else None
@@ -425,8 +436,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                     raise statuses.path_not_found(f"/{rtype.plural}")
                 body_ns = (body.get("metadata") or {}).get("namespace")
                 if rtype.namespaced and body_ns and body_ns != ns:
-                    raise statuses.bad_request("the namespace of the provided object does not match the namespace "
-                                               "sent on the request")
+                    raise statuses.bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request"
+                    )
                 created = store.create(body, ns, manager, dry_run)
                 self._send_json(201, created)
             elif method == "DELETE":
@@ -435,14 +447,26 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                 options = self._delete_options(query, raw)
                 for item in list(items):
                     try:
-                        store.delete(rtype.api_version, rtype.kind, item["metadata"].get("namespace"),
-                                     item["metadata"]["name"], options[0], dry_run or options[1])
+                        store.delete(
+                            rtype.api_version,
+                            rtype.kind,
+                            item["metadata"].get("namespace"),
+                            item["metadata"]["name"],
+                            options[0],
+                            dry_run or options[1],
+                        )
                     except ApiError as e:
                         if e.code != 404:
                             raise
-                self._send_json(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
-                                      "metadata": {"resourceVersion": str(store.resource_version)},
-                                      "items": [clone(i) for i in items]})
+                self._send_json(
+                    200,
+                    {
+                        "kind": f"{rtype.kind}List",
+                        "apiVersion": rtype.api_version,
+                        "metadata": {"resourceVersion": str(store.resource_version)},
+                        "items": [clone(i) for i in items],
+                    },
+                )
             else:
                 raise statuses.method_not_allowed(method)
             return
@@ -471,8 +495,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self._check_body_kind(rtype, body)
             body_name = (body.get("metadata") or {}).get("name")
             if body_name and body_name != name:
-                raise statuses.bad_request(f"the name of the object ({body_name}) does not match the name on the "
-                                           f"URL ({name})")
+                raise statuses.bad_request(
+                    f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )
             body.setdefault("metadata", {})["name"] = name
             if store.find(rtype.api_version, rtype.kind, ns, name) is None and not sub:
                 self._send_json(201, store.create(body, ns, manager, dry_run))
@@ -488,14 +513,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
                 manager = query.get("fieldManager", "")
             force = query.get("force") in ("true", "1")
             existed = store.find(rtype.api_version, rtype.kind, ns, name) is not None
-            result = store.patch(rtype.api_version, rtype.kind, ns, name, content_type, body, manager, force,
-                                 sub, dry_run)
+            result = store.patch(
+                rtype.api_version, rtype.kind, ns, name, content_type, body, manager, force, sub, dry_run
+            )
             self._send_json(200 if existed else 201, result)
         elif method == "DELETE":
             self._count("delete", request)
             propagation, options_dry_run, preconditions = self._delete_options(query, raw)
-            result = store.delete(rtype.api_version, rtype.kind, ns, name, propagation, dry_run or options_dry_run,
-                                  preconditions)
+            result = store.delete(
+                rtype.api_version, rtype.kind, ns, name, propagation, dry_run or options_dry_run, preconditions
+            )
             self._send_json(200, result)
         else:
             raise statuses.method_not_allowed(method)
@@ -536,8 +563,15 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
 
     def _send_object(self, obj: Obj, query: dict[str, str]) -> None:
         if self._wants_table():
-            self._send_json(200, table_for([obj], obj["metadata"]["resourceVersion"],
-                                           query.get("includeObject", "Metadata"), self.server.store.clock.now()))
+            self._send_json(
+                200,
+                table_for(
+                    [obj],
+                    obj["metadata"]["resourceVersion"],
+                    query.get("includeObject", "Metadata"),
+                    self.server.store.clock.now(),
+                ),
+            )
         else:
             self._send_json(200, obj)
 
@@ -552,8 +586,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             except ValueError as e:
                 raise statuses.bad_request(f"invalid continue token: {e}") from e
             rv = int(after["rv"])
-            items = [i for i in items
-                     if (i["metadata"].get("namespace", ""), i["metadata"]["name"]) > tuple(after["key"])]
+            items = [
+                i for i in items if (i["metadata"].get("namespace", ""), i["metadata"]["name"]) > tuple(after["key"])
+            ]
         limit = int(query.get("limit") or 0)
         metadata: Obj = {"resourceVersion": str(rv)}
         if limit and len(items) > limit:
@@ -563,14 +598,16 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             metadata["remainingItemCount"] = len(items) - limit
             items = items[:limit]
         if self._wants_table():
-            table = table_for(items, str(rv), query.get("includeObject", "Metadata"), self.server.store.clock.now(),
-                              rtype)
+            table = table_for(
+                items, str(rv), query.get("includeObject", "Metadata"), self.server.store.clock.now(), rtype
+            )
             table["metadata"].update(metadata)
             self._send_json(200, table)
             return
         stripped = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
-        self._send_json(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": metadata,
-                              "items": stripped})
+        self._send_json(
+            200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": metadata, "items": stripped}
+        )
 
     def _watch(self, request: ResourceRequest, query: dict[str, str]) -> None:
         store = self.server.store
@@ -597,8 +634,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
 
         def send(event_type: str, obj: Obj) -> None:
             if as_table and event_type != "ERROR":
-                obj = table_for([obj], obj["metadata"].get("resourceVersion", ""), include_object, store.clock.now(),
-                                request.rtype)
+                obj = table_for(
+                    [obj], obj["metadata"].get("resourceVersion", ""), include_object, store.clock.now(), request.rtype
+                )
             line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
             self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             self.wfile.flush()
@@ -636,8 +674,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     @staticmethod
-    def _send_watch_event(event: WatchEvent, matches: Callable[[Obj | None], bool],
-                          send: Callable[[str, Obj], None]) -> None:
+    def _send_watch_event(
+        event: WatchEvent, matches: Callable[[Obj | None], bool], send: Callable[[str, Obj], None]
+    ) -> None:
         was, now = matches(event.old), matches(event.new)
         if event.new is None:
             if was:
@@ -665,8 +704,9 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
         container = query.get("container")
         if not container:
             if len(containers) != 1:
-                raise statuses.bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                                           f"[{' '.join(containers)}]")
+                raise statuses.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+                )
             container = containers[0]
         elif container not in containers + [c["name"] for c in pod["spec"].get("initContainers") or []]:
             raise statuses.bad_request(f"container {container} is not valid for pod {name}")
@@ -677,7 +717,7 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             raise statuses.bad_request(str(e)) from e
         if query.get("tailLines"):
             lines = text.splitlines(keepends=True)
-            text = "".join(lines[-int(query["tailLines"]):]) if int(query["tailLines"]) > 0 else ""
+            text = "".join(lines[-int(query["tailLines"]) :]) if int(query["tailLines"]) > 0 else ""
         self._send_text(200, text)
 
     def _scale(self, method: str, request: ResourceRequest, query: dict[str, str], raw: bytes) -> None:
@@ -691,26 +731,48 @@ class ApiRequestHandler(BaseHTTPRequestHandler):
             self._count("update", request)
             body = self._parse_body(raw) or {}
             replicas = (body.get("spec") or {}).get("replicas")
-            store.patch(rtype.api_version, rtype.kind, ns, name, PATCH_MERGE, {"spec": {"replicas": replicas}},
-                        query.get("fieldManager") or self._default_manager())
+            store.patch(
+                rtype.api_version,
+                rtype.kind,
+                ns,
+                name,
+                PATCH_MERGE,
+                {"spec": {"replicas": replicas}},
+                query.get("fieldManager") or self._default_manager(),
+            )
         elif method == "PATCH":
             self._count("patch", request)
             body = self._parse_body(raw) or {}
             replicas = (body.get("spec") or {}).get("replicas") if isinstance(body, dict) else None
             if replicas is None:
                 raise statuses.bad_request("only spec.replicas can be patched through /scale")
-            store.patch(rtype.api_version, rtype.kind, ns, name, PATCH_MERGE, {"spec": {"replicas": replicas}},
-                        query.get("fieldManager") or self._default_manager())
+            store.patch(
+                rtype.api_version,
+                rtype.kind,
+                ns,
+                name,
+                PATCH_MERGE,
+                {"spec": {"replicas": replicas}},
+                query.get("fieldManager") or self._default_manager(),
+            )
         else:
             raise statuses.method_not_allowed(method)
         obj = store.get_stored(rtype, ns, name)
         selector = (obj["spec"].get("selector") or {}).get("matchLabels") or {}
-        self._send_json(200, {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                         "creationTimestamp") if k in obj["metadata"]},
-            "spec": {"replicas": obj["spec"].get("replicas", 0)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                       "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
-        })
+        self._send_json(
+            200,
+            {
+                "kind": "Scale",
+                "apiVersion": "autoscaling/v1",
+                "metadata": {
+                    k: obj["metadata"][k]
+                    for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                    if k in obj["metadata"]
+                },
+                "spec": {"replicas": obj["spec"].get("replicas", 0)},
+                "status": {
+                    "replicas": (obj.get("status") or {}).get("replicas", 0),
+                    "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items())),
+                },
+            },
+        )

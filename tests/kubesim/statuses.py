@@ -51,23 +51,26 @@ def not_found(rtype: ResourceType, name: str) -> ApiError:
 
 
 def namespace_not_found(namespace: str) -> ApiError:
-    return ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
-                    {"name": namespace, "kind": "namespaces"})
+    return ApiError(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
 
 
 def already_exists(rtype: ResourceType, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{rtype.qualified_plural} "{name}" already exists',
-                    _details(rtype, name))
+    return ApiError(409, "AlreadyExists", f'{rtype.qualified_plural} "{name}" already exists', _details(rtype, name))
 
 
 def conflict(rtype: ResourceType, name: str, why: str) -> ApiError:
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rtype.qualified_plural} "{name}": {why}',
-                    _details(rtype, name))
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {rtype.qualified_plural} "{name}": {why}',
+        _details(rtype, name),
+    )
 
 
 def stale_resource_version(rtype: ResourceType, name: str) -> ApiError:
-    return conflict(rtype, name, "the object has been modified; please apply your changes to the latest "
-                                 "version and try again")
+    return conflict(
+        rtype, name, "the object has been modified; please apply your changes to the latest version and try again"
+    )
 
 
 def invalid(rtype: ResourceType, name: str, causes: list[Cause]) -> ApiError:
@@ -77,8 +80,11 @@ def invalid(rtype: ResourceType, name: str, causes: list[Cause]) -> ApiError:
         422,
         "Invalid",
         f'{rtype.qualified_kind} "{name}" is invalid: {joined}',
-        {**_details(rtype, name), "kind": rtype.kind,
-         "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes]},
+        {
+            **_details(rtype, name),
+            "kind": rtype.kind,
+            "causes": [{"reason": c.reason, "message": c.message, "field": c.field} for c in causes],
+        },
     )
 
 
@@ -87,15 +93,20 @@ def bad_request(message: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                                                 f"accepted media types include: application/json-patch+json, "
-                                                 f"application/merge-patch+json, application/apply-patch+yaml, "
-                                                 f"application/strategic-merge-patch+json (got {content_type})")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - "
+        f"accepted media types include: application/json-patch+json, "
+        f"application/merge-patch+json, application/apply-patch+yaml, "
+        f"application/strategic-merge-patch+json (got {content_type})",
+    )
 
 
 def method_not_allowed(verb: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource "
-                                             f"({verb})")
+    return ApiError(
+        405, "MethodNotAllowed", f"the server does not allow this method on the requested resource ({verb})"
+    )
 
 
 def path_not_found(path: str) -> ApiError:

@@ -140,8 +140,16 @@ class ObjectStore:
         with self._lock:
             return self._rv
 
-    def _record(self, event_type: str, rtype: ResourceType, namespace: str, old: Obj | None, new: Obj | None,
-                subresource: str = "", deleted_snapshot: Obj | None = None) -> None:
+    def _record(
+        self,
+        event_type: str,
+        rtype: ResourceType,
+        namespace: str,
+        old: Obj | None,
+        new: Obj | None,
+        subresource: str = "",
+        deleted_snapshot: Obj | None = None,
+    ) -> None:
         event = WatchEvent(self._rv, rtype, namespace, old, new, deleted_snapshot)
         self._history.append(event)
         self._history_rvs.append(self._rv)
@@ -486,8 +494,9 @@ class ObjectStore:
             new = clone(new)
             new_meta = _meta(new)
             if new_meta.get("name", name) != name:
-                raise statuses.bad_request(f'the name of the object ({new_meta.get("name")}) does not match '
-                                           f"the name on the URL ({name})")
+                raise statuses.bad_request(
+                    f"the name of the object ({new_meta.get('name')}) does not match the name on the URL ({name})"
+                )
             wanted_rv = new_meta.get("resourceVersion")
             if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
                 raise statuses.stale_resource_version(rtype, name)
@@ -516,22 +525,27 @@ class ObjectStore:
         if body.get("apiVersion") != rtype.api_version or body.get("kind") != rtype.kind:
             raise statuses.bad_request(
                 f"the API version in the data ({body.get('apiVersion')}) does not match the expected API version "
-                f"({rtype.api_version})" if body.get("apiVersion") != rtype.api_version else
-                f"the kind in the data ({body.get('kind')}) does not match the expected kind ({rtype.kind})"
+                f"({rtype.api_version})"
+                if body.get("apiVersion") != rtype.api_version
+                else f"the kind in the data ({body.get('kind')}) does not match the expected kind ({rtype.kind})"
             )
         body_meta = body.get("metadata") or {}
         if body_meta.get("name") and body_meta["name"] != name:
-            raise statuses.bad_request(f"the name of the object ({body_meta['name']}) does not match the name on "
-                                       f"the URL ({name})")
+            raise statuses.bad_request(
+                f"the name of the object ({body_meta['name']}) does not match the name on the URL ({name})"
+            )
         if rtype.namespaced and body_meta.get("namespace") and body_meta["namespace"] != ns:
-            raise statuses.bad_request("the namespace of the provided object does not match the namespace sent "
-                                       "on the request")
+            raise statuses.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         timestamp = self.clock.timestamp()
         try:
             merged = server_side_apply(old, body, manager, force, rtype.api_version, timestamp)
         except ApplyConflictError as e:
             raise statuses.apply_conflict(
-                rtype, name, str(e),
+                rtype,
+                name,
+                str(e),
                 [(describe_path(c.path), f'conflict with "{c.manager}" using {c.api_version}') for c in e.conflicts],
             ) from e
         meta = _meta(merged)
@@ -569,12 +583,20 @@ class ObjectStore:
                 raise statuses.not_found(rtype, name)
             pre = preconditions or {}
             if pre.get("uid") and pre["uid"] != old["metadata"]["uid"]:
-                raise statuses.conflict(rtype, name, f"Precondition failed: UID in precondition: {pre['uid']}, "
-                                                     f"UID in object meta: {old['metadata']['uid']}")
+                raise statuses.conflict(
+                    rtype,
+                    name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, "
+                    f"UID in object meta: {old['metadata']['uid']}",
+                )
             if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
-                raise statuses.conflict(rtype, name, "Precondition failed: ResourceVersion in precondition: "
-                                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                                                     f"{old['metadata']['resourceVersion']}")
+                raise statuses.conflict(
+                    rtype,
+                    name,
+                    "Precondition failed: ResourceVersion in precondition: "
+                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                    f"{old['metadata']['resourceVersion']}",
+                )
             if dry_run:
                 return self._deleted_status(rtype, old)
             if old["metadata"].get("finalizers"):
@@ -623,8 +645,9 @@ class ObjectStore:
                     updated["metadata"]["ownerReferences"] = remaining
                 else:
                     updated["metadata"].pop("ownerReferences", None)
-                self._write(child_type, child_meta.get("namespace", ""), child_meta["name"], child, updated,
-                            None, "", False)
+                self._write(
+                    child_type, child_meta.get("namespace", ""), child_meta["name"], child, updated, None, "", False
+                )
             else:
                 self._remove(child_type, child_meta.get("namespace", ""), child_meta["name"], child, "Background")
         self._children.pop(uid, None)
@@ -716,7 +739,6 @@ class ObjectStore:
         """Every stored object of a type (stored dicts: do not mutate)."""
         with self._lock:
             return list(self._objects[rtype].values())
-
 
     def list(
         self,

@@ -144,17 +144,28 @@ def _event_row(obj: Obj, now: float) -> list[Any]:
     last = obj.get("lastTimestamp") or obj.get("firstTimestamp")
     seen = human_duration(now - parse_timestamp(last)) if last else "<unknown>"
     involved = obj.get("involvedObject") or {}
-    return [seen, obj.get("type", ""), obj.get("reason", ""),
-            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}", obj.get("message", "")]
+    return [
+        seen,
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        obj.get("message", ""),
+    ]
 
 
-def table_for(items: list[Obj], resource_version: str, include_object: str, now: float,
-              rtype: ResourceType | None = None) -> Obj:
+def table_for(
+    items: list[Obj], resource_version: str, include_object: str, now: float, rtype: ResourceType | None = None
+) -> Obj:
     """A Table of ``items``; the cells follow the kind of ``rtype`` (or of the first item)."""
     kind = rtype.kind if rtype is not None else (items[0].get("kind", "") if items else "")
     if kind == "Event":
-        definitions = [("Last Seen", "string"), ("Type", "string"), ("Reason", "string"), ("Object", "string"),
-                       ("Message", "string")]
+        definitions = [
+            ("Last Seen", "string"),
+            ("Type", "string"),
+            ("Reason", "string"),
+            ("Object", "string"),
+            ("Message", "string"),
+        ]
         rows_cells = [_event_row(i, now) for i in items]
     else:
         columns = _COLUMNS.get(kind, [])
@@ -167,8 +178,11 @@ def table_for(items: list[Obj], resource_version: str, include_object: str, now:
         elif include_object == "None":
             embedded = None
         else:
-            embedded = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": item.get("metadata") or {}}
+            embedded = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": item.get("metadata") or {},
+            }
         row: Obj = {"cells": cells}
         if embedded is not None:
             row["object"] = embedded
@@ -178,11 +192,8 @@ def table_for(items: list[Obj], resource_version: str, include_object: str, now:
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": [
-            {"name": name, "type": typ, "format": "name" if name == "Name" else "", "description": name,
-             "priority": 0}
+            {"name": name, "type": typ, "format": "name" if name == "Name" else "", "description": name, "priority": 0}
             for name, typ in definitions
         ],
         "rows": rows,
     }
-
-
