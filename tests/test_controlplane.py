@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -95,6 +96,32 @@ def test_kubectl_creates_a_namespace_and_a_deployment_whose_pods_run_and_log(
         assert "web v1 starting" in logs
     finally:
         judge.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- bearer tokens (TokenRequest) and their revocation ---------------------------------------------------------
+
+
+def test_an_issued_token_works_for_kubectl_until_it_is_revoked(
+    control_plane: ControlPlane, kubectl: str, tmp_path: Path
+) -> None:
+    token = control_plane.issue_token(600)
+    kubeconfig = control_plane.write_token_kubeconfig(tmp_path / "token.kubeconfig", token)
+    judge = Kubectl.under(tmp_path, kubectl, kubeconfig)
+    other = control_plane.issue_token(600)
+
+    listed = judge.run("get", "namespaces", "-o", "name").stdout
+    assert "namespace/kube-system" in listed
+    assert judge.run("auth", "can-i", "create", "deployments", "--all-namespaces").stdout.strip() == "yes"
+    assert token in kubeconfig.read_text() and stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+
+    control_plane.revoke_token(token)
+
+    # The API server caches a successful token review for 10 s: the refusal comes within that, not at once.
+    wait_until(lambda: control_plane.token_refused(token), 30, "the revoked token to be refused")
+    refused = judge.run("get", "namespaces", check=False)
+    assert refused.returncode != 0
+    assert "Unauthorized" in refused.stderr or "provide credentials" in refused.stderr, refused.stderr
+    assert not control_plane.token_refused(other), "revoking one token left the others working"
 
 
 # --- deployer run on the real cluster -----------------------------------------------------------------------

@@ -8,7 +8,10 @@ the ``default`` ServiceAccount in ``default``), and stopping all of it. Test sup
 deployer/ imports it.
 
     plane = ControlPlane.start(registry=("127.0.0.1:5000", "user", "password"))
-    plane.kubeconfig_path    # for kubectl or deployer
+    plane.kubeconfig_path    # for kubectl or deployer (admin client certificate)
+    token = plane.issue_token(3600)              # a cluster-admin bearer token (tokens.py)
+    plane.write_token_kubeconfig(path, token)
+    plane.revoke_token(token)                    # refused (401) within about 10 s
     plane.stop()
 """
 
@@ -33,6 +36,7 @@ from .api import ApiClient, ApiError
 from .building import Binaries, ensure_built
 from .certificates import Pki, write_kubeconfig
 from .node_agent import NodeAgent
+from .tokens import TokenIssuer
 
 __all__ = ["ControlPlane", "StartError"]
 
@@ -100,6 +104,7 @@ class ControlPlane:
         self.server_url = f"https://127.0.0.1:{self.apiserver_port}"
         self.kubeconfig_path = workdir / "admin.kubeconfig"
         self.api = ApiClient(self.server_url, pki.ca_cert, pki.admin_cert, pki.admin_key)
+        self.tokens = TokenIssuer(self.api, pki.ca_cert)
         self.agent: NodeAgent | None = None
         self._processes: list[_Process] = []
         self._owned_docker: Any | None = None
@@ -302,6 +307,27 @@ class ControlPlane:
     def write_kubeconfig(self, path: Path) -> Path:
         """Write the admin kubeconfig (readable by its owner only) to ``path``."""
         return write_kubeconfig(path, self.pki.kubeconfig(self.server_url))
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The cluster CA that signed the API server's serving certificate."""
+        return self.pki.ca_cert.read_bytes()
+
+    def issue_token(self, expiry_seconds: int = 3600) -> str:
+        """A cluster-admin bearer token from the real TokenRequest API (at least 10 minutes long)."""
+        return self.tokens.issue(expiry_seconds)
+
+    def revoke_token(self, token: str) -> None:
+        """Withdraw ``token``: the API server refuses it (401) within about 10 s; see ``token_refused``."""
+        self.tokens.revoke(token)
+
+    def token_refused(self, token: str) -> bool:
+        """The API server answers 401 to ``token``."""
+        return self.tokens.refused(token)
+
+    def write_token_kubeconfig(self, path: Path, token: str) -> Path:
+        """Write a kubeconfig (readable by its owner only) that authenticates with ``token``."""
+        return write_kubeconfig(path, self.tokens.kubeconfig(token))
 
     def component_log(self, name: str) -> str:
         """The end of a component's log (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)."""

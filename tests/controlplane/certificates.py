@@ -127,5 +127,5 @@ class Pki:
 
 
 def write_kubeconfig(path: Path, config: dict[str, Any]) -> Path:
-    """Write a kubeconfig readable by its owner only (it holds a private key)."""
+    """Write a kubeconfig readable by its owner only (it holds a private key or a token)."""
     return _write_private(path, json.dumps(config, indent=2).encode())
