@@ -324,7 +324,7 @@ def _annotation_position(error: DeployerError) -> dict[str, Any]:
 
     A field error knows its document, not its line; the line is looked up only now, on the error path.
     """
-    from deployer import actions
+    from deployer import github_actions
     from deployer.errors import ManifestError
     from deployer.workspace import is_file_source
 
@@ -340,7 +340,7 @@ def _annotation_position(error: DeployerError) -> dict[str, Any]:
             line = manifests.locate_document(source, error.document)
         except OSError:
             line = None
-    return {"file": actions.workspace_relative(error.path, os.environ), "line": line, "col": error.column}
+    return {"file": github_actions.workspace_relative(error.path, os.environ), "line": line, "col": error.column}
 
 
 @click.group(
@@ -432,10 +432,10 @@ def _report_refused_run(ctx: click.Context | None, message: str, exit_code: int)
     the step outputs (status, error) in Actions, and the result document with --format json."""
     if ctx is None or ctx.command.name != "run":
         return
-    from deployer import actions, pipeline
+    from deployer import github_actions, pipeline
     from deployer.console import Console
 
-    report = actions.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
+    report = github_actions.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
     pipeline.publish_report(report, Console(), os.environ, result_format=ctx.params.get("output_format") or "text")
 
 

@@ -19,11 +19,9 @@ import io
 import math
 import os
 import re
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +30,6 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from deployer import actions
 from deployer.digitalocean import (
     DEFAULT_API_URL,
     TOKEN_VARIABLE,
@@ -110,24 +107,6 @@ def expiry_for_run(given: int | None, rollout_timeout: float, rollback_timeout: 
     return given
 
 
-def actions_masker(env: Mapping[str, str], emit: Callable[[str], None]) -> Callable[[str], None]:
-    """A function that registers a secret with the GitHub Actions log masker (``::add-mask::``, whole and
-    line by line) when running in Actions, and does nothing elsewhere. ``emit`` must write a line to stdout
-    and flush it. (Console.add_secret does the same and also redacts the console's own lines.)"""
-    if env.get("GITHUB_ACTIONS", "").lower() != "true":
-        return _mask_nothing
-
-    def mask(value: str) -> None:
-        for line in actions.mask(value):
-            emit(line)
-
-    return mask
-
-
-def _mask_nothing(value: str) -> None:
-    return None
-
-
 def resolve_credentials(
     *,
     cluster: str | None,
@@ -146,7 +125,7 @@ def resolve_credentials(
     """Credentials from exactly one source, chosen like this: ``cluster`` (DigitalOcean, token from
     ``digitalocean_token`` or DIGITALOCEAN_ACCESS_TOKEN in ``env``); else ``kubeconfig_path``; else
     ``kubeconfig_data``; else KUBECONFIG in ``env``; else ~/.kube/config. ``mask`` is called with each secret
-    as soon as it is known (pass ``actions_masker(env, print)``); ``warn`` gets one-line warnings.
+    as soon as it is known (e.g. ``Console.add_secret``); ``warn`` gets one-line warnings.
     ``sleep`` and ``now`` (epoch seconds, the clock ``expires_at`` is read from) are for tests."""
     check_source(
         cluster=cluster,
@@ -423,21 +402,6 @@ def write_kubeconfig(credentials: KubeCredentials, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def private_kubeconfig_file(credentials: KubeCredentials) -> Iterator[Path]:
-    """A kubeconfig file for tools that need one on disk (kubectl): 0600 in a fresh 0700 directory, removed
-    when the block exits, even on error."""
-    directory = tempfile.mkdtemp(prefix="deployer-kubeconfig-")
-    try:
-        path = Path(directory) / "config"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(kubeconfig_yaml(credentials))
-        yield path
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- key material in memory ----------------------------------------------------------------------------

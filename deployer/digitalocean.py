@@ -73,7 +73,7 @@ WARNING_STATES = frozenset({"degraded", "upgrading"})
 
 
 @dataclass(frozen=True)
-class Cluster:
+class DigitalOceanCluster:
     """A DOKS cluster as listed by the API; ``state`` is None when it was given by UUID and never listed."""
 
     id: str
@@ -97,21 +97,11 @@ class IssuedKubeconfig:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class ClusterCredentials:
-    """The JSON form of the same credentials (``/credentials``); the token is kept out of the repr."""
-
-    server: str
-    certificate_authority_data: str = field(repr=False)
-    token: str | None = field(repr=False)
-    expires_at: datetime | None
-
-
 def is_cluster_uuid(name_or_uuid: str) -> bool:
     return bool(UUID_PATTERN.match(name_or_uuid))
 
 
-def cluster_state_warning(cluster: Cluster) -> str | None:
+def cluster_state_warning(cluster: DigitalOceanCluster) -> str | None:
     """Judge whether a deploy may go to this cluster: None when running (or unknown because given by UUID),
     a warning text when degraded or upgrading; raises ClusterLookupError when it cannot take a deploy."""
     state = cluster.state
@@ -183,15 +173,15 @@ class DigitalOceanAPI:
 
     # --- operations ----------------------------------------------------------------------------------
 
-    def list_clusters(self) -> list[Cluster]:
+    def list_clusters(self) -> list[DigitalOceanCluster]:
         """Every cluster the token can see, across all pages."""
         return list(self._iter_clusters())
 
-    def find_cluster(self, name_or_uuid: str) -> Cluster:
+    def find_cluster(self, name_or_uuid: str) -> DigitalOceanCluster:
         """A UUID is used as is (no listing, so a token with only kubernetes:access_cluster works); a name
         must match exactly one cluster the token can see."""
         if is_cluster_uuid(name_or_uuid):
-            return Cluster(id=name_or_uuid.lower())
+            return DigitalOceanCluster(id=name_or_uuid.lower())
         clusters = self.list_clusters()
         matches = [c for c in clusters if c.name == name_or_uuid]
         if len(matches) == 1:
@@ -234,30 +224,9 @@ class DigitalOceanAPI:
         response.encoding = response.encoding or "utf-8"
         return IssuedKubeconfig(text=response.text, expires_at=sent_at + _lifetime(expiry_seconds))
 
-    def credentials(self, cluster_id: str, expiry_seconds: int) -> ClusterCredentials:
-        """The same credentials in JSON form, for clients that do not read kubeconfigs."""
-        if expiry_seconds < 0:
-            raise ValueError("expiry_seconds must not be negative")
-        action = f"issue credentials for cluster {cluster_id}"
-        response, sent_at = self._get(
-            f"/v2/kubernetes/clusters/{quote(cluster_id, safe='')}/credentials",
-            {"expiry_seconds": str(expiry_seconds)},
-            action=action,
-            scope=ACCESS_SCOPE,
-            cluster_id=cluster_id,
-        )
-        body = self._json_object(response, action)
-        server = body.get("server")
-        ca_data = body.get("certificate_authority_data")
-        token = body.get("token")
-        if not isinstance(server, str) or not isinstance(ca_data, str) or not isinstance(token, str | None):
-            raise self._unexpected(response, action, "server, certificate_authority_data or token is missing")
-        expires_at = _parse_timestamp(body.get("expires_at")) or sent_at + _lifetime(expiry_seconds)
-        return ClusterCredentials(server=server, certificate_authority_data=ca_data, token=token, expires_at=expires_at)
-
     # --- plumbing ------------------------------------------------------------------------------------
 
-    def _iter_clusters(self) -> Iterator[Cluster]:
+    def _iter_clusters(self) -> Iterator[DigitalOceanCluster]:
         action = "list Kubernetes clusters"
         for page in range(1, MAX_PAGES + 1):
             # Page numbers rather than the links' URLs: the real API writes its own host into them, which
@@ -474,14 +443,14 @@ def _one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _cluster_from_json(item: Mapping[str, Any]) -> Cluster:
+def _cluster_from_json(item: Mapping[str, Any]) -> DigitalOceanCluster:
     status = item.get("status") if isinstance(item.get("status"), dict) else {}
     assert isinstance(status, dict)
 
     def text(value: object) -> str | None:
         return value if isinstance(value, str) and value else None
 
-    return Cluster(
+    return DigitalOceanCluster(
         id=str(item["id"]),
         name=text(item.get("name")),
         region=text(item.get("region")),
@@ -493,15 +462,3 @@ def _cluster_from_json(item: Mapping[str, Any]) -> Cluster:
 
 def _lifetime(expiry_seconds: int) -> timedelta:
     return timedelta(seconds=expiry_seconds) if expiry_seconds > 0 else DEFAULT_TOKEN_LIFETIME
-
-
-def _parse_timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        # RFC 3339 with nanoseconds (2019-11-09T11:50:28.889080521Z): keep microseconds only.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -91,12 +91,6 @@ class PushResult:
     digest: str  # sha256:... of the manifest, as the registry names it
     attempts: int = 1
 
-    @property
-    def pinned_reference(self) -> str:
-        """``registry/name@sha256:...``: the immutable form of ``reference``."""
-        repository, _ = split_reference(self.reference)
-        return f"{repository}@{self.digest}"
-
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -206,8 +206,6 @@ class RegistryAuthError(RegistryError):
 class HTTPAPIError(ExternalError):
     """An HTTP API answered with an error; carries the status and the request id when the API gives one."""
 
-    service = "API"
-
     def __init__(
         self,
         message: str,
@@ -231,7 +229,7 @@ class HTTPAPIError(ExternalError):
 
 
 class DigitalOceanError(HTTPAPIError):
-    service = "DigitalOcean API"
+    pass
 
 
 class DigitalOceanAuthError(DigitalOceanError):
@@ -243,7 +241,7 @@ class ClusterLookupError(DigitalOceanError):
 
 
 class KubernetesError(HTTPAPIError):
-    service = "Kubernetes API"
+    pass
 
 
 class CredentialsExpiredError(KubernetesError):
@@ -268,7 +266,7 @@ class LockLostError(KubernetesError):
 
 
 class GitHubError(HTTPAPIError):
-    service = "GitHub API"
+    pass
 
 
 # --- rollout outcomes --------------------------------------------------------------------------------

@@ -100,10 +100,6 @@ class DeploymentReporter:
         self._deployment: Deployment | None = None
         self.failures: list[GitHubError] = []
 
-    @property
-    def deployment_id(self) -> int | None:
-        return self._deployment.id if self._deployment is not None else None
-
     def _call(self, action: str, operation: Callable[[], Result]) -> Result | None:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._attempts),
@@ -226,23 +222,3 @@ class DeploymentReporter:
                 description=f"replaced by deployment {current.id}",
                 log_url=None,
             )
-
-
-def reporter_from_env(
-    env: Mapping[str, str],
-    *,
-    token: str | None,
-    warn: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-) -> DeploymentReporter | None:
-    """A reporter for this Actions run, or None when there is no token or no GITHUB_REPOSITORY to report to."""
-    repository = env.get("GITHUB_REPOSITORY", "")
-    if not token or not repository:
-        return None
-    return DeploymentReporter(
-        token=token,
-        repository=repository,
-        api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-        warn=warn,
-        sleep=sleep,
-    )

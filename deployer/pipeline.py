@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deployer import actions, manifests, names, plans, workspace
+from deployer import github_actions, manifests, names, plans, workspace
 from deployer.console import Console
 from deployer.errors import (
     DeployerError,
@@ -93,7 +93,7 @@ def render(
         images={"": image or str(target.reference), **settings.image_refs},
         placeholder=settings.placeholder,
         namespace=settings.namespace,
-        change_cause=change_cause(target, env, actions.run_url(env)),
+        change_cause=change_cause(target, env, github_actions.run_url(env)),
     )
     objects = manifests.render_objects(sources, options)
     for obj in objects:
@@ -252,12 +252,12 @@ def _emit_plan(plan: plans.Plan, output_format: str) -> None:
 
 
 def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
-    report = actions.DeployReport(
+    report = github_actions.DeployReport(
         status="planned",
         image="",
         namespace=settings.namespace or None,
         namespace_source="option" if settings.namespace else None,
-        run_url=actions.run_url(env),
+        run_url=github_actions.run_url(env),
     )
     try:
         _check_inputs(settings)
@@ -284,7 +284,7 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         report.error = console.redact(str(e))
         raise
     finally:
-        report.status = actions.status_for_exit_code(report.exit_code, dry_run=True)
+        report.status = github_actions.status_for_exit_code(report.exit_code, dry_run=True)
         # A dry run that planned has printed its plan as its result; one that failed prints the result document.
         publish_report(report, console, env, result_format=settings.output_format if report.error else "text")
 
@@ -347,14 +347,14 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
     GitHub Deployment, once started, is finished.
     """
     started = time.monotonic()
-    report = actions.DeployReport(
+    report = github_actions.DeployReport(
         status="failed",
         image="",
         environment=settings.github.environment,
         environment_url=settings.github.environment_url,
         namespace=settings.namespace or None,
         namespace_source="option" if settings.namespace else None,
-        run_url=actions.run_url(env),
+        run_url=github_actions.run_url(env),
     )
     reporters: list[Any] = []  # the GitHub Deployment, once the image (and its digest) exists
     try:
@@ -376,7 +376,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
         report.error = console.redact(str(e))
         raise
     finally:
-        report.status = actions.status_for_exit_code(report.exit_code)
+        report.status = github_actions.status_for_exit_code(report.exit_code)
         report.seconds = time.monotonic() - started
         # The GitHub Deployment first: whatever happens to the files below, it must not stay in progress.
         for reporter in reporters:
@@ -389,17 +389,19 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
         publish_report(report, console, env, result_format=settings.output_format)
 
 
-def publish_report(report: actions.DeployReport, console: Console, env: Mapping[str, str], result_format: str) -> None:
+def publish_report(
+    report: github_actions.DeployReport, console: Console, env: Mapping[str, str], result_format: str
+) -> None:
     """Hand a finished run's report to its readers: the step outputs and the step summary (in Actions) and,
-    with ``result_format`` json, the result document on stdout (actions.result_document).
+    with ``result_format`` json, the result document on stdout (github_actions.result_document).
 
     Reporting comes after the deploy's own result and never changes it: a reader that cannot be written
     to (an unwritable GITHUB_OUTPUT, a closed stdout) is a warning, and the others are still written.
     """
-    summary = console.redact(actions.summary_markdown(report))
+    summary = console.redact(github_actions.summary_markdown(report))
     writers: tuple[tuple[str, Callable[[], bool]], ...] = (
-        ("GITHUB_OUTPUT", lambda: actions.write_outputs(env, actions.report_outputs(report))),
-        ("GITHUB_STEP_SUMMARY", lambda: actions.append_step_summary(env, summary)),
+        ("GITHUB_OUTPUT", lambda: github_actions.write_outputs(env, github_actions.report_outputs(report))),
+        ("GITHUB_STEP_SUMMARY", lambda: github_actions.append_step_summary(env, summary)),
     )
     for variable, write in writers:
         try:
@@ -409,7 +411,7 @@ def publish_report(report: actions.DeployReport, console: Console, env: Mapping[
             console.warn(f"could not write to {variable} {env.get(variable)}: {reason}; the run's result stands")
     if result_format == "json":
         try:
-            sys.stdout.write(actions.result_json(report) + "\n")
+            sys.stdout.write(github_actions.result_json(report) + "\n")
             sys.stdout.flush()
         except OSError as e:
             console.warn(f"could not print the result to stdout: {e.strerror or e}")
@@ -437,7 +439,7 @@ def _start_github_deployment(
         ref=target.commit.sha if target.commit else (target.reference.tag or ""),
         payload={"image": published.reference, "digest": published.digest},
         description=f"deploying {published.reference}",
-        log_url=actions.run_url(env),
+        log_url=github_actions.run_url(env),
     )
     return reporter
 
@@ -515,7 +517,7 @@ def _deploy_phases(
     target: ImageTarget,
     rendered: Rendered,
     credentials: Any,
-    report: actions.DeployReport,
+    report: github_actions.DeployReport,
     reporters: list[Any],
     cancellation: Cancellation,
 ) -> int:
@@ -540,7 +542,7 @@ def _deploy_phases(
         cancellation.protect_changes()
         namespace, source = _chosen_namespace(settings.namespace, kube, credentials)
         report.namespace, report.namespace_source = namespace, source
-        console.info(f"namespace: {namespace} ({actions.NAMESPACE_SOURCES[source]})")
+        console.info(f"namespace: {namespace} ({github_actions.NAMESPACE_SOURCES[source]})")
         _check_kinds_known(kube, rendered)
         bodies = [obj.body for obj in rendered.objects]
         declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
@@ -576,7 +578,7 @@ def _deploy_phases(
 
 
 def _chosen_namespace(asked: str | None, kube: Any, credentials: Any) -> tuple[str, str]:
-    """The namespace for objects that name none, and where it came from (a key of actions.NAMESPACE_SOURCES).
+    """The namespace for objects that name none, and where it came from (a key of github_actions.NAMESPACE_SOURCES).
 
     ``-n ""`` (the action's default) means no namespace was asked for, as kubectl reads it.
     """
@@ -603,7 +605,7 @@ def _apply_and_verify(
     kube: Any,
     rendered: Rendered,
     bodies: list[dict[str, Any]],
-    report: actions.DeployReport,
+    report: github_actions.DeployReport,
     cancellation: Cancellation,
     lock: Any,
     created_namespace: bool,
@@ -623,7 +625,7 @@ def _apply_and_verify(
         raise cancellation.error("before the apply")
     previous = {ref: record.find(ref) for ref in workloads}
     report.workloads = [
-        actions.WorkloadResult(
+        github_actions.WorkloadResult(
             ref.kind,
             ref.name,
             ref.namespace,
@@ -763,7 +765,7 @@ def _recorded_revision(record: Any) -> str | None:
     return str(record.revision.number)
 
 
-def _fill_workload_results(report: actions.DeployReport, waited: Any) -> None:
+def _fill_workload_results(report: github_actions.DeployReport, waited: Any) -> None:
     """Per-workload result, time and revision now live, from the last state the wait saw."""
     by_key = {(ref.kind, ref.namespace, ref.name): ref for ref in waited.verdicts}
     for workload in report.workloads:
@@ -797,7 +799,7 @@ def build(image: ImageSettings, output_format: str, console: Console, env: Mappi
         sys.stdout.write(
             f"{published.reference}@{published.digest}\n" if published.digest else published.reference + "\n"
         )
-    actions.write_outputs(env, outputs)
+    github_actions.write_outputs(env, outputs)
     return ExitCode.OK
 
 

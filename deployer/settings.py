@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from deployer import images, names, revisions
+from deployer import commits, images, names
 from deployer.errors import ImageReferenceError, OptionError
 from deployer.images import ImageReference
 
@@ -193,7 +193,7 @@ class ImageTarget:
     """The image a run deploys, and the commit it came from."""
 
     reference: ImageReference
-    commit: revisions.Commit | None
+    commit: commits.Commit | None
     extra_references: tuple[ImageReference, ...] = ()
 
 
@@ -201,7 +201,7 @@ def resolve_image_target(
     settings: ImageSettings,
     env: Mapping[str, str],
     event: Mapping[str, Any] | None,
-    git: revisions.GitState,
+    git: commits.GitState,
 ) -> ImageTarget:
     """``<registry>/<owner>/<name>:<sha7>``, each part overridable, each missing part a clear error."""
     if settings.repository:
@@ -212,14 +212,14 @@ def resolve_image_target(
             )
         repository_text = repository.repository
     else:
-        repo = revisions.choose_repository(env, git)
+        repo = commits.choose_repository(env, git)
         repository_text = images.default_repository(settings.registry, repo.owner, settings.name or repo.name)
-    commit: revisions.Commit | None = None
+    commit: commits.Commit | None = None
     if settings.tag:
         tag = settings.tag
     else:
-        commit = revisions.choose_commit(env, event, git)
-        tag = revisions.tag_for_commit(images.short_sha(commit.sha, settings.sha_length), commit.dirty)
+        commit = commits.choose_commit(env, event, git)
+        tag = commits.tag_for_commit(images.short_sha(commit.sha, settings.sha_length), commit.dirty)
     reference = images.image_for_commit(repository_text, tag)
     extras = tuple(reference.with_tag(extra) for extra in settings.extra_tags if extra != tag)
     for extra in extras:

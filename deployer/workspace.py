@@ -2,7 +2,7 @@
 
 The only module that reads the work tree, standard input (``-f -``), and runs ``git`` and ``kubectl
 kustomize`` (``-k``). It gathers facts and hands them to the pure
-modules (revisions, manifests) which decide; it decides nothing itself.
+modules (commits, manifests) which decide; it decides nothing itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from deployer.commits import GitState
 from deployer.errors import InputError, ManifestError, OptionError
-from deployer.revisions import GitState
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 STDIN = "-"  # -f -: read standard input, as kubectl does

@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 import trustme
 
+from deployer import github_actions
 from deployer.credentials import (
     KubeCredentials,
-    actions_masker,
     expiry_for_run,
     kubeconfig_yaml,
     memory_backed_kubeconfig,
     needed_expiry_seconds,
-    private_kubeconfig_file,
     resolve_credentials,
     write_kubeconfig,
 )
@@ -275,29 +274,11 @@ def test_in_github_actions_secrets_are_masked_before_anything_else(fake: FakeDig
         expiry_seconds=600,
         env=env,
         warn=lambda text: shown.append(f"warning: {text}"),
-        mask=actions_masker(env, shown.append),
+        mask=lambda value: shown.extend(github_actions.mask(value)),
     )
     assert shown[0] == f"::add-mask::{TOKEN}"
     assert shown[1].startswith("warning: ")
     assert shown[2] == f"::add-mask::{fake.minted[0]}"
-
-
-@pytest.mark.parametrize(
-    ("env", "value", "expected"),
-    [
-        ({"GITHUB_ACTIONS": "true"}, "abc123secret", ["::add-mask::abc123secret"]),
-        ({"GITHUB_ACTIONS": "true"}, "line-one\nline-two\n", None),
-        ({}, "abc123secret", []),
-        ({"GITHUB_ACTIONS": "false"}, "abc123secret", []),
-    ],
-)
-def test_actions_masker_masks_only_in_actions(env: dict[str, str], value: str, expected: list[str] | None) -> None:
-    emitted: list[str] = []
-    actions_masker(env, emitted.append)(value)
-    if expected is not None:
-        assert emitted == expected
-    else:  # multi-line: every line is masked on its own
-        assert "::add-mask::line-one" in emitted and "::add-mask::line-two" in emitted
 
 
 def test_cluster_without_a_token_is_bad_input() -> None:
@@ -556,25 +537,6 @@ def _credentials(tmp_path: Path) -> KubeCredentials:
     return resolve(Events(), kubeconfig_path=str(path))
 
 
-def test_private_kubeconfig_file_is_owner_only_and_removed_after(tmp_path: Path) -> None:
-    credentials = _credentials(tmp_path)
-    with private_kubeconfig_file(credentials) as path:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-        assert USER_TOKEN in path.read_text()
-        assert "current-context: kind-dev" in path.read_text()
-    assert not path.exists() and not path.parent.exists()
-
-
-def test_private_kubeconfig_file_is_removed_on_error(tmp_path: Path) -> None:
-    credentials = _credentials(tmp_path)
-    kept: list[Path] = []
-    with pytest.raises(RuntimeError), private_kubeconfig_file(credentials) as path:
-        kept.append(path)
-        raise RuntimeError("the deploy failed")
-    assert not kept[0].exists() and not kept[0].parent.exists()
-
-
 def test_written_kubeconfig_is_owner_only_and_loads_back(tmp_path: Path) -> None:
     credentials = _credentials(tmp_path)
     target = tmp_path / "out" / "kubeconfig"
@@ -594,7 +556,15 @@ def test_written_kubeconfig_is_owner_only_and_loads_back(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     "scenario",
-    ["success", "rejected token", "missing scope", "unavailable", "unknown name", "context", "private file"],
+    [
+        "success",
+        "rejected token",
+        "missing scope",
+        "unavailable",
+        "unknown name",
+        "context",
+        "memory-backed kubeconfig",
+    ],
 )
 def test_tokens_never_reach_output_errors_logs_or_files(
     fake: FakeDigitalOceanAPI,
@@ -632,9 +602,9 @@ def test_tokens_never_reach_output_errors_logs_or_files(
             sleep=RecordedSleeps(),
         )
         seen += [repr(credentials), str(credentials), credentials.description]
-        if scenario == "private file":
-            with private_kubeconfig_file(credentials) as path:
-                assert path.is_relative_to(scratch)
+        if scenario == "memory-backed kubeconfig":
+            _, release = memory_backed_kubeconfig(credentials.kubeconfig)
+            release()
     except DeployerError as e:
         error = e
     expected_error = {
@@ -733,19 +703,19 @@ def test_issued_kubeconfig_authenticates_to_the_cluster_until_it_expires(
         api_client.close()
 
 
-def test_private_kubeconfig_file_works_for_kubectl(
-    simulator: Any, fake_for_simulator: FakeDigitalOceanAPI, kubectl: str
+def test_written_kubeconfig_works_for_kubectl_until_its_token_expires(
+    simulator: Any, fake_for_simulator: FakeDigitalOceanAPI, kubectl: str, tmp_path: Path
 ) -> None:
     import subprocess
 
     credentials = _issue(simulator, fake_for_simulator, 300)
-    with private_kubeconfig_file(credentials) as path:
-        command = [kubectl, "--kubeconfig", str(path), "get", "namespaces", "-o", "name"]
-        listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        assert listed.returncode == 0, listed.stderr
-        assert "namespace/default" in listed.stdout
-        simulator.clock.advance(301)
-        refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
-        assert refused.returncode != 0
-        assert "Unauthorized" in refused.stderr or "must be logged in" in refused.stderr
-    assert not path.exists()
+    path = tmp_path / "kubeconfig"
+    write_kubeconfig(credentials, path)
+    command = [kubectl, "--kubeconfig", str(path), "get", "namespaces", "-o", "name"]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "namespace/default" in listed.stdout
+    simulator.clock.advance(301)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "Unauthorized" in refused.stderr or "must be logged in" in refused.stderr

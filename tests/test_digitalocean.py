@@ -12,8 +12,8 @@ import pytest
 import trustme
 
 from deployer.digitalocean import (
-    Cluster,
     DigitalOceanAPI,
+    DigitalOceanCluster,
     cluster_state_warning,
 )
 from deployer.errors import (
@@ -78,7 +78,7 @@ def assert_secret_free(*texts: str) -> None:
 
 def test_uuid_is_used_as_is_without_listing(client: DigitalOceanAPI, fake: FakeDigitalOceanAPI) -> None:
     cluster = client.find_cluster("BD5F5959-5E1E-4205-A714-A914373942AF")
-    assert cluster == Cluster(id="bd5f5959-5e1e-4205-a714-a914373942af")
+    assert cluster == DigitalOceanCluster(id="bd5f5959-5e1e-4205-a714-a914373942af")
     assert fake.exchanges == []
 
 
@@ -144,7 +144,9 @@ def test_name_shared_by_several_clusters_lists_their_ids(client: DigitalOceanAPI
 def test_cluster_state_decides_whether_a_deploy_may_go_ahead(
     state: str | None, message: str | None, outcome: str | None
 ) -> None:
-    cluster = Cluster(id="bd5f5959-5e1e-4205-a714-a914373942af", name="web", state=state, status_message=message)
+    cluster = DigitalOceanCluster(
+        id="bd5f5959-5e1e-4205-a714-a914373942af", name="web", state=state, status_message=message
+    )
     if outcome == "error":
         with pytest.raises(ClusterLookupError) as caught:
             cluster_state_warning(cluster)
@@ -178,18 +180,6 @@ def test_kubeconfig_asks_for_a_token_kubeconfig_with_the_expiry(
     assert fake.minted[0].endswith("-900-c0ffee")
     assert issued.expires_at == sent + timedelta(seconds=900)
     assert fake.minted[0] not in repr(issued)
-
-
-def test_credentials_endpoint_gives_server_ca_token_and_expiry(
-    client: DigitalOceanAPI, fake: FakeDigitalOceanAPI, ca_pem: bytes
-) -> None:
-    before = datetime.now(UTC)
-    credentials = client.credentials(fake.clusters[1].id, 600)
-    assert credentials.server == "https://127.0.0.1:6443"
-    assert credentials.token == fake.minted[0]
-    assert credentials.expires_at is not None
-    assert before + timedelta(seconds=599) <= credentials.expires_at <= datetime.now(UTC) + timedelta(seconds=601)
-    assert fake.minted[0] not in repr(credentials)
 
 
 def test_unknown_cluster_id_is_a_lookup_error_with_the_request_id(

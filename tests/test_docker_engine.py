@@ -19,7 +19,6 @@ from deployer.docker_engine import (
     ClassicBuildOutput,
     DockerEngine,
     PushProgress,
-    PushResult,
     RegistryLogin,
     RetryPolicy,
     auth_remedy,
@@ -107,11 +106,6 @@ def test_registry_login_repr_hides_the_password() -> None:
     assert "ghp_visible-if-leaked" not in repr(login)
     assert "ghp_visible-if-leaked" not in str(login)
     assert login.auth_config()["password"] == "ghp_visible-if-leaked"
-
-
-def test_pinned_reference_swaps_the_tag_for_the_digest() -> None:
-    result = PushResult("ghcr.io/acme/app:abc1234", "sha256:" + "a" * 64)
-    assert result.pinned_reference == "ghcr.io/acme/app@sha256:" + "a" * 64
 
 
 # --- pure: Dockerfiles and build output ---------------------------------------------------------------

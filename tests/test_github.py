@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deployer.github import DESCRIPTION_LIMIT, DeploymentReporter, reporter_from_env
+from deployer.github import DESCRIPTION_LIMIT, DeploymentReporter
 from tests.fakes.github_api import FakeGitHubAPI
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -161,7 +161,8 @@ def test_a_403_on_the_final_status_only_warns(fake: FakeGitHubAPI) -> None:
     reporter.finish(state="success", log_url=LOG_URL, description="done")
 
     [warning] = recorder.warnings
-    assert f"setting deployment {reporter.deployment_id} to success failed" in warning
+    [deployment] = fake.deployments()
+    assert f"setting deployment {deployment['id']} to success failed" in warning
     assert "GET /repos/acme/hello-app/deployments" not in fake.operations()
 
 
@@ -211,18 +212,6 @@ def test_descriptions_are_cut_to_githubs_limit(fake: FakeGitHubAPI, description:
 
     assert len(fake.requests[1].body["description"]) == expected_length
     assert len(fake.requests[2].body["description"]) == expected_length
-
-
-@pytest.mark.parametrize(
-    ("env", "token", "made"),
-    [
-        ({"GITHUB_REPOSITORY": "acme/hello-app"}, "t", True),
-        ({"GITHUB_REPOSITORY": "acme/hello-app"}, "", False),
-        ({}, "t", False),
-    ],
-)
-def test_reporter_from_env_needs_a_token_and_a_repository(env: dict[str, str], token: str, made: bool) -> None:
-    assert (reporter_from_env(env, token=token, warn=print) is not None) is made
 
 
 def test_the_fake_flags_a_request_that_githubs_description_forbids() -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from deployer.commits import Commit, GitState
 from deployer.errors import ImageReferenceError, OptionError, RevisionError
 from deployer.images import parse_image_reference
-from deployer.revisions import Commit, GitState
 from deployer.settings import (
     ClusterSettings,
     GitHubSettings,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from deployer.commits import GitState, Repository, choose_commit, choose_repository, tag_for_commit
 from deployer.errors import RevisionError
-from deployer.revisions import GitState, Repository, choose_commit, choose_repository, tag_for_commit
 
 PR_HEAD = "1111111111111111111111111111111111111111"
 MERGE_SHA = "2222222222222222222222222222222222222222"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from deployer.errors import ExitCode, ManifestError, OptionError, WorkloadOutcome
+from deployer.errors import ExitCode, OptionError, WorkloadOutcome
 from deployer.settings import format_duration
 
 AnnotationLevel = Literal["error", "warning", "notice"]
@@ -138,21 +138,6 @@ def workspace_relative(path: str, env: Mapping[str, str]) -> str:
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(workspace)).as_posix()
     except ValueError:
         return path
-
-
-def manifest_error_annotation(error: ManifestError, env: Mapping[str, str]) -> str:
-    """The ``::error file=...,line=...,col=...::`` line for a manifest error: GitHub marks the YAML line."""
-    file = workspace_relative(error.path, env) if error.path else None
-    subject = f"{error.field_path}: " if error.field_path else ""
-    where = f"document {error.document}: " if error.document is not None and error.line is None else ""
-    return annotation(
-        "error",
-        f"{where}{subject}{error.problem}",
-        file=file,
-        line=error.line,
-        col=error.column,
-        title="deployer: invalid manifest",
-    )
 
 
 # --- text deployer did not write ---------------------------------------------------------------------
@@ -557,7 +542,6 @@ __all__ = [
     "fenced",
     "inert_lines",
     "is_github_actions",
-    "manifest_error_annotation",
     "mask",
     "new_stop_token",
     "output_lines",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer import actions
-from deployer.actions import DeployReport, WorkloadResult
-from deployer.errors import ManifestSyntaxError, OptionError, WorkloadOutcome
+from deployer import github_actions
+from deployer.errors import OptionError, WorkloadOutcome
+from deployer.github_actions import DeployReport, WorkloadResult
 
 # --- a reader that follows the runner's rules (actions/runner: ActionCommand, file commands) ---------
 
@@ -87,13 +87,13 @@ TRICKY = [
     ],
 )
 def test_escaping_follows_the_runner(text: str, escaped_data: str, escaped_property: str) -> None:
-    assert actions.escape_data(text) == escaped_data
-    assert actions.escape_property(text) == escaped_property
+    assert github_actions.escape_data(text) == escaped_data
+    assert github_actions.escape_property(text) == escaped_property
 
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_message_and_properties_read_back_unchanged(text: str) -> None:
-    line = actions.annotation("warning", text, file=text or None, title="t: x, y")
+    line = github_actions.annotation("warning", text, file=text or None, title="t: x, y")
 
     name, properties, message = read_command(line)
 
@@ -106,15 +106,15 @@ def test_message_and_properties_read_back_unchanged(text: str) -> None:
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
-        (lambda: actions.error_annotation("bad"), "::error::bad"),
-        (lambda: actions.error_annotation("bad", file="k8s/app.yaml"), "::error file=k8s/app.yaml::bad"),
+        (lambda: github_actions.error_annotation("bad"), "::error::bad"),
+        (lambda: github_actions.error_annotation("bad", file="k8s/app.yaml"), "::error file=k8s/app.yaml::bad"),
         (
-            lambda: actions.error_annotation("bad", file="k8s/app.yaml", line=3, col=7),
+            lambda: github_actions.error_annotation("bad", file="k8s/app.yaml", line=3, col=7),
             "::error file=k8s/app.yaml,line=3,col=7::bad",
         ),
-        (lambda: actions.warning_annotation("slow", line=2), "::warning line=2::slow"),
+        (lambda: github_actions.warning_annotation("slow", line=2), "::warning line=2::slow"),
         (
-            lambda: actions.annotation("notice", "n", file="f", line=1, end_line=2, col=3, end_column=4),
+            lambda: github_actions.annotation("notice", "n", file="f", line=1, end_line=2, col=3, end_column=4),
             "::notice file=f,line=1,endLine=2,col=3,endColumn=4::n",
         ),
     ],
@@ -134,15 +134,15 @@ def test_annotations_name_the_file_position(call: object, expected: str) -> None
     ],
 )
 def test_mask_registers_the_secret_and_each_of_its_lines(secret: str, masked: list[str]) -> None:
-    commands = [read_command(line) for line in actions.mask(secret)]
+    commands = [read_command(line) for line in github_actions.mask(secret)]
 
     assert [name for name, _, _ in commands] == ["add-mask"] * len(masked)
     assert [message for _, _, message in commands] == masked
 
 
 def test_fenced_lines_resume_only_with_a_fresh_random_token() -> None:
-    first = actions.fenced(["::error::x"])
-    second = actions.fenced(["::error::x"])
+    first = github_actions.fenced(["::error::x"])
+    second = github_actions.fenced(["::error::x"])
 
     name, _, token = read_command(first[0])
     assert name == "stop-commands"
@@ -161,12 +161,12 @@ def test_fenced_lines_resume_only_with_a_fresh_random_token() -> None:
     ],
 )
 def test_text_that_cannot_be_a_command_is_left_as_lines(text: str, lines: list[str]) -> None:
-    assert actions.inert_lines(text) == lines
+    assert github_actions.inert_lines(text) == lines
 
 
 @pytest.mark.parametrize("text", ["ok\n::error::x", "| ##[error]x", "see http://[::1]:8080/"])
 def test_text_that_could_be_a_command_is_fenced_whole(text: str) -> None:
-    lines = actions.inert_lines(text)
+    lines = github_actions.inert_lines(text)
     token = read_command(lines[0])[2]
     assert lines[1:] == [*text.splitlines(), f"::{token}::"]
 
@@ -176,30 +176,16 @@ def test_text_that_could_be_a_command_is_fenced_whole(text: str) -> None:
     [({"GITHUB_ACTIONS": "true"}, True), ({"GITHUB_ACTIONS": "false"}, False), ({}, False), ({"CI": "true"}, False)],
 )
 def test_is_github_actions_reads_the_runner_variable(env: dict[str, str], expected: bool) -> None:
-    assert actions.is_github_actions(env) is expected
+    assert github_actions.is_github_actions(env) is expected
 
 
-def test_manifest_error_annotation_points_at_the_yaml_line_relative_to_the_workspace(tmp_path: Path) -> None:
-    error = ManifestSyntaxError(
-        "mapping values are not allowed here", path=str(tmp_path / "k8s" / "app.yaml"), document=2, line=7, column=12
-    )
-
-    name, properties, message = read_command(
-        actions.manifest_error_annotation(error, {"GITHUB_WORKSPACE": str(tmp_path)})
-    )
-
-    assert name == "error"
-    assert properties == {"file": "k8s/app.yaml", "line": "7", "col": "12", "title": "deployer: invalid manifest"}
-    assert message == "mapping values are not allowed here"
+def test_a_path_inside_the_workspace_is_given_relative_to_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "k8s" / "app.yaml")
+    assert github_actions.workspace_relative(path, {"GITHUB_WORKSPACE": str(tmp_path)}) == "k8s/app.yaml"
 
 
-def test_manifest_error_outside_the_workspace_keeps_its_path_and_names_the_document() -> None:
-    error = ManifestSyntaxError("missing kind", path="/elsewhere/app.yaml", document=3, field_path="kind")
-
-    _, properties, message = read_command(actions.manifest_error_annotation(error, {"GITHUB_WORKSPACE": "/w"}))
-
-    assert properties["file"] == "/elsewhere/app.yaml"
-    assert message == "document 3: kind: missing kind"
+def test_a_path_outside_the_workspace_keeps_its_path() -> None:
+    assert github_actions.workspace_relative("/elsewhere/app.yaml", {"GITHUB_WORKSPACE": "/w"}) == "/elsewhere/app.yaml"
 
 
 @pytest.mark.parametrize(
@@ -222,7 +208,7 @@ def test_manifest_error_outside_the_workspace_keeps_its_path_and_names_the_docum
     ],
 )
 def test_run_url_is_built_from_the_runner_variables(env: dict[str, str], expected: str | None) -> None:
-    assert actions.run_url(env) == expected
+    assert github_actions.run_url(env) == expected
 
 
 # --- workflow files ----------------------------------------------------------------------------------
@@ -233,7 +219,7 @@ def test_outputs_read_back_unchanged_by_the_runner(tmp_path: Path, value: str) -
     output_file = tmp_path / "output"
     output_file.write_text("earlier=1\n")
 
-    assert actions.write_outputs({"GITHUB_OUTPUT": str(output_file)}, {"value": value, "other": "o"})
+    assert github_actions.write_outputs({"GITHUB_OUTPUT": str(output_file)}, {"value": value, "other": "o"})
 
     with output_file.open(encoding="utf-8", newline="") as handle:
         written = handle.read()
@@ -243,7 +229,7 @@ def test_outputs_read_back_unchanged_by_the_runner(tmp_path: Path, value: str) -
 def test_a_value_cannot_end_the_heredoc_early_and_set_another_output() -> None:
     attack = "ok\nghadelimiter_x\nstatus<<EOF\nsuccess\nEOF"
 
-    text = actions.output_lines({"revisions": attack})
+    text = github_actions.output_lines({"revisions": attack})
 
     assert read_output_file(text) == {"revisions": attack}
     delimiter = text.split("\n")[0].partition("<<")[2]
@@ -253,20 +239,20 @@ def test_a_value_cannot_end_the_heredoc_early_and_set_another_output() -> None:
 @pytest.mark.parametrize("name", ["", "a=b", "two\nlines", "x<<y", "spaced name"])
 def test_invalid_output_names_are_refused(name: str) -> None:
     with pytest.raises(OptionError, match="invalid output name"):
-        actions.output_lines({name: "v"})
+        github_actions.output_lines({name: "v"})
 
 
 def test_outside_actions_nothing_is_written() -> None:
-    assert actions.write_outputs({}, {"a": "b"}) is False
-    assert actions.append_step_summary({}, "# hi") is False
+    assert github_actions.write_outputs({}, {"a": "b"}) is False
+    assert github_actions.append_step_summary({}, "# hi") is False
 
 
 def test_step_summary_is_appended_with_a_final_newline(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     env = {"GITHUB_STEP_SUMMARY": str(summary)}
 
-    actions.append_step_summary(env, "# one")
-    actions.append_step_summary(env, "two\n")
+    github_actions.append_step_summary(env, "# one")
+    github_actions.append_step_summary(env, "two\n")
 
     assert summary.read_text() == "# one\ntwo\n"
 
@@ -275,10 +261,10 @@ def test_a_step_summary_over_the_limit_is_cut_with_a_note(tmp_path: Path) -> Non
     summary = tmp_path / "summary.md"
     summary.write_text("x" * 1000)
 
-    actions.append_step_summary({"GITHUB_STEP_SUMMARY": str(summary)}, "é" * actions.STEP_SUMMARY_LIMIT)
+    github_actions.append_step_summary({"GITHUB_STEP_SUMMARY": str(summary)}, "é" * github_actions.STEP_SUMMARY_LIMIT)
 
     text = summary.read_text(encoding="utf-8")
-    assert len(text.encode("utf-8")) <= actions.STEP_SUMMARY_LIMIT
+    assert len(text.encode("utf-8")) <= github_actions.STEP_SUMMARY_LIMIT
     assert text.rstrip().endswith("the job log has everything._")
 
 
@@ -314,7 +300,7 @@ def web(**changes: object) -> WorkloadResult:
     ],
 )
 def test_status_follows_the_exit_code(exit_code: int, dry_run: bool, status: str) -> None:
-    assert actions.status_for_exit_code(exit_code, dry_run=dry_run) == status
+    assert github_actions.status_for_exit_code(exit_code, dry_run=dry_run) == status
 
 
 @pytest.mark.parametrize(
@@ -330,7 +316,7 @@ def test_outputs_of_a_report(status: str, rolled_back: str) -> None:
         workloads=[web(), web(kind="StatefulSet", name="db", revision=None, previous_revision=None)],
     )
 
-    outputs = actions.report_outputs(report)
+    outputs = github_actions.report_outputs(report)
 
     assert outputs["image"] == IMAGE and outputs["digest"] == DIGEST and outputs["tag"] == "0123456"
     assert outputs["status"] == status and outputs["rolled-back"] == rolled_back
@@ -353,7 +339,7 @@ def test_summary_of_a_success_lists_image_digest_environment_and_each_workload()
         seconds=75,
     )
 
-    markdown = actions.summary_markdown(report)
+    markdown = github_actions.summary_markdown(report)
 
     assert markdown.startswith(f"## ✅ Deployed `{IMAGE}`\n")
     assert f"| **Digest** | `{DIGEST}` |" in markdown
@@ -374,7 +360,7 @@ def test_summary_of_a_rollback_explains_the_failure_and_what_was_restored() -> N
         rollback=[WorkloadOutcome("Deployment", "web", "rolled back", "to revision 2")],
     )
 
-    markdown = actions.summary_markdown(report)
+    markdown = github_actions.summary_markdown(report)
 
     assert markdown.startswith("## ↩️ Rolled back:")
     assert "| deployment/web | default | failed: ImagePullBackOff | 12.5s | 3 (was 2) |" in markdown
@@ -389,7 +375,7 @@ def test_summary_cannot_be_broken_by_text_from_the_cluster() -> None:
         status="failed", image=IMAGE, workloads=[web(detail=hostile)], diagnosis=hostile, error=hostile
     )
 
-    markdown = actions.summary_markdown(report)
+    markdown = github_actions.summary_markdown(report)
 
     fenced = "````text\n" + hostile + "\n````"
     assert fenced in markdown, "in a code block longer fences keep the text literal"
@@ -401,7 +387,7 @@ def test_summary_cannot_be_broken_by_text_from_the_cluster() -> None:
 def test_summary_of_a_dry_run_shows_the_plan_unfolded() -> None:
     report = DeployReport(status="planned", image=IMAGE, plan="create deployment/web\ncreate service/web")
 
-    markdown = actions.summary_markdown(report)
+    markdown = github_actions.summary_markdown(report)
 
     assert markdown.startswith(f"## 📝 Dry run of `{IMAGE}`")
     plan = "```text\ncreate deployment/web\ncreate service/web\n```"
@@ -527,7 +513,7 @@ RESULT_FIELDS = {
     ids=["success", "rolled back", "rollback failed", "bad input"],
 )
 def test_result_document_has_every_field_for_every_outcome(report: DeployReport, expected: dict[str, object]) -> None:
-    document = actions.result_document(report)
+    document = github_actions.result_document(report)
 
     assert set(document) == RESULT_FIELDS
     assert {key: document[key] for key in expected} == expected
@@ -537,7 +523,7 @@ def test_result_document_has_every_field_for_every_outcome(report: DeployReport,
 def test_outputs_carry_the_error_of_a_failed_run() -> None:
     report = DeployReport(status="failed", image="", error="k8s/app.yaml:3: kind: required", exit_code=2)
 
-    outputs = actions.report_outputs(report)
+    outputs = github_actions.report_outputs(report)
 
     assert (outputs["status"], outputs["error"], outputs["image"]) == ("failed", "k8s/app.yaml:3: kind: required", "")
 
@@ -545,7 +531,7 @@ def test_outputs_carry_the_error_of_a_failed_run() -> None:
 def test_summary_of_a_run_refused_before_the_image_was_known_names_no_image() -> None:
     report = DeployReport(status="failed", image="", error="--timeout: '10x' is not a duration", exit_code=2)
 
-    markdown = actions.summary_markdown(report)
+    markdown = github_actions.summary_markdown(report)
 
     assert markdown.startswith("## ❌ Deploy failed:\n")
     assert "**Image**" not in markdown and "``" not in markdown
@@ -563,7 +549,7 @@ def test_summary_of_a_run_refused_before_the_image_was_known_names_no_image() ->
 def test_summary_says_where_a_namespace_not_asked_for_came_from(source: str, shown: str) -> None:
     report = DeployReport(status="success", image=IMAGE, namespace="shop", namespace_source=source)
 
-    assert shown in actions.summary_markdown(report)
+    assert shown in github_actions.summary_markdown(report)
 
 
 @pytest.mark.parametrize(
@@ -571,13 +557,13 @@ def test_summary_says_where_a_namespace_not_asked_for_came_from(source: str, sho
     [("short", "short"), ("x" * 500, "x" * 500)],
 )
 def test_short_annotation_messages_are_kept_whole(message: str, expected: str) -> None:
-    assert actions.annotation_message(message) == expected
+    assert github_actions.annotation_message(message) == expected
 
 
 def test_a_long_annotation_message_is_cut_and_says_where_the_rest_is() -> None:
-    cut = actions.annotation_message("rolled back deployment/web; " * 300)
+    cut = github_actions.annotation_message("rolled back deployment/web; " * 300)
 
-    assert len(cut) <= actions.ANNOTATION_MESSAGE_LIMIT
+    assert len(cut) <= github_actions.ANNOTATION_MESSAGE_LIMIT
     assert cut.startswith("rolled back deployment/web; ") and cut.endswith("(cut: the whole message is in the job log)")
 
 
@@ -587,8 +573,8 @@ def test_result_json_cannot_be_read_as_a_workflow_command_and_reads_back_unchang
         status="failed", image=IMAGE, exit_code=1, error=hostile, diagnosis=hostile, workloads=[web(detail=hostile)]
     )
 
-    text = actions.result_json(report)
+    text = github_actions.result_json(report)
 
     assert "##[" not in text
     assert not any(line.strip().startswith("::") for line in text.splitlines())
-    assert json.loads(text) == actions.result_document(report)
+    assert json.loads(text) == github_actions.result_document(report)
