@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TextIO
 
-from deployer import github_actions
+from deployer import github_actions, redaction
 
 
 class Console:
@@ -46,6 +46,7 @@ class Console:
         self.interactive = interactive
         self.quiet = quiet
         self._secrets: list[str] = []
+        self._pieces: list[str] = []  # what redact hides: redaction.secret_pieces(self._secrets)
         self._lock = threading.Lock()
         self._progress: dict[str, str] = {}
         self._live_lines = 0
@@ -54,14 +55,10 @@ class Console:
 
     def add_secret(self, value: str | None) -> None:
         """Hide ``value`` from every line from now on (and from the Actions log, via ::add-mask::)."""
-        if not value or len(value) < 4 or value in self._secrets:
+        if not value or len(value) < redaction.MIN_SECRET_LENGTH or value in self._pieces:
             return
-        # Each line of a multi-line secret (a key, a certificate) is hidden on its own too, as the runner's
-        # masks are: one line of it quoted in an error message must not leak. Longest first, so a line
-        # replaced early cannot break up a longer secret that contains it.
-        pieces = [value, *(line.strip() for line in value.splitlines())]
-        self._secrets.extend(dict.fromkeys(p for p in pieces if len(p) >= 4 and p not in self._secrets))
-        self._secrets.sort(key=len, reverse=True)
+        self._secrets.append(value)
+        self._pieces = redaction.secret_pieces(self._secrets)
         if self.in_actions:
             # The runner reads commands on both streams, with one stop-commands state for both, but not in
             # the order they were written across the two. On the console's stream the masks are ordered
@@ -73,9 +70,7 @@ class Console:
                     stream.flush()
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redaction.redact(text, self._pieces)
 
     # --- lines -------------------------------------------------------------------------------------
 

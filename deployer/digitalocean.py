@@ -41,6 +41,7 @@ from deployer.errors import (
     DigitalOceanError,
     OptionError,
 )
+from deployer.redaction import redact, secret_pieces
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
 TOKEN_VARIABLE = "DIGITALOCEAN_ACCESS_TOKEN"
@@ -147,6 +148,7 @@ class DigitalOceanAPI:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._token = check_token(token)
+        self._hidden = secret_pieces([self._token])  # what messages quoted from the API must not show
         self.api_url = check_api_url(api_url)
         self._sleep = sleep
         self._now = now
@@ -272,8 +274,9 @@ class DigitalOceanAPI:
             except requests.RequestException as e:
                 # The exception's text names host and path only; the token is in a header it never quotes.
                 error = DigitalOceanError(
-                    self._redact(
-                        f"cannot reach the DigitalOcean API at {self.api_url} to {action}: {type(e).__name__}"
+                    redact(
+                        f"cannot reach the DigitalOcean API at {self.api_url} to {action}: {type(e).__name__}",
+                        self._hidden,
                     ),
                     retryable=True,
                 )
@@ -294,7 +297,9 @@ class DigitalOceanAPI:
         except _TransientFailure as failure:
             error = failure.error
             if failure.advised_wait is not None and failure.advised_wait > MAX_ADVISED_WAIT_SECONDS:
-                error.message += f"; DigitalOcean asks to wait {failure.advised_wait:.0f} s, retry later"
+                error.message += (
+                    f"; DigitalOcean asks to wait {settings.format_duration(failure.advised_wait)}, retry later"
+                )
             else:
                 error.message += f" (gave up after {attempts} attempt{'s' if attempts != 1 else ''})"
             raise error from failure.__cause__
@@ -310,7 +315,7 @@ class DigitalOceanAPI:
     ) -> NoReturn:
         status = response.status_code
         error_id, api_message, request_id = _error_details(response)
-        quoted = self._redact(f"{error_id}: {api_message}" if error_id else api_message)
+        quoted = redact(f"{error_id}: {api_message}" if error_id else api_message, self._hidden)
         if status == 401:
             raise DigitalOceanAuthError(
                 f"DigitalOcean rejected the token ({quoted}): check {TOKEN_VARIABLE}",
@@ -378,9 +383,6 @@ class DigitalOceanAPI:
             status=response.status_code,
             request_id=request_id,
         )
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token, "[token]")
 
 
 class _BearerAuth(requests.auth.AuthBase):

@@ -38,11 +38,13 @@ from deployer.errors import (
     BuildKitUnavailableError,
     DockerError,
     ExternalError,
-    ImageReferenceError,
     OptionError,
     RegistryAuthError,
     RegistryError,
 )
+from deployer.images import registry_host, repository_and_tag
+from deployer.redaction import redact, secret_pieces
+from deployer.settings import format_duration
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -117,29 +119,7 @@ class BuildKitCLI:
         return f"buildkit ({how}, {self.path})"
 
 
-# --- pure: references, labels, Dockerfiles ----------------------------------------------------------
-
-
-def split_reference(reference: str) -> tuple[str, str]:
-    """``registry/name:tag`` -> (``registry/name``, ``tag``). A reference without a tag is refused."""
-    if "@" in reference:
-        raise ImageReferenceError(reference, "a digest reference cannot be pushed; give a tag")
-    slash = reference.rfind("/")
-    colon = reference.rfind(":")
-    if colon <= slash or colon == len(reference) - 1:
-        raise ImageReferenceError(reference, "no tag (expected registry/name:tag)")
-    repository, tag = reference[:colon], reference[colon + 1 :]
-    if not repository or repository != repository.lower():
-        raise ImageReferenceError(reference, "repository name must be lowercase")
-    return repository, tag
-
-
-def registry_of(reference: str) -> str:
-    """The registry host of a reference, as docker resolves it (``docker.io`` when none is named)."""
-    first, _, rest = reference.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
+# --- pure: labels, Dockerfiles ----------------------------------------------------------------------
 
 
 def oci_labels(source_url: str | None, revision: str, created: datetime) -> dict[str, str]:
@@ -419,20 +399,13 @@ def auth_remedy(registry: str, message: str) -> str:
 
 def registry_error(reference: str, message: str, *, action: str = "push") -> RegistryError:
     """The error for a registry refusal, with what to fix when it is about credentials."""
-    registry = registry_of(reference)
+    registry = registry_host(reference)
     verdict = classify_registry_message(message)
     if verdict == "auth":
         return RegistryAuthError(
             f"{registry} refused the {action} of {reference}: {message}; {auth_remedy(registry, message)}"
         )
     return RegistryError(f"{registry} refused the {action} of {reference}: {message}", retryable=verdict == "transient")
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    """Defence in depth: a message echoed by a registry or the engine must not carry the password."""
-    if secret:
-        return text.replace(secret, "***")
-    return text
 
 
 # --- the engine -------------------------------------------------------------------------------------
@@ -645,7 +618,7 @@ class DockerEngine:
         if not request.tags:
             raise ValueError("BuildRequest.tags is empty")
         for tag in request.tags:
-            split_reference(tag)
+            repository_and_tag(tag)
         if not request.context.is_dir():
             raise OptionError("--build-context", f"{request.context} is not a directory")
         dockerfile = request.dockerfile_path
@@ -728,7 +701,7 @@ class DockerEngine:
                 raise DockerError(f"{cli.path} built the image but wrote no image id") from e
 
     def _build_classic(self, request: BuildRequest, log: Log) -> str:
-        repository, tag = split_reference(request.tags[0])
+        repository, tag = repository_and_tag(request.tags[0])
         output = ClassicBuildOutput()
         try:
             stream = self._client.api.build(
@@ -763,7 +736,7 @@ class DockerEngine:
             raise DockerError("the classic builder finished without an image id")
         try:
             for extra in request.tags[1:]:
-                extra_repository, extra_tag = split_reference(extra)
+                extra_repository, extra_tag = repository_and_tag(extra)
                 self._client.api.tag(output.image_id, extra_repository, extra_tag)
         except docker.errors.APIError as e:
             raise DockerError(f"cannot tag {output.image_id}: {e.explanation or e}") from e
@@ -777,8 +750,8 @@ class DockerEngine:
         Transient failures are retried per the RetryPolicy; RegistryAuthError (never retried) says what to
         fix; other refusals are RegistryError with the registry's message. With ``login`` None, the engine
         uses the credentials in the docker config on this machine."""
-        repository, tag = split_reference(reference)
-        password = login.password if login is not None else None
+        repository, tag = repository_and_tag(reference)
+        hidden = secret_pieces([login.password if login is not None else None])
         attempts = 0
 
         def once() -> str:
@@ -788,12 +761,12 @@ class DockerEngine:
                 log(f"Pushing {reference} again (attempt {attempts} of {self._retry.attempts})")
             return self._push_once(reference, repository, tag, login, log)
 
-        digest = self._retrying(once, reference, "push", password, log)
+        digest = self._retrying(once, reference, "push", hidden, log)
         return PushResult(reference, digest, attempts)
 
     def _push_once(self, reference: str, repository: str, tag: str, login: RegistryLogin | None, log: Log) -> str:
         progress = PushProgress(self._progress_interval)
-        password = login.password if login is not None else None
+        hidden = secret_pieces([login.password if login is not None else None])
         try:
             stream: Iterator[Mapping[str, Any]] = self._client.api.push(
                 repository,
@@ -805,7 +778,7 @@ class DockerEngine:
             for chunk in stream:
                 # The SDK does not raise when the registry refuses: the refusal is a chunk of the stream.
                 if "error" in chunk or "errorDetail" in chunk:
-                    message = _scrub(_chunk_error(chunk), password)
+                    message = redact(_chunk_error(chunk), hidden)
                     if "does not exist locally" in message:
                         raise DockerError(f"cannot push {reference}: no such local image ({message})")
                     error = registry_error(reference, message)
@@ -815,11 +788,11 @@ class DockerEngine:
                         raise RegistryError(f"{error} (the Docker engine already retried the upload)")
                     raise error
                 for line in progress.feed(chunk, time.monotonic()):
-                    log(_scrub(line, password))
+                    log(redact(line, hidden))
         except docker.errors.NotFound as e:
             raise DockerError(f"cannot push {reference}: no such local image ({e.explanation})") from e
         except docker.errors.APIError as e:
-            message = _scrub(str(e.explanation or e), password)
+            message = redact(str(e.explanation or e), hidden)
             if e.status_code is not None and e.status_code >= 500:
                 raise RegistryError(f"the Docker engine failed to push {reference}: {message}", retryable=True) from e
             raise registry_error(reference, message) from e
@@ -849,8 +822,8 @@ class DockerEngine:
 
         Asks through the engine (its distribution endpoint), so the engine's registry settings and the
         docker config apply exactly as for a push."""
-        split_reference(reference)
-        password = login.password if login is not None else None
+        repository_and_tag(reference)
+        hidden = secret_pieces([login.password if login is not None else None])
 
         def once() -> str | None:
             try:
@@ -860,7 +833,7 @@ class DockerEngine:
             except docker.errors.NotFound:
                 return None
             except docker.errors.APIError as e:
-                message = _scrub(str(e.explanation or e), password)
+                message = redact(str(e.explanation or e), hidden)
                 if "manifest unknown" in message.lower() or "name unknown" in message.lower():
                     return None
                 raise registry_error(reference, message, action="look-up") from e
@@ -871,17 +844,17 @@ class DockerEngine:
             digest = data.id
             return str(digest) if digest else None
 
-        return self._retrying(once, reference, "look-up", password, lambda _: None)
+        return self._retrying(once, reference, "look-up", hidden, lambda _: None)
 
     # --- retries --------------------------------------------------------------------------------
 
-    def _retrying(self, call: Callable[[], T], reference: str, action: str, password: str | None, log: Log) -> T:
+    def _retrying(self, call: Callable[[], T], reference: str, action: str, hidden: Sequence[str], log: Log) -> T:
         policy = self._retry
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
             wait = state.next_action.sleep if state.next_action is not None else 0.0
-            log(_scrub(f"{action} of {reference} failed ({error}); retrying in {wait:.1f}s", password))
+            log(redact(f"{action} of {reference} failed ({error}); retrying in {format_duration(wait)}", hidden))
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.attempts),

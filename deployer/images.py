@@ -23,6 +23,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 _PORT = re.compile(r":([0-9]+)\Z")
 # The distribution grammar's limit on a repository name, registry included.
 NAME_MAX_LENGTH = 255
+# Where docker sends a reference that names no registry (``nginx``, ``acme/web``).
+DOCKER_HUB = "docker.io"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def parse_image_reference(reference: str) -> ImageReference:
             raise ImageReferenceError(reference, f"tag {tag!r} may hold only letters, digits, _ . - (128 at most)")
     registry = None
     first, sep, remainder = rest.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+    if sep and _names_registry(first):
         problem = registry_problem(first)
         if problem:
             raise ImageReferenceError(reference, problem)
@@ -91,6 +93,29 @@ def parse_image_reference(reference: str) -> ImageReference:
             )
             raise ImageReferenceError(reference, problem)
     return ImageReference(registry=registry, path=rest, tag=tag, digest=digest)
+
+
+def repository_and_tag(reference: str) -> tuple[str, str]:
+    """``registry/name:tag`` -> (``registry/name``, ``tag``): what docker pushes. Refuses, with an
+    ImageReferenceError, a digest reference and one without a tag, as neither can be pushed."""
+    if "@" in reference:
+        raise ImageReferenceError(reference, "a digest reference cannot be pushed; give a tag")
+    parsed = None if reference.endswith(":") else parse_image_reference(reference)
+    if parsed is None or parsed.tag is None:
+        raise ImageReferenceError(reference, "no tag (expected registry/name:tag)")
+    return parsed.repository, parsed.tag
+
+
+def registry_host(reference: str) -> str:
+    """The registry docker sends ``reference`` to: its first component when that names a registry, else
+    Docker Hub. Does not validate: it names the registry in messages about a refused push."""
+    first, _, rest = reference.partition("/")
+    return first if rest and _names_registry(first) else DOCKER_HUB
+
+
+def _names_registry(component: str) -> bool:
+    """Whether the first component of a reference is a registry (the distribution grammar's rule)."""
+    return "." in component or ":" in component or component == "localhost" or component.startswith("[")
 
 
 def registry_problem(registry: str) -> str | None:

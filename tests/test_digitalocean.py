@@ -310,7 +310,7 @@ def test_retry_after_beyond_a_minute_gives_up_at_once(
         client.list_clusters()
     assert len(fake.exchanges) == 1 and sleeps == []
     assert "rate limit exceeded" in str(caught.value)
-    assert "asks to wait 3600 s, retry later" in str(caught.value)
+    assert "asks to wait 1h, retry later" in str(caught.value)
 
 
 def test_unreachable_api_is_retried_then_reported(sleeps: RecordedSleeps) -> None:

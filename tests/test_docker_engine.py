@@ -27,63 +27,21 @@ from deployer.docker_engine import (
     classify_registry_message,
     docker_cli_candidates,
     oci_labels,
-    registry_of,
-    split_reference,
 )
 from deployer.errors import (
     BuildError,
     BuildKitUnavailableError,
     DockerError,
-    ImageReferenceError,
     OptionError,
     RegistryAuthError,
     RegistryError,
 )
+from deployer.images import repository_and_tag
 from tests.conftest import TestRegistry as RegistryUnderTest  # aliased: pytest would try to collect "Test*"
 from tests.conftest import require_real_part
 from tests.fakes.registry_proxy import BLOB_UPLOAD, MANIFEST, RegistryProxy, running_proxy
 
 # --- pure: references and labels ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("reference", "expected"),
-    [
-        ("ghcr.io/acme/app:abc1234", ("ghcr.io/acme/app", "abc1234")),
-        ("127.0.0.1:5000/acme/app:latest", ("127.0.0.1:5000/acme/app", "latest")),
-        ("app:1", ("app", "1")),
-    ],
-)
-def test_split_reference_separates_repository_and_tag(reference: str, expected: tuple[str, str]) -> None:
-    assert split_reference(reference) == expected
-
-
-@pytest.mark.parametrize(
-    ("reference", "problem"),
-    [
-        ("127.0.0.1:5000/acme/app", "no tag"),
-        ("ghcr.io/acme/app:", "no tag"),
-        ("ghcr.io/acme/app@sha256:" + "0" * 64, "digest reference"),
-        ("ghcr.io/Acme/app:1", "lowercase"),
-    ],
-)
-def test_split_reference_refuses_what_cannot_be_pushed(reference: str, problem: str) -> None:
-    with pytest.raises(ImageReferenceError, match=problem):
-        split_reference(reference)
-
-
-@pytest.mark.parametrize(
-    ("reference", "registry"),
-    [
-        ("ghcr.io/acme/app:1", "ghcr.io"),
-        ("127.0.0.1:5000/app:1", "127.0.0.1:5000"),
-        ("localhost/app:1", "localhost"),
-        ("acme/app:1", "docker.io"),
-        ("app:1", "docker.io"),
-    ],
-)
-def test_registry_of_names_the_host_docker_would_use(reference: str, registry: str) -> None:
-    assert registry_of(reference) == registry
 
 
 def test_oci_labels_carry_source_revision_and_utc_creation_time() -> None:
@@ -446,7 +404,7 @@ def login_for(host: str, registry: RegistryUnderTest) -> RegistryLogin:
 
 def repository_path(reference: str) -> tuple[str, str]:
     """``host/name:tag`` -> (``name``, ``tag``) for the registry's HTTP API."""
-    repository, tag = split_reference(reference)
+    repository, tag = repository_and_tag(reference)
     return repository.split("/", 1)[1], tag
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from deployer.errors import ImageReferenceError, RevisionError
-from deployer.images import ImageReference, default_repository, image_for_commit, parse_image_reference, short_sha
+from deployer.images import (
+    ImageReference,
+    default_repository,
+    image_for_commit,
+    parse_image_reference,
+    registry_host,
+    repository_and_tag,
+    short_sha,
+)
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "0123456789abcdef" * 4
@@ -134,3 +142,43 @@ def test_image_for_commit_validates_the_result() -> None:
     assert str(image_for_commit("ghcr.io/acme/web", "abc1234")) == "ghcr.io/acme/web:abc1234"
     with pytest.raises(ImageReferenceError):
         image_for_commit("ghcr.io/acme/web", "bad tag")
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("ghcr.io/acme/app:abc1234", ("ghcr.io/acme/app", "abc1234")),
+        ("127.0.0.1:5000/acme/app:latest", ("127.0.0.1:5000/acme/app", "latest")),
+        ("app:1", ("app", "1")),
+    ],
+)
+def test_repository_and_tag_splits_what_docker_pushes(reference: str, expected: tuple[str, str]) -> None:
+    assert repository_and_tag(reference) == expected
+
+
+@pytest.mark.parametrize(
+    ("reference", "problem"),
+    [
+        ("127.0.0.1:5000/acme/app", "no tag"),
+        ("ghcr.io/acme/app:", "no tag"),
+        ("ghcr.io/acme/app@sha256:" + "0" * 64, "digest reference"),
+        ("ghcr.io/Acme/app:1", "lowercase"),
+    ],
+)
+def test_repository_and_tag_refuses_what_cannot_be_pushed(reference: str, problem: str) -> None:
+    with pytest.raises(ImageReferenceError, match=problem):
+        repository_and_tag(reference)
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("ghcr.io/acme/app:1", "ghcr.io"),
+        ("127.0.0.1:5000/app:1", "127.0.0.1:5000"),
+        ("localhost/app:1", "localhost"),
+        ("acme/app:1", "docker.io"),
+        ("app:1", "docker.io"),
+    ],
+)
+def test_registry_host_names_the_host_docker_would_use(reference: str, registry: str) -> None:
+    assert registry_host(reference) == registry
