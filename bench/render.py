@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from ruamel.yaml import YAML
 
+from deployer.manifest_yaml import ManifestSource
 from deployer.manifests import RenderOptions, render_objects, render_text
-from deployer.workspace import ManifestSource
 
 DOCUMENTS = 1000
 PER_FILE = 10

@@ -333,7 +333,7 @@ def _annotation_position(error: DeployerError) -> dict[str, Any]:
     line = error.line
     if line is None and error.document is not None:
         from deployer import manifests
-        from deployer.workspace import ManifestSource
+        from deployer.manifest_yaml import ManifestSource
 
         try:
             source = ManifestSource(error.path, Path(error.path).read_text(encoding="utf-8"))

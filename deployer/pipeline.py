@@ -42,6 +42,7 @@ from deployer.errors import (
     RunCancelledError,
     UnknownKindError,
 )
+from deployer.manifest_yaml import ManifestSource
 from deployer.manifests import ManifestObject, RenderOptions
 from deployer.rollbacks import LiveRecord, ObjectRecord, ObjectRef
 from deployer.settings import (
@@ -58,7 +59,6 @@ from deployer.settings import (
     format_duration,
     resolve_image_target,
 )
-from deployer.workspace import ManifestSource
 
 
 @dataclass

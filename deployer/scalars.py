@@ -11,7 +11,7 @@ and ``!!timestamp`` read the text by the plain rules and refuse a value of anoth
 base64 that becomes the decoded text; every other tag (``!!set``, ``!!omap``, ``!foo``...) is ignored, so a
 node reads as if it had none (a scalar as its text).
 
-Pure: text in, value out. The YAML library's hooks that call this live in manifests.py.
+Pure: text in, value out. The YAML library's hooks that call this live in manifest_yaml.py.
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from deployer.commits import GitState
 from deployer.errors import InputError, ManifestError, OptionError
+from deployer.manifest_yaml import ManifestSource
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 STDIN = "-"  # -f -: read standard input, as kubectl does
@@ -29,14 +29,6 @@ STDIN_PATH = "<stdin>"
 KUSTOMIZE_PATH_PREFIX = "<kubectl kustomize "
 RENDERED_STREAM_NAME = "manifests.yaml"  # their file name under -o DIR
 KUSTOMIZE_TIMEOUT_SECONDS = 120
-
-
-@dataclass(frozen=True)
-class ManifestSource:
-    """One manifest file as read: its path as the user would name it, and its text."""
-
-    path: str
-    text: str
 
 
 def read_event_payload(env: Mapping[str, str]) -> dict[str, Any] | None:

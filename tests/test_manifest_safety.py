@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from deployer.errors import ManifestError, ManifestFieldError, ManifestSyntaxError
-from deployer.manifests import MAX_NESTING_DEPTH, RenderOptions, allowed_alias_ratio, as_sent, render_objects
-from deployer.workspace import ManifestSource
+from deployer.manifest_yaml import MAX_NESTING_DEPTH, ManifestSource, allowed_alias_ratio, as_sent
+from deployer.manifests import RenderOptions, render_objects
 from tests.manifest_texts import HEAD, alias_bomb, nested
 
 

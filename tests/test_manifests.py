@@ -22,9 +22,9 @@ from deployer.errors import (
     PlaceholderError,
 )
 from deployer.images import parse_image_reference
+from deployer.manifest_yaml import ManifestSource
 from deployer.manifests import RenderOptions, locate_document, render_objects, render_text
 from deployer.settings import ImageSettings, ImageTarget, RunSettings
-from deployer.workspace import ManifestSource
 
 WEB = "ghcr.io/acme/web:abc1234"
 WORKER = "ghcr.io/acme/worker:def5678"

@@ -17,8 +17,8 @@ import pytest
 
 from deployer import scalars
 from deployer.errors import ManifestSyntaxError
+from deployer.manifest_yaml import ManifestSource
 from deployer.manifests import RenderOptions, render_objects
-from deployer.workspace import ManifestSource
 from tests.kubesim import KubeSim
 
 
