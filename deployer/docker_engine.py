@@ -1,22 +1,20 @@
 """The Docker engine and the image registry as deployer sees them: build an image, push it, read a digest.
 
-This module owns every conversation with Docker: the docker SDK (the only module that imports ``docker``)
-and the docker CLI, which is the way to BuildKit because the SDK's builder is the classic one. It turns
-what the engine and the registry say into plain data (image ids, digests, log lines) and into the errors
-of ``deployer.errors``.
+This module owns every conversation with the Docker engine: the docker SDK (the only module that imports
+``docker``) and the BuildKit build through the docker CLI that deployer/docker_cli.py finds, because the
+SDK's builder is the classic one. What the engine and the registry say is read by the pure
+deployer/docker_output.py into log lines, digests and the errors of ``deployer.errors``.
 
 It must not decide what to build or where to push (the pipeline does), print anything (output goes to the
 ``log`` callback it is given), or let a registry password reach a log line, an exception, the argv of a
 child process or a file left behind: passwords travel only in the SDK's ``X-Registry-Auth`` header.
 
-The parsing and classification functions at the top are pure and tested with tables; ``DockerEngine`` is
-the imperative shell around them.
+``DockerEngine`` is the imperative shell around the pure parsing, which is tested with tables.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -26,33 +24,37 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 import tenacity
 
+from deployer.docker_cli import DOCKER_CLI_ENV, BuildKitCLI, docker_cli_candidates, is_docker_cli, probe_buildkit
+from deployer.docker_output import (
+    VERTEX_DIGEST,
+    BuildKitOutput,
+    ClassicBuildOutput,
+    PushProgress,
+    buildkit_only_features,
+    chunk_error,
+    registry_error,
+)
 from deployer.errors import (
     BuildError,
     BuildKitUnavailableError,
     DockerError,
     ExternalError,
     OptionError,
-    RegistryAuthError,
     RegistryError,
 )
-from deployer.images import registry_host, repository_and_tag
+from deployer.images import repository_and_tag
 from deployer.redaction import redact, secret_pieces
 from deployer.settings import format_duration
 
 Log = Callable[[str], None]
 T = TypeVar("T")
-
-#: How many lines of a failed step's output a BuildError carries.
-LAST_LINES = 12
-
-DOCKER_CLI_ENV = "DEPLOYER_DOCKER_CLI"
 
 # --- plain data -------------------------------------------------------------------------------------
 
@@ -107,19 +109,7 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
 
 
-@dataclass(frozen=True)
-class BuildKitCLI:
-    """A docker CLI that builds with BuildKit: ``buildx build --load``, or ``DOCKER_BUILDKIT=1 docker build``."""
-
-    path: str
-    mode: Literal["buildx", "legacy"]
-
-    def describe(self) -> str:
-        how = "docker buildx" if self.mode == "buildx" else "DOCKER_BUILDKIT=1 docker build"
-        return f"buildkit ({how}, {self.path})"
-
-
-# --- pure: labels, Dockerfiles ----------------------------------------------------------------------
+# --- pure: labels ----------------------------------------------------------------------------------
 
 
 def oci_labels(source_url: str | None, revision: str, created: datetime) -> dict[str, str]:
@@ -135,375 +125,7 @@ def oci_labels(source_url: str | None, revision: str, created: datetime) -> dict
     return labels
 
 
-_BUILDKIT_ONLY = [
-    (re.compile(r"^\s*#\s*syntax\s*=", re.IGNORECASE), "a '# syntax=' frontend directive"),
-    (re.compile(r"^\s*RUN\s+(?:--\S+\s+)*--mount[=\s]", re.IGNORECASE), "RUN --mount"),
-    (re.compile(r"^\s*RUN\s+(?:--\S+\s+)*--network[=\s]", re.IGNORECASE), "RUN --network"),
-    (re.compile(r"^\s*RUN\s+(?:--\S+\s+)*--security[=\s]", re.IGNORECASE), "RUN --security"),
-    (
-        re.compile(r"^\s*(?:COPY|ADD)\s+(?:--\S+\s+)*--(?:link|chmod|parents|exclude)\b", re.IGNORECASE),
-        "COPY/ADD --link/--chmod",
-    ),
-    (re.compile(r"^\s*(?:RUN|COPY)\s.*<<-?\s*[\"']?[A-Za-z_]\w*[\"']?", re.IGNORECASE), "a heredoc (<<EOF)"),
-]
-
-
-_VERTEX_DIGEST = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")
-
-
-def buildkit_only_features(dockerfile_text: str) -> list[str]:
-    """Which BuildKit-only constructs a Dockerfile uses, each with its line number; [] when none."""
-    found: list[str] = []
-    for number, line in enumerate(dockerfile_text.splitlines(), start=1):
-        for pattern, name in _BUILDKIT_ONLY:
-            if pattern.search(line):
-                found.append(f"{name} (line {number})")
-    return found
-
-
-# --- pure: build output -----------------------------------------------------------------------------
-
-
-@dataclass
-class BuildFailure:
-    message: str
-    step: str | None
-    last_lines: list[str]
-
-
-class BuildKitOutput:
-    """Follows BuildKit's ``--progress=plain`` output (``#N name``, ``#N 0.12 output``, ``#N ERROR: ...``)
-    to name the step that failed and keep its last lines."""
-
-    _VERTEX = re.compile(r"^#(\d+) (.*)$")
-    _TIMED_OUTPUT = re.compile(r"^\d+\.\d+ (.*)$")
-
-    def __init__(self) -> None:
-        self._names: dict[str, str] = {}
-        self._output: dict[str, list[str]] = {}
-        self._failed: tuple[str, str] | None = None  # (vertex, message)
-        self._tail: list[str] = []
-
-    def feed(self, line: str) -> None:
-        if line.strip():
-            self._tail = [*self._tail[-(LAST_LINES * 2) :], line]
-        match = self._VERTEX.match(line)
-        if match is None:
-            return
-        vertex, rest = match.groups()
-        if vertex not in self._names:
-            self._names[vertex] = rest
-            self._output[vertex] = []
-            return
-        output = self._TIMED_OUTPUT.match(rest)
-        if output is not None:
-            self._output[vertex] = [*self._output[vertex][-LAST_LINES + 1 :], output.group(1)]
-        elif rest.startswith("ERROR: ") and self._failed is None:
-            self._failed = (vertex, rest[len("ERROR: ") :])
-
-    def failure(self) -> BuildFailure:
-        if self._failed is not None:
-            vertex, message = self._failed
-            return BuildFailure(message, self._names.get(vertex), self._output.get(vertex, []))
-        # No step failed (a Dockerfile syntax error, a missing file, the CLI itself): its last words say why.
-        plain = [line for line in self._tail if not self._VERTEX.match(line) and line.strip() != "------"]
-        message = plain[-1].strip() if plain else "docker build failed without output"
-        return BuildFailure(message, None, self._tail[-LAST_LINES:])
-
-
-class ClassicBuildOutput:
-    """Follows the classic builder's JSON stream (``Step 2/3 : RUN ...``, output, ``error``).
-
-    The engine splits lines across chunks and colours stderr with ANSI codes; lines are reassembled and
-    the codes dropped before anything is logged."""
-
-    _STEP = re.compile(r"^Step \d+/\d+ : (.*)$")
-    _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-    _BOOKKEEPING = (" ---> ", "Removing intermediate container ")
-
-    def __init__(self) -> None:
-        self.step: str | None = None
-        self.step_lines: list[str] = []
-        self.image_id: str | None = None
-        self.error: str | None = None
-        self._partial = ""
-
-    def feed(self, chunk: Mapping[str, Any]) -> list[str]:
-        """Takes one decoded chunk, returns the complete lines to log."""
-        lines: list[str] = []
-        if "stream" in chunk:
-            text = self._partial + self._ANSI.sub("", str(chunk["stream"]))
-            *complete, self._partial = text.split("\n")
-            lines += self._take(complete)
-        aux = chunk.get("aux")
-        if isinstance(aux, Mapping) and isinstance(aux.get("ID"), str):
-            self.image_id = aux["ID"]
-        if "error" in chunk or "errorDetail" in chunk:
-            lines += self.flush()
-            self.error = _chunk_error(chunk)
-            lines.append(f"ERROR: {self.error}")
-        return lines
-
-    def flush(self) -> list[str]:
-        """The last line when the stream ended without a newline."""
-        rest, self._partial = self._partial, ""
-        return self._take([rest])
-
-    def _take(self, lines: list[str]) -> list[str]:
-        taken = []
-        for line in lines:
-            line = line.rstrip("\r")
-            if not line.strip():
-                continue
-            taken.append(line)
-            step = self._STEP.match(line)
-            if step is not None:
-                self.step, self.step_lines = step.group(1), []
-            elif not line.startswith(self._BOOKKEEPING):
-                self.step_lines = [*self.step_lines[-LAST_LINES + 1 :], line]
-        return taken
-
-
-def _chunk_error(chunk: Mapping[str, Any]) -> str:
-    detail = chunk.get("errorDetail")
-    if isinstance(detail, Mapping) and detail.get("message"):
-        return str(detail["message"]).strip()
-    return str(chunk.get("error") or "unknown error").strip()
-
-
-# --- pure: push progress and registry answers -------------------------------------------------------
-
-
-class PushProgress:
-    """Turns the push stream into log lines: one per layer state change, and at most one "Pushing" line
-    per layer every ``interval`` seconds (CI logs want no spinner). Also picks up the pushed digest."""
-
-    _DIGEST_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self.digest: str | None = None
-        self.engine_retried = False  # the engine itself retried a layer upload during this push
-        self._states: dict[str, str] = {}
-        self._logged_at: dict[str, float] = {}
-
-    def feed(self, chunk: Mapping[str, Any], now: float) -> list[str]:
-        aux = chunk.get("aux")
-        if isinstance(aux, Mapping) and isinstance(aux.get("Digest"), str):
-            self.digest = aux["Digest"]
-            return []
-        status = chunk.get("status")
-        if not isinstance(status, str):
-            return []
-        layer = chunk.get("id")
-        if not isinstance(layer, str) or not layer:
-            found = self._DIGEST_STATUS.search(status)
-            if found is not None and self.digest is None:
-                self.digest = found.group(1)
-            return [status]
-        # The engine counts down "Retrying in 5 seconds" every second: one state, not five.
-        state = "Retrying" if status.startswith("Retrying in") else status
-        if state == "Retrying":
-            self.engine_retried = True
-        changed = self._states.get(layer) != state
-        due = now - self._logged_at.get(layer, float("-inf")) >= self.interval
-        if not changed and not due:
-            return []
-        self._states[layer] = state
-        self._logged_at[layer] = now
-        return [f"{layer}: {status}{_percent(chunk.get('progressDetail'))}"]
-
-
-def _percent(detail: object) -> str:
-    if not isinstance(detail, Mapping):
-        return ""
-    current, total = detail.get("current"), detail.get("total")
-    if isinstance(current, int) and isinstance(total, int) and total > 0:
-        return f" {min(100, current * 100 // total)}% of {_size(total)}"
-    return ""
-
-
-def _size(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1000
-    return f"{size:.1f}GB"  # pragma: no cover - the loop always returns
-
-
-RegistryVerdict = Literal["auth", "transient", "permanent"]
-
-_AUTH_WORDS = (
-    "unauthorized",
-    "authentication required",
-    "no basic auth credentials",
-    "denied",
-    "permission_denied",
-    "forbidden",
-    "not allowed to",
-    "incorrect username or password",
-)
-_TRANSIENT_WORDS = (
-    "500 internal server error",
-    "502 bad gateway",
-    "503 service unavailable",
-    "504 gateway timeout",
-    "429 too many requests",
-    "http 429",
-    "toomanyrequests",
-    "http status: 5",
-    "status code 5",
-    "unavailable",
-    "connection reset",
-    "connection refused",
-    "broken pipe",
-    "timeout",
-    "timed out",
-    "unexpected eof",
-    ": eof",
-    "tls handshake",
-    "temporary failure",
-    "try again",
-)
-
-
-def classify_registry_message(message: str) -> RegistryVerdict:
-    """Whether a registry's refusal is about credentials/permission (never retried), passing (retried),
-    or anything else (not retried: the same push would fail the same way)."""
-    text = message.lower()
-    if any(word in text for word in _AUTH_WORDS):
-        return "auth"
-    if any(word in text for word in _TRANSIENT_WORDS):
-        return "transient"
-    return "permanent"
-
-
-def auth_remedy(registry: str, message: str) -> str:
-    """What the user should change when ``registry`` refused with ``message``."""
-    text = message.lower()
-    if "write_package" in text or "not allowed to write" in text:
-        return (
-            "the token may not write this package: give the workflow `permissions: packages: write`, "
-            "or grant this repository write access in the package's settings (Manage Actions access)"
-        )
-    if "denied" in text or "forbidden" in text or "permission" in text:
-        return f"the account may not push to this repository on {registry}: check the image name and its rights"
-    if registry == "ghcr.io":
-        return (
-            "check --registry-username/--registry-password (in Actions: github.actor and GITHUB_TOKEN) "
-            "or the docker config's credentials for ghcr.io"
-        )
-    return f"check --registry-username/--registry-password or the docker config's credentials for {registry}"
-
-
-def registry_error(reference: str, message: str, *, action: str = "push") -> RegistryError:
-    """The error for a registry refusal, with what to fix when it is about credentials."""
-    registry = registry_host(reference)
-    verdict = classify_registry_message(message)
-    if verdict == "auth":
-        return RegistryAuthError(
-            f"{registry} refused the {action} of {reference}: {message}; {auth_remedy(registry, message)}"
-        )
-    return RegistryError(f"{registry} refused the {action} of {reference}: {message}", retryable=verdict == "transient")
-
-
 # --- the engine -------------------------------------------------------------------------------------
-
-
-def docker_cli_candidates(explicit: str | None, environ: Mapping[str, str], path: str | None) -> list[str]:
-    """The docker CLIs to probe for BuildKit: the one asked for (argument, then $DEPLOYER_DOCKER_CLI),
-    else every ``docker`` on PATH, in order, without duplicates."""
-    asked = explicit or environ.get(DOCKER_CLI_ENV)
-    if asked:
-        return [asked]
-    seen: set[str] = set()
-    found: list[str] = []
-    for directory in (path or "").split(os.pathsep):
-        candidate = os.path.join(directory or ".", "docker")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            real = os.path.realpath(candidate)
-            if real not in seen:
-                seen.add(real)
-                found.append(candidate)
-    return found
-
-
-_CLI_VERSION = re.compile(r"version (\d+)\.(\d+)")
-
-
-def builds_with_docker_buildkit_env(version_output: str) -> bool:
-    """Whether a docker CLI (``docker --version`` output) builds with BuildKit on ``DOCKER_BUILDKIT=1`` by
-    itself: from 18.09, until 23.0 made buildx the only way (a CLI 23+ without buildx refuses)."""
-    found = _CLI_VERSION.search(version_output)
-    if found is None:
-        return False
-    version = (int(found.group(1)), int(found.group(2)))
-    return (18, 9) <= version < (23, 0)
-
-
-def is_docker_cli(cli: str, environ: Mapping[str, str]) -> bool:
-    """Whether ``cli --version`` runs and names a version, as every docker CLI's does."""
-    try:
-        done = subprocess.run([cli, "--version"], capture_output=True, timeout=30, env=dict(environ), check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and _CLI_VERSION.search(done.stdout.decode(errors="replace")) is not None
-
-
-def buildx_plugin_dirs(environ: Mapping[str, str]) -> list[Path]:
-    """Where the docker CLI looks for its plugins (docker/cli's cli-plugins manager), user's first."""
-    config = environ.get("DOCKER_CONFIG") or os.path.join(environ.get("HOME", "/root"), ".docker")
-    system = ["/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec"]
-    return [Path(config, "cli-plugins"), *(Path(prefix, "docker", "cli-plugins") for prefix in system)]
-
-
-def probe_buildkit(candidates: Sequence[str], environ: Mapping[str, str]) -> BuildKitCLI | None:
-    """The first of ``candidates`` that builds with BuildKit, answered by the CLIs alone (no build, no engine).
-
-    The probe runs on every deploy, so it spends as little as it can: every candidate's ``--version`` at
-    once; a CLI from 18.09 to 22 does BuildKit itself; a later one only through buildx, asked about only when
-    a buildx plugin file exists."""
-    run_env = dict(environ)
-    started: list[tuple[str, subprocess.Popen[bytes] | None]] = []
-    for cli in candidates:
-        try:
-            process = subprocess.Popen(
-                [cli, "--version"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=run_env,
-            )
-        except OSError:
-            process = None
-        started.append((cli, process))
-    versions: dict[str, str] = {}
-    for cli, process in started:
-        if process is None:
-            continue
-        try:
-            out, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            continue
-        if process.returncode == 0:
-            versions[cli] = out.decode(errors="replace")
-    has_buildx_plugin = any((directory / "docker-buildx").exists() for directory in buildx_plugin_dirs(environ))
-    for cli in candidates:
-        if cli not in versions:
-            continue
-        if builds_with_docker_buildkit_env(versions[cli]):
-            return BuildKitCLI(cli, "legacy")
-        if has_buildx_plugin:
-            try:
-                buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=30, env=run_env)
-            except (OSError, subprocess.TimeoutExpired):
-                continue
-            if buildx.returncode == 0:
-                return BuildKitCLI(cli, "buildx")
-    return None
 
 
 class DockerEngine:
@@ -683,7 +305,7 @@ class DockerEngine:
                 for raw in process.stdout:
                     line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                     output.feed(line)
-                    if line.strip() and not _VERTEX_DIGEST.match(line):  # vertex digests mean nothing to users
+                    if line.strip() and not VERTEX_DIGEST.match(line):  # vertex digests mean nothing to users
                         log(line)
                 code = process.wait()
             finally:
@@ -778,7 +400,7 @@ class DockerEngine:
             for chunk in stream:
                 # The SDK does not raise when the registry refuses: the refusal is a chunk of the stream.
                 if "error" in chunk or "errorDetail" in chunk:
-                    message = redact(_chunk_error(chunk), hidden)
+                    message = redact(chunk_error(chunk), hidden)
                     if "does not exist locally" in message:
                         raise DockerError(f"cannot push {reference}: no such local image ({message})")
                     error = registry_error(reference, message)
