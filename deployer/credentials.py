@@ -1,11 +1,12 @@
 """Cluster credentials: a short-lived kubeconfig from DigitalOcean, or the user's own kubeconfig.
 
 This module decides where the credentials come from (``--cluster`` with a DigitalOcean token,
-``--kubeconfig``/``KUBECONFIG``, ``--kubeconfig-data``, or ``~/.kube/config``), reads and merges kubeconfigs
-the way kubectl does, picks the context, and hands back a ``KubeCredentials`` holding the kubeconfig as a
-plain dict for deployer/cluster.py to load in memory. It also owns the only way a kubeconfig reaches disk
-(a 0600 file in a private directory, removed at exit, or the file ``deployer kubeconfig --output`` asks for)
-and the GitHub Actions masking of every secret it learns.
+``--kubeconfig``/``KUBECONFIG``, ``--kubeconfig-data``, or ``~/.kube/config``), reads the files or asks
+DigitalOcean, and hands back a ``KubeCredentials`` holding the kubeconfig as a plain dict for
+deployer/cluster.py to load in memory; parsing, merging and picking the context are the pure
+deployer/kubeconfigs.py's. It also owns the only way a kubeconfig reaches disk (the 0600 file
+``deployer kubeconfig --output`` asks for), the memory files that keep key material off disk, and hands
+every secret it learns to the caller's ``mask`` as soon as it is known.
 
 It must not import the kubernetes client (deployer/cluster.py does) or requests (deployer/digitalocean.py
 does), and no token, password or key may reach a message, a repr or a file left behind.
@@ -18,7 +19,6 @@ import binascii
 import io
 import math
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from deployer import kubeconfigs
 from deployer.digitalocean import (
     DEFAULT_API_URL,
     TOKEN_VARIABLE,
@@ -37,24 +37,16 @@ from deployer.digitalocean import (
     cluster_state_warning,
 )
 from deployer.errors import DigitalOceanError, OptionError
+from deployer.kubeconfigs import KUBECONFIG_DATA_FLAG
 
 CLUSTER_FLAG = "--cluster"
 KUBECONFIG_FLAG = "--kubeconfig"
-KUBECONFIG_DATA_FLAG = "--kubeconfig-data"
-CONTEXT_FLAG = "--kube-context"
 EXPIRY_FLAG = "--kubeconfig-expiry"
 KUBECONFIG_VARIABLE = "KUBECONFIG"
-BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 
 # Applying, taking the deploy lock and diagnosing a failure also need the cluster; the margin covers them.
 EXPIRY_MARGIN_SECONDS = 180
 MINIMUM_EXPIRY_SECONDS = 300
-
-# Fields of a kubeconfig that hold secrets, to be masked in Actions logs (kubectl's names).
-SECRET_USER_FIELDS = ("token", "password", "client-key-data")
-# Fields holding file paths, which kubectl resolves against the directory of the kubeconfig that names them.
-CLUSTER_PATH_FIELDS = ("certificate-authority",)
-USER_PATH_FIELDS = ("client-certificate", "client-key", "tokenFile")
 
 
 @dataclass(frozen=True)
@@ -148,11 +140,30 @@ def resolve_credentials(
             sleep=sleep,
             now=now,
         )
+    config, description = _user_kubeconfig(kubeconfig_path, kubeconfig_data, env, mask)
+    secrets = kubeconfigs.kubeconfig_secrets(config)
+    for secret in secrets:
+        mask(secret)
+    chosen = kubeconfigs.select_context(config, context, source=description)
+    return KubeCredentials(
+        kubeconfig=config,
+        context=chosen,
+        description=f"{description}, context {chosen}",
+        expires_at=None,
+        secrets=secrets,
+    )
+
+
+def _user_kubeconfig(
+    kubeconfig_path: str | None, kubeconfig_data: str | None, env: Mapping[str, str], mask: Callable[[str], None]
+) -> tuple[dict[str, Any], str]:
+    """The user's own kubeconfig and its description: ``kubeconfig_path``, else ``kubeconfig_data``, else the
+    files in KUBECONFIG, else ~/.kube/config."""
     if kubeconfig_path:
         paths = [Path(kubeconfig_path)]
         config, description = load_kubeconfig_files(paths, flag=KUBECONFIG_FLAG, merge=False)
     elif kubeconfig_data:
-        config, description, blob_secrets = parse_kubeconfig_data(kubeconfig_data)
+        config, description, blob_secrets = kubeconfigs.parse_kubeconfig_data(kubeconfig_data)
         for secret in blob_secrets:
             mask(secret)
     elif env.get(KUBECONFIG_VARIABLE, "").strip():
@@ -169,17 +180,7 @@ def resolve_credentials(
                 f"({default} does not exist)",
             )
         config, description = load_kubeconfig_files([default], flag=KUBECONFIG_FLAG, merge=False)
-    secrets = kubeconfig_secrets(config)
-    for secret in secrets:
-        mask(secret)
-    chosen = select_context(config, context, source=description)
-    return KubeCredentials(
-        kubeconfig=config,
-        context=chosen,
-        description=f"{description}, context {chosen}",
-        expires_at=None,
-        secrets=secrets,
-    )
+    return config, description
 
 
 def check_source(
@@ -232,14 +233,14 @@ def fetch_digitalocean_credentials(
         issued = api.kubeconfig(found.id, expiry_seconds)
     source = f"the kubeconfig DigitalOcean issued for cluster {found.label}"
     try:
-        config = _load_yaml_mapping(issued.text, source=source, flag=CLUSTER_FLAG)
+        config = kubeconfigs.parse_kubeconfig(issued.text, source=source, flag=CLUSTER_FLAG)
     except OptionError as e:
         # Not the user's input: DigitalOcean answered something that is not a kubeconfig.
         raise DigitalOceanError(e.problem) from None
-    minted = kubeconfig_secrets(config)
+    minted = kubeconfigs.kubeconfig_secrets(config)
     for secret in minted:
         mask(secret)
-    chosen = select_context(config, context, source=source)
+    chosen = kubeconfigs.select_context(config, context, source=source)
     region = f" in {found.region}" if found.region else ""
 
     def renew() -> KubeCredentials:
@@ -286,94 +287,16 @@ def load_kubeconfig_files(paths: Sequence[Path], *, flag: str, merge: bool) -> t
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise OptionError(flag, f"cannot read {path}: {type(e).__name__}") from e
-        config = _load_yaml_mapping(text, source=str(path), flag=flag)
-        _resolve_local_paths(config, path.parent.absolute())
+        config = kubeconfigs.parse_kubeconfig(text, source=str(path), flag=flag)
+        kubeconfigs.resolve_local_paths(config, path.parent.absolute())
         loaded.append((path, config))
     if not loaded:
         listed = os.pathsep.join(str(p) for p in paths)
         raise OptionError(flag, f"none of the kubeconfig files exist: {listed}")
     if len(loaded) == 1:
-        return _normalized(loaded[0][1]), f"kubeconfig {loaded[0][0]}"
-    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config"}
-    merged.update(clusters=[], contexts=[], users=[])
-    for _, config in loaded:
-        for section in ("clusters", "contexts", "users"):
-            seen = {entry["name"] for entry in merged[section]}
-            for entry in _named_entries(config, section):
-                if entry["name"] not in seen:
-                    merged[section].append(entry)
-                    seen.add(entry["name"])
-        if not merged.get("current-context") and config.get("current-context"):
-            merged["current-context"] = config["current-context"]
+        return kubeconfigs.normalized(loaded[0][1]), f"kubeconfig {loaded[0][0]}"
+    merged = kubeconfigs.merge_kubeconfigs([config for _, config in loaded])
     return merged, "kubeconfigs " + os.pathsep.join(str(p) for p, _ in loaded)
-
-
-def parse_kubeconfig_data(data: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
-    """A kubeconfig given inline, base64-encoded (as secrets usually hold it) or as plain YAML. Returns the
-    config, a description and the base64 blob itself when there was one (a secret of its own)."""
-    compact = "".join(data.split())
-    blob_secrets: tuple[str, ...] = ()
-    text = data
-    # A kubeconfig in YAML always has a colon, which base64 never has.
-    if BASE64_TEXT.match(compact):
-        try:
-            text = base64.b64decode(compact, validate=True).decode("utf-8")
-            blob_secrets = (compact,)
-        except (binascii.Error, UnicodeDecodeError):
-            text = data  # not base64 after all: let the YAML parser say what is wrong
-    config = _load_yaml_mapping(text, source="the kubeconfig", flag=KUBECONFIG_DATA_FLAG)
-    return _normalized(config), f"kubeconfig from {KUBECONFIG_DATA_FLAG}", blob_secrets
-
-
-def select_context(config: dict[str, Any], context: str | None, *, source: str) -> str:
-    """The context to use (``--kube-context`` or current-context), checked against what ``config`` defines;
-    sets current-context in ``config`` so that loading it needs no further choice."""
-    contexts = {entry["name"]: entry for entry in _named_entries(config, "contexts")}
-    available = ", ".join(sorted(contexts)) or "none"
-    if context:
-        if context not in contexts:
-            raise OptionError(CONTEXT_FLAG, f'no context "{context}" in {source}; available: {available}')
-        chosen = context
-    elif config.get("current-context"):
-        chosen = str(config["current-context"])
-        if chosen not in contexts:
-            raise OptionError(
-                CONTEXT_FLAG, f'current-context "{chosen}" of {source} is not defined; available: {available}'
-            )
-    elif len(contexts) == 1:
-        chosen = next(iter(contexts))
-    else:
-        raise OptionError(CONTEXT_FLAG, f"{source} sets no current-context; pick one of: {available}")
-    details = contexts[chosen].get("context")
-    if not isinstance(details, dict):
-        raise OptionError(CONTEXT_FLAG, f'context "{chosen}" in {source} is empty')
-    for section, key in (("clusters", "cluster"), ("users", "user")):
-        names = {entry["name"] for entry in _named_entries(config, section)}
-        wanted = details.get(key)
-        if key == "cluster" and wanted not in names:
-            raise OptionError(
-                CONTEXT_FLAG, f'context "{chosen}" in {source} names cluster "{wanted}", which is not defined'
-            )
-        if key == "user" and wanted is not None and wanted not in names:
-            raise OptionError(
-                CONTEXT_FLAG, f'context "{chosen}" in {source} names user "{wanted}", which is not defined'
-            )
-    config["current-context"] = chosen
-    return chosen
-
-
-def kubeconfig_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every secret value in a kubeconfig's users (tokens, passwords, client keys)."""
-    found: list[str] = []
-    for entry in _named_entries(config, "users"):
-        user = entry.get("user")
-        if not isinstance(user, dict):
-            continue
-        for key in SECRET_USER_FIELDS:
-            value = user.get(key)
-            if isinstance(value, str) and value and value not in found:
-                found.append(value)
-    return tuple(found)
 
 
 # --- writing kubeconfigs --------------------------------------------------------------------------------
@@ -425,7 +348,7 @@ def memory_backed_kubeconfig(config: Mapping[str, Any]) -> tuple[dict[str, Any],
     opened: list[int] = []
     for section, fields in _IN_MEMORY_FIELDS.items():
         entries = []
-        for entry in _named_entries(config, section):
+        for entry in kubeconfigs.named_entries(config, section):
             key = "user" if section == "users" else "cluster"
             inner = entry.get(key)
             if isinstance(inner, dict):
@@ -465,69 +388,3 @@ def _decoded(data: str) -> bytes:
 
 def _close_nothing() -> None:
     return None
-
-
-# --- internals ----------------------------------------------------------------------------------------
-
-
-def _load_yaml_mapping(text: str, *, source: str, flag: str) -> dict[str, Any]:
-    """Parse with the safe loader. The message gives the position only: a YAML error's own text quotes
-    the surrounding lines, which may hold a token."""
-    try:
-        loaded = YAML(typ="safe", pure=True).load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise OptionError(flag, f"{source} is not valid YAML{where}") from None
-    except YAMLError:
-        raise OptionError(flag, f"{source} is not valid YAML") from None
-    if not isinstance(loaded, dict):
-        raise OptionError(flag, f"{source} is not a kubeconfig (expected a mapping at the top)")
-    for section in ("clusters", "contexts", "users"):
-        entries = loaded.get(section)
-        if entries is None:
-            continue
-        if not isinstance(entries, list) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in entries
-        ):
-            raise OptionError(flag, f"{source}: {section} must be a list of entries with a name")
-    return loaded
-
-
-def _named_entries(config: Mapping[str, Any], section: str) -> list[dict[str, Any]]:
-    entries = config.get(section)
-    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)] if entries else []
-
-
-def _normalized(config: dict[str, Any]) -> dict[str, Any]:
-    for section in ("clusters", "contexts", "users"):
-        config.setdefault(section, [])
-        if config[section] is None:
-            config[section] = []
-    return config
-
-
-def _resolve_local_paths(config: dict[str, Any], base: Path) -> None:
-    """Make the file paths inside a kubeconfig absolute, as kubectl does, so the dict works when loaded in
-    memory from another working directory."""
-
-    def resolve(holder: dict[str, Any], key: str) -> None:
-        value = holder.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            holder[key] = str(base / value)
-
-    for entry in _named_entries(config, "clusters"):
-        cluster = entry.get("cluster")
-        if isinstance(cluster, dict):
-            for key in CLUSTER_PATH_FIELDS:
-                resolve(cluster, key)
-    for entry in _named_entries(config, "users"):
-        user = entry.get("user")
-        if not isinstance(user, dict):
-            continue
-        for key in USER_PATH_FIELDS:
-            resolve(user, key)
-        exec_config = user.get("exec")
-        # A bare command name is looked up on PATH; only a relative path is relative to the kubeconfig.
-        if isinstance(exec_config, dict) and os.sep in str(exec_config.get("command", "")):
-            resolve(exec_config, "command")
