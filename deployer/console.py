@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TextIO
 
-from deployer import github_actions, redaction
+from deployer import redaction, workflow_commands
 
 
 class Console:
@@ -40,7 +40,7 @@ class Console:
     ) -> None:
         self.out = out if out is not None else sys.stderr
         self.env = env if env is not None else os.environ
-        self.in_actions = github_actions.is_github_actions(self.env)
+        self.in_actions = workflow_commands.is_github_actions(self.env)
         if interactive is None:
             interactive = self.out.isatty() and self.env.get("CI", "").lower() != "true" and not self.in_actions
         self.interactive = interactive
@@ -63,7 +63,7 @@ class Console:
             # The runner reads commands on both streams, with one stop-commands state for both, but not in
             # the order they were written across the two. On the console's stream the masks are ordered
             # with its fences (never inside one); on stdout, before anything printed there.
-            masks = "".join(line + "\n" for line in github_actions.mask(value))
+            masks = "".join(line + "\n" for line in workflow_commands.mask(value))
             with self._lock:
                 for stream in dict.fromkeys([self.out, sys.stdout]):
                     stream.write(masks)
@@ -91,7 +91,7 @@ class Console:
     def _print(self, text: str) -> None:
         # Called with the lock held: a fence opened here is closed before anyone else may write.
         if self.in_actions:
-            self.out.write("".join(line + "\n" for line in github_actions.inert_lines(text)))
+            self.out.write("".join(line + "\n" for line in workflow_commands.inert_lines(text)))
             self.out.flush()
         else:
             print(text, file=self.out, flush=True)
@@ -107,18 +107,18 @@ class Console:
 
     def warn(self, text: str) -> None:
         if self.in_actions:
-            self._write_command(github_actions.warning_annotation(self.redact(text)))
+            self._write_command(workflow_commands.warning_annotation(self.redact(text)))
         else:
             self._write(f"warning: {text}")
 
     def error(self, text: str, *, file: str | None = None, line: int | None = None, col: int | None = None) -> None:
         if self.in_actions:
-            short = github_actions.annotation_message(text)
+            short = workflow_commands.annotation_message(text)
             if short != text:
                 # GitHub cuts long annotations: the whole message goes to the log first, where nothing in it
                 # can act as a command (_write fences what could).
                 self._write(f"error: {text}")
-            self._write_command(github_actions.error_annotation(self.redact(short), file=file, line=line, col=col))
+            self._write_command(workflow_commands.error_annotation(self.redact(short), file=file, line=line, col=col))
         else:
             self._write(f"error: {text}")
 
@@ -126,12 +126,12 @@ class Console:
     def phase(self, title: str) -> Iterator[None]:
         """A phase of the run: a collapsible group in Actions, a heading elsewhere."""
         if self.in_actions:
-            self._write_command(github_actions.command("group", title))
+            self._write_command(workflow_commands.command("group", title))
             try:
                 yield
             finally:
                 self.finish_progress()
-                self._write_command(github_actions.command("endgroup"))
+                self._write_command(workflow_commands.command("endgroup"))
         else:
             self.info(f"==> {title}")
             try:
@@ -169,7 +169,7 @@ class Console:
         if self.interactive and self._progress:
             # Counted as the terminal shows them: a line break inside a state must not leave a line behind.
             lines = [
-                line for text in self._progress.values() for line in github_actions.runner_lines(self.redact(text))
+                line for text in self._progress.values() for line in workflow_commands.runner_lines(self.redact(text))
             ]
             self.out.write("".join(line + "\n" for line in lines))
             self._live_lines = len(lines)

@@ -5,7 +5,7 @@ registry's and the engine's messages, the DigitalOcean API's): ``***`` is what t
 shows for a masked value, so a line reads the same whether we or the runner hid the secret.
 
 Must not: decide what is secret (callers pass what they hold) or register masks with the runner
-(deployer/github_actions.py writes ``::add-mask::``).
+(deployer/workflow_commands.py writes ``::add-mask::``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from deployer import github_actions
+from deployer import workflow_commands
 from deployer.credentials import (
     KubeCredentials,
     expiry_for_run,
@@ -274,7 +274,7 @@ def test_in_github_actions_secrets_are_masked_before_anything_else(fake: FakeDig
         expiry_seconds=600,
         env=env,
         warn=lambda text: shown.append(f"warning: {text}"),
-        mask=lambda value: shown.extend(github_actions.mask(value)),
+        mask=lambda value: shown.extend(workflow_commands.mask(value)),
     )
     assert shown[0] == f"::add-mask::{TOKEN}"
     assert shown[1].startswith("warning: ")

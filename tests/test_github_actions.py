@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer import github_actions
+from deployer import github_actions, workflow_commands
 from deployer.errors import OptionError, WorkloadOutcome
 from deployer.github_actions import DeployReport, WorkloadResult
 
@@ -87,13 +87,13 @@ TRICKY = [
     ],
 )
 def test_escaping_follows_the_runner(text: str, escaped_data: str, escaped_property: str) -> None:
-    assert github_actions.escape_data(text) == escaped_data
-    assert github_actions.escape_property(text) == escaped_property
+    assert workflow_commands.escape_data(text) == escaped_data
+    assert workflow_commands.escape_property(text) == escaped_property
 
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_message_and_properties_read_back_unchanged(text: str) -> None:
-    line = github_actions.annotation("warning", text, file=text or None, title="t: x, y")
+    line = workflow_commands.annotation("warning", text, file=text or None, title="t: x, y")
 
     name, properties, message = read_command(line)
 
@@ -106,15 +106,15 @@ def test_message_and_properties_read_back_unchanged(text: str) -> None:
 @pytest.mark.parametrize(
     ("call", "expected"),
     [
-        (lambda: github_actions.error_annotation("bad"), "::error::bad"),
-        (lambda: github_actions.error_annotation("bad", file="k8s/app.yaml"), "::error file=k8s/app.yaml::bad"),
+        (lambda: workflow_commands.error_annotation("bad"), "::error::bad"),
+        (lambda: workflow_commands.error_annotation("bad", file="k8s/app.yaml"), "::error file=k8s/app.yaml::bad"),
         (
-            lambda: github_actions.error_annotation("bad", file="k8s/app.yaml", line=3, col=7),
+            lambda: workflow_commands.error_annotation("bad", file="k8s/app.yaml", line=3, col=7),
             "::error file=k8s/app.yaml,line=3,col=7::bad",
         ),
-        (lambda: github_actions.warning_annotation("slow", line=2), "::warning line=2::slow"),
+        (lambda: workflow_commands.warning_annotation("slow", line=2), "::warning line=2::slow"),
         (
-            lambda: github_actions.annotation("notice", "n", file="f", line=1, end_line=2, col=3, end_column=4),
+            lambda: workflow_commands.annotation("notice", "n", file="f", line=1, end_line=2, col=3, end_column=4),
             "::notice file=f,line=1,endLine=2,col=3,endColumn=4::n",
         ),
     ],
@@ -134,15 +134,15 @@ def test_annotations_name_the_file_position(call: object, expected: str) -> None
     ],
 )
 def test_mask_registers_the_secret_and_each_of_its_lines(secret: str, masked: list[str]) -> None:
-    commands = [read_command(line) for line in github_actions.mask(secret)]
+    commands = [read_command(line) for line in workflow_commands.mask(secret)]
 
     assert [name for name, _, _ in commands] == ["add-mask"] * len(masked)
     assert [message for _, _, message in commands] == masked
 
 
 def test_fenced_lines_resume_only_with_a_fresh_random_token() -> None:
-    first = github_actions.fenced(["::error::x"])
-    second = github_actions.fenced(["::error::x"])
+    first = workflow_commands.fenced(["::error::x"])
+    second = workflow_commands.fenced(["::error::x"])
 
     name, _, token = read_command(first[0])
     assert name == "stop-commands"
@@ -161,12 +161,12 @@ def test_fenced_lines_resume_only_with_a_fresh_random_token() -> None:
     ],
 )
 def test_text_that_cannot_be_a_command_is_left_as_lines(text: str, lines: list[str]) -> None:
-    assert github_actions.inert_lines(text) == lines
+    assert workflow_commands.inert_lines(text) == lines
 
 
 @pytest.mark.parametrize("text", ["ok\n::error::x", "| ##[error]x", "see http://[::1]:8080/"])
 def test_text_that_could_be_a_command_is_fenced_whole(text: str) -> None:
-    lines = github_actions.inert_lines(text)
+    lines = workflow_commands.inert_lines(text)
     token = read_command(lines[0])[2]
     assert lines[1:] == [*text.splitlines(), f"::{token}::"]
 
@@ -176,7 +176,7 @@ def test_text_that_could_be_a_command_is_fenced_whole(text: str) -> None:
     [({"GITHUB_ACTIONS": "true"}, True), ({"GITHUB_ACTIONS": "false"}, False), ({}, False), ({"CI": "true"}, False)],
 )
 def test_is_github_actions_reads_the_runner_variable(env: dict[str, str], expected: bool) -> None:
-    assert github_actions.is_github_actions(env) is expected
+    assert workflow_commands.is_github_actions(env) is expected
 
 
 def test_a_path_inside_the_workspace_is_given_relative_to_it(tmp_path: Path) -> None:
@@ -557,13 +557,13 @@ def test_summary_says_where_a_namespace_not_asked_for_came_from(source: str, sho
     [("short", "short"), ("x" * 500, "x" * 500)],
 )
 def test_short_annotation_messages_are_kept_whole(message: str, expected: str) -> None:
-    assert github_actions.annotation_message(message) == expected
+    assert workflow_commands.annotation_message(message) == expected
 
 
 def test_a_long_annotation_message_is_cut_and_says_where_the_rest_is() -> None:
-    cut = github_actions.annotation_message("rolled back deployment/web; " * 300)
+    cut = workflow_commands.annotation_message("rolled back deployment/web; " * 300)
 
-    assert len(cut) <= github_actions.ANNOTATION_MESSAGE_LIMIT
+    assert len(cut) <= workflow_commands.ANNOTATION_MESSAGE_LIMIT
     assert cut.startswith("rolled back deployment/web; ") and cut.endswith("(cut: the whole message is in the job log)")
 
 
