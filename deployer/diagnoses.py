@@ -188,7 +188,7 @@ def describe_container_state(state: Mapping[str, Any] | None) -> str:
     return "unknown"
 
 
-def _join(*parts: Any) -> str:
+def _join(*parts: object) -> str:
     return ": ".join(str(p).strip() for p in parts if p)
 
 

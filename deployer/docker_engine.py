@@ -134,7 +134,7 @@ class DockerEngine:
 
     def __init__(
         self,
-        client: Any,
+        client: docker.DockerClient,
         *,
         docker_cli: str | None = None,
         named_cli: tuple[str, str] | None = None,

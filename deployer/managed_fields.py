@@ -54,7 +54,7 @@ def _node(owned_here: bool, children: dict[str, Any]) -> dict[str, Any]:
 
 def owns(fields: Mapping[str, Any], path: Sequence[str]) -> bool:
     """Whether the FieldsV1 set owns the node at ``path`` (keys such as ``f:spec``) itself."""
-    node: Any = fields
+    node: object = fields
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
             return False

@@ -29,10 +29,11 @@ from ruamel.yaml.events import (
     CollectionEndEvent,
     CollectionStartEvent,
     DocumentStartEvent,
+    Event,
     ScalarEvent,
     StreamEndEvent,
 )
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tag import Tag
 
@@ -157,7 +158,7 @@ def check_shape(source: ManifestSource) -> None:
         return
 
 
-def _shape_error(source: ManifestSource, document: int, problem: str, event: Any) -> ManifestSyntaxError:
+def _shape_error(source: ManifestSource, document: int, problem: str, event: Event) -> ManifestSyntaxError:
     mark = event.start_mark
     return ManifestSyntaxError(problem, path=source.path, document=document, line=mark.line + 1, column=mark.column + 1)
 
@@ -187,7 +188,7 @@ def as_sent(document: Mapping[str, Any], *, path: str, index: int) -> dict[str, 
     return sent
 
 
-def _unsendable(value: Any, field_path: str) -> tuple[str, str]:
+def _unsendable(value: object, field_path: str) -> tuple[str, str]:
     """The first value under ``value`` that JSON cannot carry, and why (called only once encoding failed)."""
     if isinstance(value, Mapping):
         for key, child in value.items():
@@ -239,7 +240,7 @@ class _KubectlConstructor(SafeConstructor):
                 None, None, f"{node.value or 'an empty key'} cannot be a mapping key", node.start_mark
             ) from None
 
-    def construct_tagged(self, node: Any) -> Any:
+    def construct_tagged(self, node: Node) -> Any:
         """A node with an explicit tag: go-yaml reads collections by their kind whatever their tag (``!!set``
         becomes a mapping, ``!!omap`` a sequence) and scalars by deployer.scalars.tagged_scalar."""
         if isinstance(node, MappingNode):
@@ -253,7 +254,7 @@ class _KubectlConstructor(SafeConstructor):
         except ValueError as e:
             raise ConstructorError(None, None, str(e), node.start_mark) from None
 
-    def _sendable(self, value: Any, node: ScalarNode) -> Any:
+    def _sendable(self, value: object, node: Node) -> Any:
         if not isinstance(value, float):
             return value
         try:
@@ -283,7 +284,7 @@ class _KubectlConstructor(SafeConstructor):
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
 
-    def _mapping_key(self, key_node: Any) -> str:
+    def _mapping_key(self, key_node: Node) -> str:
         key = self.construct_object(key_node, deep=True)
         try:
             return scalars.json_key(key)
@@ -293,11 +294,11 @@ class _KubectlConstructor(SafeConstructor):
             ) from None
 
 
-def _kind_of(value: Any) -> str:
+def _kind_of(value: object) -> str:
     return {dict: "mapping", list: "sequence", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _duplicate_key(key: str, again: Any, first: Any) -> str:
+def _duplicate_key(key: str, again: Node, first: Node) -> str:
     """The problem of a key written twice, with the key as written (``y``, not the "true" kubectl reads)."""
     written_again, written_first = (node.value if isinstance(node, ScalarNode) else key for node in (again, first))
     first_line = first.start_mark.line + 1

@@ -162,7 +162,9 @@ def label_value_problem(value: str) -> str | None:
     )
 
 
-def _string_map_problems(values: Any, field_path: str, key_check: Callable[[str], str | None]) -> list[tuple[str, str]]:
+def _string_map_problems(
+    values: object, field_path: str, key_check: Callable[[str], str | None]
+) -> list[tuple[str, str]]:
     if values is None:
         return []
     if not isinstance(values, Mapping):
@@ -179,7 +181,7 @@ def _string_map_problems(values: Any, field_path: str, key_check: Callable[[str]
     return problems
 
 
-def metadata_problems(metadata: Any, field_path: str) -> list[tuple[str, str]]:
+def metadata_problems(metadata: object, field_path: str) -> list[tuple[str, str]]:
     """What is wrong with the labels and annotations in ``metadata`` (an object's or a pod template's)."""
     if not isinstance(metadata, Mapping):
         return []
@@ -204,7 +206,7 @@ def metadata_problems(metadata: Any, field_path: str) -> list[tuple[str, str]]:
     return problems
 
 
-def _string_items(values: Any, field_path: str) -> list[tuple[str, str]]:
+def _string_items(values: object, field_path: str) -> list[tuple[str, str]]:
     if not isinstance(values, Mapping):
         return []
     return [(f"{field_path}.{key}", value) for key, value in values.items() if isinstance(value, str)]
@@ -235,7 +237,7 @@ def object_problems(body: Mapping[str, Any]) -> list[tuple[str, str]]:
     if str(body["apiVersion"]).rpartition("/")[0] not in _GROUPS_WITH_POD_TEMPLATES:
         return problems
     for path in _TEMPLATE_METADATA_PATHS:
-        node: Any = body
+        node: object = body
         for step in path:
             node = node.get(step) if isinstance(node, Mapping) else None
         problems += metadata_problems(node, ".".join(path))

@@ -114,7 +114,7 @@ def json_number(value: float) -> int | float:
     return value
 
 
-def json_key(key: Any) -> str:
+def json_key(key: object) -> str:
     """A mapping key as text, the way sigs.k8s.io/yaml turns a non-string key into a JSON object key.
 
     Raises ValueError for keys JSON cannot name (null, a list, a mapping), as kubectl does.
