@@ -5,9 +5,10 @@ and GITHUB_STEP_SUMMARY files, an event payload; the install step really pip-ins
 action's path into a fresh venv). Behind it everything is real or a real server on 127.0.0.1:
 - the Docker engine builds workflows-examples/hello-app on the local busybox base and pushes it to the
   htpasswd registry;
-- the DigitalOcean fake resolves the cluster name and issues a kubeconfig whose token the simulator accepts;
-- the Kubernetes simulator runs the pushed image on the Docker kubelet (real containers, real probes on
-  127.0.0.1, real time: clock_speed=1);
+- the DigitalOcean fake resolves the cluster name and issues a kubeconfig for the real control plane
+  (tests/controlplane/) with a bearer token from its TokenRequest API;
+- the control plane's controllers and its node agent run the pushed image on the Docker engine (real
+  containers, real probes on 127.0.0.1), in a namespace of this module's own; the real kubectl reads what is live;
 - the GitHub fake records the Deployment and its statuses.
 
 A good deploy (exit 0) comes first; then a run whose manifests give the container a command that crashes:
@@ -27,17 +28,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import TestRegistry
+from tests.controlplane import ControlPlane
+from tests.deploy_scenarios import Kubectl
 from tests.fakes.digitalocean_api import FakeCluster, FakeDigitalOceanAPI, openapi_problems
 from tests.fakes.github_api import FakeGitHubAPI
-from tests.kubesim import KubeSim
 from tests.test_action_composite import ROOT, SHA, TOKEN, ActionRun, CompositeRunner
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
 HELLO_APP = ROOT / "workflows-examples" / "hello-app"
 PREFIX = "deployer-test-action-e2e"
 DO_TOKEN = "dop_v1_action-e2e-0123456789abcdef0123456789abcdef"
-NAMESPACE = "hello"
+NAMESPACE = f"hello-{uuid.uuid4().hex[:8]}"  # the session's control plane is shared: a namespace of its own
 ENVIRONMENT = "staging"
 ENVIRONMENT_URL = "https://staging.hello.example"
 CRASH_LOG = "hello-app: /etc/hello/config.json is missing, giving up"
@@ -53,7 +55,7 @@ class Stack:
     """Everything one module's deploys run against."""
 
     runner: CompositeRunner
-    sim: KubeSim
+    judge: Kubectl
     digitalocean: FakeDigitalOceanAPI
     github: FakeGitHubAPI
     registry: TestRegistry
@@ -100,22 +102,21 @@ def _workspace(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(
-    tmp_path_factory: pytest.TempPathFactory, docker_client: Any, registry: TestRegistry, busybox_base_image: str
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_client: Any,
+    registry: TestRegistry,
+    control_plane: ControlPlane,
+    kubectl: str,
 ) -> Iterator[Stack]:
     workspace = _workspace(tmp_path_factory.mktemp("workspace"))
     runner_temp = tmp_path_factory.mktemp("runner-temp")
+    judge = Kubectl.under(tmp_path_factory.mktemp("judge"), kubectl, control_plane.kubeconfig_path)
     repository = f"{registry.host}/{PREFIX}-{uuid.uuid4().hex[:8]}/hello-app"
-    sim = KubeSim.start(
-        kubelet="docker",
-        clock_speed=1.0,
-        docker_client=docker_client,
-        registry=(registry.host, registry.username, registry.password),
-    )
     digitalocean = FakeDigitalOceanAPI(
         token=DO_TOKEN,
-        server_url=sim.server_url,
-        ca_pem=sim.ca_pem,
-        mint_token=sim.issue_token,
+        server_url=control_plane.server_url,
+        ca_pem=control_plane.ca_pem,
+        mint_token=control_plane.issue_token,
         clusters=[FakeCluster("hello-production"), FakeCluster("hello-staging", region="fra1")],
     )
     try:
@@ -127,13 +128,12 @@ def stack(
                 # What a workflow's job-level `env:` would set: the API addresses of the fakes.
                 github_env={"GITHUB_API_URL": github.url, "DEPLOYER_DIGITALOCEAN_API_URL": digitalocean.url},
             )
-            yield Stack(runner, sim, digitalocean, github, registry, repository, workspace)
+            yield Stack(runner, judge, digitalocean, github, registry, repository, workspace)
         assert github.validation_problems == []
         problems = {f"{e.status} {e.path}": openapi_problems(e) for e in digitalocean.exchanges}
         assert not any(problems.values()), problems
-        assert not sim.loop.errors, sim.loop.errors[:3]
     finally:
-        sim.stop()
+        judge.run("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found", check=False)
         _remove_image(docker_client, registry, repository)
 
 
@@ -155,13 +155,18 @@ def good_deploy(stack: Stack, busybox_base_image: str) -> ActionRun:
 
 
 def _deployment(stack: Stack) -> dict[str, Any]:
-    found = stack.sim.store.find("apps/v1", "Deployment", NAMESPACE, "hello-app")
-    assert found is not None, "the Deployment is not in the cluster"
-    return dict(found)
+    assert stack.judge.exists(NAMESPACE, "deployment/hello-app"), "the Deployment is not in the cluster"
+    found: dict[str, Any] = stack.judge.get_json(NAMESPACE, "deployment/hello-app")
+    return found
 
 
 def _ready_pods(stack: Stack) -> list[dict[str, Any]]:
-    pods = stack.sim.store.list("v1", "Pod", NAMESPACE)
+    """The Ready pods of hello-app that are not being deleted (a pod the rollback replaced may still stop)."""
+    pods = [
+        pod
+        for pod in stack.judge.get_json(NAMESPACE, "pods", "-l", "app=hello-app")["items"]
+        if not pod["metadata"].get("deletionTimestamp")
+    ]
 
     def ready(pod: dict[str, Any]) -> bool:
         conditions = pod.get("status", {}).get("conditions", [])
@@ -203,7 +208,7 @@ def test_good_deploy_summary_names_image_digest_cluster_and_workload(stack: Stac
     assert summary.startswith(f"## ✅ Deployed `{good_deploy.outputs['image']}`"), summary
     assert f"`{good_deploy.outputs['digest']}`" in summary
     assert "hello-staging" in summary and f"[{ENVIRONMENT}]({ENVIRONMENT_URL})" in summary
-    assert "| deployment/hello-app | hello | ready |" in summary
+    assert f"| deployment/hello-app | {NAMESPACE} | ready |" in summary
     assert "What went wrong" not in summary and "Rollback" not in summary
 
 

@@ -2,9 +2,10 @@
 
 `deployer` runs as a user runs it (a subprocess with a controlled environment, HOME and TMPDIR in a scratch
 directory) against the DigitalOcean fake (--digitalocean-api-url), which resolves the cluster name and issues
-kubeconfigs whose tokens the Kubernetes simulator accepts until they expire on its clock. The simulator runs
-at clock_speed=1 with the scripted kubelet, so its clock is the wall clock deployer reads expiry from
-(deployer.cluster maps a 401 to "expired" with KubeCredentials.has_expired() on the wall clock).
+kubeconfigs for the real control plane (tests/controlplane/) carrying bearer tokens from its TokenRequest API.
+The pods run web_images' images on the Docker engine; the real kubectl judges what is live. A token that stops
+working mid-run is a real revocation (the Secret the token is bound to is deleted), since the API server does
+not issue tokens shorter than 10 minutes.
 
 No token (the DigitalOcean API token or a minted cluster token) may appear in deployer's output or in any
 file it leaves behind: every test scans both.
@@ -13,27 +14,28 @@ file it leaves behind: every test scans both.
 from __future__ import annotations
 
 import os
-import ssl
 import stat
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.deploy_scenarios import wait_until
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
+from tests.deploy_scenarios import Kubectl, wait_until
 from tests.fakes.api_fault_proxy import Fault, running_fault_proxy
 from tests.fakes.digitalocean_api import FakeCluster, FakeDigitalOceanAPI, openapi_problems
-from tests.kubesim import KubeSim
+
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO_K8S = ROOT / "workflows-examples" / "hello-app" / "k8s"
 TOKEN = "dop_v1_credentials-e2e-00112233445566778899aabbccddeeff"
-IMAGE = "registry.example/acme/hello-app"
 
 
 @dataclass(frozen=True)
@@ -48,29 +50,32 @@ class Result:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[KubeSim]:
-    simulator = KubeSim.start(kubelet="scripted", clock_speed=1.0)
-    try:
-        yield simulator
-    finally:
-        errors = list(simulator.loop.errors)
-        simulator.stop()
-        assert not errors, errors[:3]
-
-
-@pytest.fixture(scope="module")
-def digitalocean(sim: KubeSim) -> Iterator[FakeDigitalOceanAPI]:
+def digitalocean(control_plane: ControlPlane) -> Iterator[FakeDigitalOceanAPI]:
     api = FakeDigitalOceanAPI(
         token=TOKEN,
-        server_url=sim.server_url,
-        ca_pem=sim.ca_pem,
-        mint_token=sim.issue_token,
+        server_url=control_plane.server_url,
+        ca_pem=control_plane.ca_pem,
+        mint_token=control_plane.issue_token,
         clusters=[FakeCluster("web", region="ams3"), FakeCluster("db", region="fra1")],
     )
     with api:
         yield api
     problems = {f"{e.status} {e.path}": openapi_problems(e) for e in api.exchanges}
     assert not any(problems.values()), problems
+
+
+@pytest.fixture
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    (tmp_path / "judge").mkdir()
+    return Kubectl.under(tmp_path / "judge", kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def namespace(judge: Kubectl) -> Iterator[str]:
+    """A namespace name of the test's own (deployer creates it, if anything does); deleted afterwards."""
+    name = f"creds-{uuid.uuid4().hex[:8]}"
+    yield name
+    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture
@@ -104,16 +109,23 @@ def deployer(*args: str, scratch: Path, env: Mapping[str, str] | None = None, ti
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def run_args(digitalocean: FakeDigitalOceanAPI, namespace: str, tag: str, *more: str) -> list[str]:
+def run_args(
+    digitalocean: FakeDigitalOceanAPI,
+    images: WebImages,
+    namespace: str,
+    tag: str,
+    *more: str,
+    manifests: Path = HELLO_K8S,
+) -> list[str]:
     return [
         "run",
         "-f",
-        str(HELLO_K8S),
+        str(manifests),
         "-n",
         namespace,
         "--no-build",
         "--image",
-        IMAGE,
+        images.repository,
         "--tag",
         tag,
         "--cluster",
@@ -137,27 +149,36 @@ def assert_no_token_leaked(
     assert leaks == []
 
 
-def live_image(sim: KubeSim, namespace: str) -> str:
-    found = sim.store.find("apps/v1", "Deployment", namespace, "hello-app")
-    assert found is not None
-    image: str = found["spec"]["template"]["spec"]["containers"][0]["image"]
-    return image
+def live_image(judge: Kubectl, namespace: str) -> str:
+    return judge.image(namespace, "deployment/hello-app")
+
+
+def never_ready_manifests(directory: Path) -> Path:
+    """hello-app's manifests with a readiness probe on a path the image does not serve: its pods run and never
+    become ready, with nothing that tells a failure apart from a slow start, so the wait goes on to its timeout."""
+    directory.mkdir()
+    (directory / "service.yaml").write_text((HELLO_K8S / "service.yaml").read_text())
+    deployment = yaml.safe_load((HELLO_K8S / "deployment.yaml").read_text())
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/never-ready"
+    (directory / "deployment.yaml").write_text(yaml.safe_dump(deployment))
+    return directory
 
 
 def test_cluster_name_gets_a_kubeconfig_and_the_deploy_succeeds(
-    sim: KubeSim, digitalocean: FakeDigitalOceanAPI, scratch: Path
+    digitalocean: FakeDigitalOceanAPI, web_images: WebImages, judge: Kubectl, namespace: str, scratch: Path
 ) -> None:
     issued_before = len(digitalocean.requests_for("kubeconfig"))
 
     result = deployer(
-        *run_args(digitalocean, "creds-ok", "v1", "--timeout", "30s"),
+        *run_args(digitalocean, web_images, namespace, "v1", "--timeout", "90s"),
         scratch=scratch,
         env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
+        timeout=180,
     )
 
     assert result.code == 0, result
     assert "DigitalOcean cluster web" in result.stderr + result.stdout
-    assert live_image(sim, "creds-ok") == f"{IMAGE}:v1"
+    assert live_image(judge, namespace) == web_images.tag("v1")
     issued = digitalocean.requests_for("kubeconfig")[issued_before:]
     assert [e.status for e in issued] == [200]
     assert int(issued[0].query["expiry_seconds"]) >= 300
@@ -166,7 +187,6 @@ def test_cluster_name_gets_a_kubeconfig_and_the_deploy_succeeds(
     assert list((scratch / "tmp").iterdir()) == []
 
 
-@pytest.mark.kubectl
 def test_kubeconfig_command_writes_an_owner_only_file_that_kubectl_uses(
     kubectl: str, digitalocean: FakeDigitalOceanAPI, scratch: Path
 ) -> None:
@@ -204,7 +224,7 @@ def test_kubeconfig_command_writes_an_owner_only_file_that_kubectl_uses(
 
 
 def test_an_expiry_shorter_than_the_run_needs_is_refused_before_anything_is_issued(
-    sim: KubeSim, digitalocean: FakeDigitalOceanAPI, scratch: Path
+    digitalocean: FakeDigitalOceanAPI, web_images: WebImages, judge: Kubectl, namespace: str, scratch: Path
 ) -> None:
     issued_before = len(digitalocean.requests_for("kubeconfig"))
 
@@ -212,7 +232,8 @@ def test_an_expiry_shorter_than_the_run_needs_is_refused_before_anything_is_issu
     result = deployer(
         *run_args(
             digitalocean,
-            "creds-short",
+            web_images,
+            namespace,
             "v1",
             "--kubeconfig-expiry",
             "4s",
@@ -230,53 +251,50 @@ def test_an_expiry_shorter_than_the_run_needs_is_refused_before_anything_is_issu
     assert len(result.error_lines) == 1, result.stderr
     assert result.error_lines[0].startswith("error: --kubeconfig-expiry: 4s is shorter than this run needs: 300s")
     assert len(digitalocean.requests_for("kubeconfig")) == issued_before, "no token was minted"
-    assert sim.store.find("v1", "Namespace", None, "creds-short") is None, "nothing reached the cluster"
+    assert not judge.exists("default", f"namespace/{namespace}"), "nothing reached the cluster"
     assert_no_token_leaked(digitalocean, result, scratch)
 
 
-def refused(server_url: str, ca_pem: bytes, token: str) -> bool:
-    """True once the cluster answers 401 to ``token``."""
-    context = ssl.create_default_context(cadata=ca_pem.decode())
-    request = urllib.request.Request(f"{server_url}/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=10):
-            return False
-    except urllib.error.HTTPError as e:
-        return e.code == 401
-
-
 def test_credentials_refused_during_the_wait_stop_it_and_fresh_ones_roll_back(
-    sim: KubeSim, scratch: Path, tmp_path: Path
+    control_plane: ControlPlane, web_images: WebImages, judge: Kubectl, namespace: str, scratch: Path
 ) -> None:
     """A token that stops working before its time (revoked, or cut short by the issuer): the wait ends at the
     first 401 instead of running on blind to its timeout, and the rollback gets a new kubeconfig."""
-    issued: list[int] = []
-
-    def mint(expiry_seconds: int) -> str:
-        # The second run's first token dies after 6 s whatever was asked for; the others live as asked.
-        issued.append(expiry_seconds)
-        return sim.issue_token(6.0 if len(issued) == 2 else float(expiry_seconds))
-
     with (
-        running_fault_proxy("127.0.0.1", sim.port, sim.ca_pem) as proxy,
+        running_fault_proxy("127.0.0.1", control_plane.apiserver_port, control_plane.ca_pem) as proxy,
         FakeDigitalOceanAPI(
-            token=TOKEN, server_url=proxy.url, ca_pem=proxy.ca_pem, mint_token=mint, clusters=[FakeCluster("web")]
+            token=TOKEN,
+            server_url=proxy.url,
+            ca_pem=proxy.ca_pem,
+            mint_token=control_plane.issue_token,
+            clusters=[FakeCluster("web")],
         ) as digitalocean,
     ):
-        namespace = "creds-refused"
         first = deployer(
-            *run_args(digitalocean, namespace, "v1", "--timeout", "30s"),
+            *run_args(digitalocean, web_images, namespace, "v1", "--timeout", "90s"),
             scratch=scratch,
             env={"DIGITALOCEAN_ACCESS_TOKEN": TOKEN},
+            timeout=180,
         )
         assert first.code == 0, first
 
+        never_ready = never_ready_manifests(scratch / "never-ready")
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "deployer",
-                *run_args(digitalocean, namespace, "never-ready", "--timeout", "10m", "--rollback-timeout", "1m"),
+                *run_args(
+                    digitalocean,
+                    web_images,
+                    namespace,
+                    "v2",
+                    "--timeout",
+                    "10m",
+                    "--rollback-timeout",
+                    "1m",
+                    manifests=never_ready,
+                ),
             ],
             cwd=scratch,
             env=environment(scratch, {"DIGITALOCEAN_ACCESS_TOKEN": TOKEN}),
@@ -285,12 +303,13 @@ def test_credentials_refused_during_the_wait_stop_it_and_fresh_ones_roll_back(
             text=True,
         )
         try:
-            wait_until(lambda: live_image(sim, namespace) == f"{IMAGE}:never-ready", 60, "the apply")
-            wait_until(lambda: refused(sim.server_url, sim.ca_pem, digitalocean.minted[1]), 60, "the token to die")
+            wait_until(lambda: live_image(judge, namespace) == web_images.tag("v2"), 60, "the apply")
+            control_plane.revoke_token(digitalocean.minted[1])
+            wait_until(lambda: control_plane.token_refused(digitalocean.minted[1]), 60, "the revoked token refused")
             # The open watches outlive the token (an API server authenticates a request when it starts): a
             # control-plane hiccup makes them reconnect, and the reconnection is refused.
             proxy.outage(Fault.DROP, 0.5)
-            stdout, stderr = process.communicate(timeout=120)
+            stdout, stderr = process.communicate(timeout=180)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -306,8 +325,8 @@ def test_credentials_refused_during_the_wait_stop_it_and_fresh_ones_roll_back(
         assert "timed out" not in final
         assert "rolled back deployment/hello-app" in final
         assert len(digitalocean.requests_for("kubeconfig")) == 3, "the rollback fetched a new kubeconfig"
-        assert live_image(sim, namespace) == f"{IMAGE}:v1"
-        assert sim.store.find("coordination.k8s.io/v1", "Lease", namespace, "deployer-lock") is None
+        assert live_image(judge, namespace) == web_images.tag("v1")
+        assert not judge.exists(namespace, "lease/deployer-lock")
         assert_no_token_leaked(digitalocean, result, scratch)
         assert list((scratch / "tmp").iterdir()) == [], "deployer left files in TMPDIR"
 
@@ -335,11 +354,17 @@ CREDENTIAL_ERRORS = {
 @pytest.mark.parametrize("command", ["run", "kubeconfig"])
 @pytest.mark.parametrize("case", list(CREDENTIAL_ERRORS.values()), ids=list(CREDENTIAL_ERRORS))
 def test_credential_errors_are_one_line_with_their_exit_code(
-    sim: KubeSim, digitalocean: FakeDigitalOceanAPI, scratch: Path, case: CredentialsError, command: str
+    digitalocean: FakeDigitalOceanAPI,
+    web_images: WebImages,
+    judge: Kubectl,
+    namespace: str,
+    scratch: Path,
+    case: CredentialsError,
+    command: str,
 ) -> None:
     env = {"DIGITALOCEAN_ACCESS_TOKEN": case.token} if case.token else {}
     if command == "run":
-        args = run_args(digitalocean, "creds-errors", "v1")
+        args = run_args(digitalocean, web_images, namespace, "v1")
         args[args.index("--cluster") + 1] = case.cluster
     else:
         args = ["kubeconfig", "--cluster", case.cluster, "--digitalocean-api-url", digitalocean.url]
@@ -353,6 +378,6 @@ def test_credential_errors_are_one_line_with_their_exit_code(
     for fragment in case.fragments:
         assert fragment in result.error_lines[0]
     assert result.stdout == ""
-    assert sim.store.find("v1", "Namespace", None, "creds-errors") is None, "nothing reached the cluster"
+    assert not judge.exists("default", f"namespace/{namespace}"), "nothing reached the cluster"
     assert case.token is None or case.token not in result.stderr
     assert_no_token_leaked(digitalocean, result, scratch)

@@ -1,5 +1,7 @@
-"""A user's own kubeconfig end to end through `deployer run`: client keys never reach a file, and a failing
-`exec:` credential plugin is reported as what it is, on the Kubernetes simulator."""
+"""A user's own kubeconfig end to end through `deployer run`, on the real control plane (tests/controlplane/):
+a client certificate and key given inline authenticate (the API server checks them against its CA) and the key
+never reaches a file; `exec:` credential plugins, failing or handing out a token from the real TokenRequest
+API. The real kubectl judges what reached the cluster."""
 
 from __future__ import annotations
 
@@ -7,22 +9,28 @@ import base64
 import json
 import signal
 import stat
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import trustme
 
-from tests.deploy_scenarios import EXIT_FAILURE, EXIT_OK, Deployer, deployment, write_manifests
-from tests.kubesim import KubeSim
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
+from tests.deploy_scenarios import EXIT_FAILURE, EXIT_OK, Deployer, Kubectl, deployment, write_manifests
+
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
 PLUGIN_SECRET = "plugin-stderr-secret-0123456789abcdefghij"
+WEB_PORT = 8080  # where web_images' v1 and v2 serve
 
 
-def user_kubeconfig(sim: KubeSim, path: Path, user: dict[str, object]) -> Path:
-    config = sim.kubeconfig_dict()
-    config["users"] = [{"name": "kubesim-admin", "user": user}]
+def user_kubeconfig(plane: ControlPlane, path: Path, user: dict[str, object]) -> Path:
+    """The plane's kubeconfig (its server and CA) with ``user`` as the credentials."""
+    config: dict[str, Any] = json.loads(plane.write_kubeconfig(path).read_text())
+    config["users"] = [{"name": "controlplane-admin", "user": user}]
     path.write_text(json.dumps(config))
-    path.chmod(0o600)
     return path
 
 
@@ -32,33 +40,54 @@ def executable(path: Path, text: str) -> Path:
     return path
 
 
+def web(readiness_path: str = "/index.html") -> dict[str, Any]:
+    document = deployment("web", replicas=1, http_port=WEB_PORT)
+    document["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = readiness_path
+    return document
+
+
 @pytest.fixture
-def deployer(kubesim: KubeSim, tmp_path: Path) -> Deployer:
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    (tmp_path / "judge").mkdir()
+    return Kubectl.under(tmp_path / "judge", kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def namespace(judge: Kubectl) -> Iterator[str]:
+    """A namespace name of the test's own (deployer creates it, if anything does); deleted afterwards."""
+    name = f"kubeconfig-{uuid.uuid4().hex[:8]}"
+    yield name
+    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
     made = Deployer.under(tmp_path, tmp_path / "kubeconfig")
+    made.repository = web_images.repository
     (tmp_path / "tmp").mkdir()
     made.env["TMPDIR"] = str(tmp_path / "tmp")
     return made
 
 
-def test_a_client_key_never_reaches_a_file_even_when_deployer_is_killed(
-    kubesim: KubeSim, deployer: Deployer, tmp_path: Path
-) -> None:
-    client = trustme.CA(organization_name="a user's client CA").issue_cert("deployer-user")
-    key_pem = client.private_key_pem.bytes()
-    user_kubeconfig(
-        kubesim,
-        deployer.kubeconfig,
-        {
-            "token": kubesim.admin_token,
-            "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
-            "client-key-data": base64.b64encode(key_pem).decode(),
-        },
-    )
-    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
+def inline_client_certificate(plane: ControlPlane) -> dict[str, object]:
+    """The plane's admin client certificate and key, inline: the API server authenticates them (no token)."""
+    return {
+        "client-certificate-data": base64.b64encode(plane.pki.admin_cert.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(plane.pki.admin_key.read_bytes()).decode(),
+    }
 
-    running = deployer.start("never-ready", manifests, "shop", "--timeout", "5m")
+
+def test_a_client_key_never_reaches_a_file_even_when_deployer_is_killed(
+    control_plane: ControlPlane, deployer: Deployer, namespace: str, tmp_path: Path
+) -> None:
+    user_kubeconfig(control_plane, deployer.kubeconfig, inline_client_certificate(control_plane))
+    key_pem = control_plane.pki.admin_key.read_bytes()
+    # Pods that run and never become ready: the wait goes on until the kill.
+    manifests = write_manifests(deployer.workdir / "k8s", web(readiness_path="/never-ready"))
+
+    running = deployer.start("v1", manifests, namespace, "--timeout", "5m")
     try:
-        running.wait_for_line(lambda line: line.startswith("==> Wait"), 60, "the wait phase")
+        running.wait_for_line(lambda line: line.startswith("==> Wait"), 120, "the wait phase")
         running.process.send_signal(signal.SIGKILL)  # no atexit, no finally: what is on disk stays
         running.process.wait(timeout=30)
     finally:
@@ -74,32 +103,26 @@ def test_a_client_key_never_reaches_a_file_even_when_deployer_is_killed(
     assert holding_the_key == []
 
 
-def test_the_client_certificate_from_memory_is_usable(kubesim: KubeSim, deployer: Deployer) -> None:
-    client = trustme.CA(organization_name="a user's client CA").issue_cert("deployer-user")
-    user_kubeconfig(
-        kubesim,
-        deployer.kubeconfig,
-        {
-            "token": kubesim.admin_token,
-            "client-certificate-data": base64.b64encode(client.cert_chain_pems[0].bytes()).decode(),
-            "client-key-data": base64.b64encode(client.private_key_pem.bytes()).decode(),
-        },
-    )
-    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
+def test_the_client_certificate_from_memory_is_usable(
+    control_plane: ControlPlane, deployer: Deployer, judge: Kubectl, namespace: str, web_images: WebImages
+) -> None:
+    user_kubeconfig(control_plane, deployer.kubeconfig, inline_client_certificate(control_plane))
+    manifests = write_manifests(deployer.workdir / "k8s", web())
 
-    done = deployer.run("v1", manifests, "shop")
+    done = deployer.run("v1", manifests, namespace, "--timeout", "90s")
 
     assert done.code == EXIT_OK, done.explain()
+    assert judge.image(namespace) == web_images.tag("v1")
     assert list(Path(deployer.env["TMPDIR"]).iterdir()) == []
 
 
 def test_a_failing_exec_plugin_is_reported_with_its_command_and_exit_code_not_as_401(
-    kubesim: KubeSim, deployer: Deployer, tmp_path: Path
+    control_plane: ControlPlane, deployer: Deployer, judge: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
     script = f"#!/bin/sh\necho 'error: not logged in; token {PLUGIN_SECRET}' >&2\nexit 3\n"
     plugin = executable(tmp_path / "get-token", script)
     user_kubeconfig(
-        kubesim,
+        control_plane,
         deployer.kubeconfig,
         {
             "exec": {
@@ -110,9 +133,9 @@ def test_a_failing_exec_plugin_is_reported_with_its_command_and_exit_code_not_as
             },
         },
     )
-    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
+    manifests = write_manifests(deployer.workdir / "k8s", web())
 
-    done = deployer.run("v1", manifests, "shop")
+    done = deployer.run("v1", manifests, namespace)
 
     assert done.code == EXIT_FAILURE, done.explain()
     assert "Traceback" not in done.stderr
@@ -123,20 +146,25 @@ def test_a_failing_exec_plugin_is_reported_with_its_command_and_exit_code_not_as
     assert "401" not in done.stderr
     assert PLUGIN_SECRET not in done.stderr + done.stdout
     assert "arg-secret-value" not in done.stderr + done.stdout
-    assert kubesim.store.find("v1", "Namespace", None, "shop") is None, "nothing reached the cluster"
+    assert not judge.exists("default", f"namespace/{namespace}"), "nothing reached the cluster"
 
 
 def test_a_working_exec_plugin_still_gets_its_token_to_the_cluster(
-    kubesim: KubeSim, deployer: Deployer, tmp_path: Path
+    control_plane: ControlPlane,
+    deployer: Deployer,
+    judge: Kubectl,
+    namespace: str,
+    web_images: WebImages,
+    tmp_path: Path,
 ) -> None:
     credential = {
         "apiVersion": "client.authentication.k8s.io/v1",
         "kind": "ExecCredential",
-        "status": {"token": kubesim.admin_token},
+        "status": {"token": control_plane.issue_token(600)},
     }
     plugin = executable(tmp_path / "get-token", f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
     user_kubeconfig(
-        kubesim,
+        control_plane,
         deployer.kubeconfig,
         {
             "exec": {
@@ -146,8 +174,9 @@ def test_a_working_exec_plugin_still_gets_its_token_to_the_cluster(
             },
         },
     )
-    manifests = write_manifests(deployer.workdir / "k8s", deployment("web", replicas=1))
+    manifests = write_manifests(deployer.workdir / "k8s", web())
 
-    done = deployer.run("v1", manifests, "shop")
+    done = deployer.run("v1", manifests, namespace, "--timeout", "90s")
 
     assert done.code == EXIT_OK, done.explain()
+    assert judge.image(namespace) == web_images.tag("v1")
