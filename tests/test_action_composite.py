@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_actions import read_output_file
+from tests.test_github_actions import read_output_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
