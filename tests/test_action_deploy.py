@@ -34,7 +34,9 @@ from tests.fakes.digitalocean_api import FakeCluster, FakeDigitalOceanAPI, opena
 from tests.fakes.github_api import FakeGitHubAPI
 from tests.test_action_composite import ROOT, SHA, TOKEN, ActionRun, CompositeRunner
 
-pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
+# A bound for a hang only: the first test's setup pip-installs deployer into a fresh venv, builds and pushes the
+# image and deploys; with the machine loaded (load average 21) that took 270 s, near pytest's default of 300.
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.timeout(600)]
 
 HELLO_APP = ROOT / "workflows-examples" / "hello-app"
 PREFIX = "deployer-test-action-e2e"
