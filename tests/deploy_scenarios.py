@@ -201,13 +201,16 @@ class Running:
 
     @staticmethod
     def _read(stream: Any, into: queue.Queue[tuple[float, str] | None]) -> None:
-        for line in stream:
-            into.put((time.monotonic(), line.rstrip("\n")))
+        # Each reader closes its pipe at the end of the output: the process has exited and nothing else reads it.
+        with stream:
+            for line in stream:
+                into.put((time.monotonic(), line.rstrip("\n")))
         into.put(None)
 
     def _drain_stdout(self) -> None:
         assert self.process.stdout is not None
-        self._stdout.append(self.process.stdout.read())
+        with self.process.stdout as stdout:
+            self._stdout.append(stdout.read())
         self._stdout_done.set()
 
     def wait_for_line(self, wanted: Callable[[str], bool], timeout: float, what: str) -> str:

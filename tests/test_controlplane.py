@@ -231,7 +231,7 @@ def test_serve_writes_the_kubeconfig_once_usable_and_sigterm_leaves_nothing_behi
     finally:
         if serve.poll() is None:
             serve.kill()
-            serve.wait()
+            serve.communicate()  # also closes the pipe
     assert serve.returncode == 0, output
     assert list(scratch.iterdir()) == [], "temporary files left behind"
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(scratch) in _cmdline(pid)]
