@@ -25,14 +25,21 @@ from tests.deploy_scenarios import CRASH_LOG
 from . import ControlPlane, StartError
 from .building import BuildError
 
+# Several nodes on the one Docker engine, so that a DaemonSet runs more than one pod and a rollout of it goes node
+# by node; other pods spread over them, which no test minds (ports are published per container on 127.0.0.1).
+SESSION_NODES = 3
+
 
 @pytest.fixture(scope="session")
 def control_plane(docker_client: Any, registry: Any) -> Iterator[ControlPlane]:
-    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent, on 127.0.0.1."""
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent (``SESSION_NODES``
+    nodes), on 127.0.0.1."""
     require_real_part(shutil.which("go") is not None, "the Go toolchain is not installed (no `go` on PATH)")
     try:
         plane = ControlPlane.start(
-            registry=(registry.host, registry.username, registry.password), docker_client=docker_client
+            registry=(registry.host, registry.username, registry.password),
+            nodes=SESSION_NODES,
+            docker_client=docker_client,
         )
     except (BuildError, StartError) as e:
         pytest.fail(f"the control plane did not start: {e}")
