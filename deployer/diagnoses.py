@@ -3,7 +3,7 @@
 Owns: which container logs are worth fetching (``logs_to_collect``), the per-workload ``Diagnosis`` (the
 reason, the failing pods with their container states, the latest events as ``Reason: Message``, the last
 log lines of crashed containers) and its rendering as plain text: for the log (printed once), the step
-summary (in a code block) and the JSON result. Must not do I/O or import the kubernetes client: cluster.py
+summary (in a code block) and the JSON result. Must not do I/O or import the kubernetes client: kube/diagnosing.py
 fetches what ``logs_to_collect`` names and passes everything in as the API's JSON.
 """
 

@@ -6,41 +6,47 @@ into a one-line message and an exit code. Each error carries the fields a user n
 document index, field path, flag, HTTP status, request id) and builds its message from them in
 ``__str__``. ``retryable`` says whether the same call may succeed later unchanged.
 
-    DeployerError                         exit 1 unless a branch says otherwise
-    ├── InputError                        exit 2: the user's input or configuration is wrong
-    │   ├── OptionError                   a flag or DEPLOYER_* variable has a bad value
-    │   ├── RevisionError                 the owner, repository or commit SHA cannot be determined
-    │   ├── ImageReferenceError           an image reference does not parse
-    │   └── ManifestError                 a manifest file or document is wrong (file, document, field)
-    │       ├── ManifestSyntaxError       invalid YAML, with line and column
-    │       ├── ManifestFieldError        a required field is missing or has the wrong type
-    │       ├── PlaceholderError          placeholder never found, or left over after substitution
-    │       └── NamespaceConflictError    an object names another namespace than --namespace
-    ├── ExternalError                     exit 1: an outside system refused or failed
-    │   ├── DockerError                   the Docker engine (build)
-    │   │   ├── BuildError                a build step failed
-    │   │   └── BuildKitUnavailableError  a BuildKit-only Dockerfile on an engine without BuildKit
-    │   ├── RegistryError                 the image registry (push, login, lookup)
-    │   │   └── RegistryAuthError         credentials or permission refused: retrying cannot help
-    │   ├── DigitalOceanError             the DigitalOcean API (status, request id)
-    │   │   ├── DigitalOceanAuthError     401/403
-    │   │   └── ClusterLookupError        no cluster, several clusters, or one not ready
-    │   ├── KubernetesError               the Kubernetes API (status, reason)
-    │   │   ├── CredentialsExpiredError   the cluster answered 401 to credentials that worked before
-    │   │   ├── ApplyError                an object was refused by the API server
-    │   │   │   └── UnknownKindError      the cluster serves no such kind (no CRD installed)
-    │   │   ├── LockTimeoutError          another run holds the deploy lock
-    │   │   └── LockLostError             another run took the deploy lock while this one held it
-    │   └── GitHubError                   the GitHub API: reported as a warning, never fails a deploy
-    ├── RolloutFailedError                exit 3: the rollout failed and every change was rolled back
-    ├── RollbackFailedError               exit 4: the rollout failed and the rollback failed too
-    └── RunCancelledError                 exit 128 + the signal's number (130 SIGINT, 143 SIGTERM): a signal
-                                          stopped the run before it applied anything
+    DeployerError                           exit 1 unless a branch says otherwise
+    ├── InputError                          exit 2: the user's input or configuration is wrong
+    │   ├── OptionError                     a flag or DEPLOYER_* variable has a bad value
+    │   ├── RevisionError                   the owner, repository or commit SHA cannot be determined
+    │   ├── ImageReferenceError             an image reference does not parse
+    │   └── ManifestError                   a manifest file or document is wrong (file, document, field)
+    │       ├── ManifestSyntaxError         invalid YAML, with line and column
+    │       ├── ManifestFieldError          a required field is missing or has the wrong type
+    │       ├── PlaceholderError            placeholder never found, or left over after substitution
+    │       └── NamespaceConflictError      an object names another namespace than --namespace
+    ├── ExternalError                       exit 1: an outside system refused or failed
+    │   ├── DockerError                     the Docker engine (build)
+    │   │   ├── BuildError                  a build step failed
+    │   │   └── BuildKitUnavailableError    a BuildKit-only Dockerfile on an engine without BuildKit
+    │   ├── RegistryError                   the image registry (push, login, lookup)
+    │   │   └── RegistryAuthError           credentials or permission refused: retrying cannot help
+    │   └── HTTPAPIError                    an HTTP API answered with an error (status, request id)
+    │       ├── DigitalOceanError           the DigitalOcean API
+    │       │   ├── DigitalOceanAuthError   401/403
+    │       │   └── ClusterLookupError      no cluster, several clusters, or one not ready
+    │       ├── KubernetesError             the Kubernetes API (status, reason)
+    │       │   ├── APINotFoundError        404: no such object (or no such API group version)
+    │       │   ├── APIConflictError        409: exists already, changed since read, or other managers' fields
+    │       │   ├── APIUnprocessableError   422: the object is invalid (or changes an immutable field)
+    │       │   ├── APITooManyRequestsError 429: the API is overloaded; retried
+    │       │   ├── APIServerError          5xx: the API failed; retried unless 501
+    │       │   ├── CredentialsExpiredError the cluster answered 401 to credentials that worked before
+    │       │   ├── ApplyError              an object was refused by the API server
+    │       │   │   └── UnknownKindError    the cluster serves no such kind (no CRD installed)
+    │       │   ├── LockTimeoutError        another run holds the deploy lock
+    │       │   └── LockLostError           another run took the deploy lock while this one held it
+    │       └── GitHubError                 the GitHub API: reported as a warning, never fails a deploy
+    ├── RolloutFailedError                  exit 3: the rollout failed and every change was rolled back
+    ├── RollbackFailedError                 exit 4: the rollout failed and the rollback failed too
+    └── RunCancelledError                   exit 128 + the signal's number (130 SIGINT, 143 SIGTERM): a signal
+                                            stopped the run before it applied anything
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -241,7 +247,44 @@ class ClusterLookupError(DigitalOceanError):
 
 
 class KubernetesError(HTTPAPIError):
-    pass
+    """The Kubernetes API refused or failed; ``details`` is the answer's Status ``details`` (the causes of a
+    conflict or an invalid object) when it had one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        details: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id, retryable=retryable)
+        self.details: Mapping[str, object] = details or {}
+
+
+# The transport raises these by the answer's status, so that callers name the answer they expect in an except
+# clause instead of testing numbers.
+
+
+class APINotFoundError(KubernetesError):
+    """404: the object (or the API group version) does not exist."""
+
+
+class APIConflictError(KubernetesError):
+    """409: the object exists already, changed since it was read, or its fields are other managers'."""
+
+
+class APIUnprocessableError(KubernetesError):
+    """422: the API server refused the object as invalid (e.g. a change of an immutable field)."""
+
+
+class APITooManyRequestsError(KubernetesError):
+    """429: the API server is overloaded; waiting helps (retryable)."""
+
+
+class APIServerError(KubernetesError):
+    """5xx: the API server failed; retryable unless 501 (not implemented never heals)."""
 
 
 class CredentialsExpiredError(KubernetesError):

@@ -1,6 +1,6 @@
 """Field ownership as the API server records it (metadata.managedFields), and upgrading client-side apply.
 
-Pure: plain dicts in, plain dicts out, no I/O. cluster.py sends what this computes. It must not talk to the
+Pure: plain dicts in, plain dicts out, no I/O. kube/applying.py sends what this computes. It must not talk to the
 API nor decide when to send anything.
 
 Upgrading client-side apply follows kubectl (``kubectl apply --server-side`` since 1.26, client-go's

@@ -295,7 +295,7 @@ def _server_side_changes(
     """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing."""
     if not settings.cluster.given:
         return None, "none (rendering only)"
-    from deployer import cluster as kubernetes_cluster
+    from deployer import kube as kubernetes_cluster
 
     credentials = _credentials(settings.cluster, settings.rollout, console, env)
     bodies = [obj.body for obj in rendered.objects]
@@ -521,7 +521,7 @@ def _deploy_phases(
     reporters: list[Any],
     cancellation: Cancellation,
 ) -> int:
-    from deployer import cluster as kubernetes_cluster
+    from deployer import kube as kubernetes_cluster
 
     published = publish_image(settings.image, target, console, env)
     report.digest = published.digest

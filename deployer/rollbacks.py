@@ -1,10 +1,10 @@
-"""Choosing how to put back what a failed run changed, and judging whether it is back: pure computation.
+"""Choosing how to put back what a failed run changed: pure computation.
 
-Owns: the record of what was live before apply (``LiveRecord``), the rollback plan computed from that
-record and the objects live after the failure (``plan_rollback``), and the readiness verdict on a restored
-workload (``rollback_verdict``). Deployments follow ``kubectl rollout undo`` to the recorded revision,
-StatefulSets and DaemonSets their ControllerRevision, everything else its recorded content. Must not do any
-I/O or import the kubernetes client: cluster.py fetches the objects and carries the steps out.
+Owns: the record of what was live before apply (``LiveRecord``) and the rollback plan computed from that
+record and the objects live after the failure (``plan_rollback``); whether a restored workload is back is
+rollback_wait.py's. Deployments follow ``kubectl rollout undo`` to the recorded revision, StatefulSets and
+DaemonSets their ControllerRevision, everything else its recorded content. Must not do any
+I/O or import the kubernetes client: kube/restoring.py fetches the objects and carries the steps out.
 """
 
 from __future__ import annotations
@@ -13,20 +13,9 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from deployer.rollouts import (
-    RolloutState,
-    RolloutVerdict,
-    condition,
-    judge_workload,
-    new_replica_set,
-    owned_by,
-    revision_number,
-    templates_equal_ignoring_hash,
-)
-
-ROLLED_BACK_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+from deployer.kinds import CONTROLLER_REVISION_KINDS, REVISIONED_KINDS, SERVER_METADATA, KubeDict, KubeObject
+from deployer.revision_pods import new_replica_set, owned_by, revision_number, templates_equal_ignoring_hash
 
 # The annotations `kubectl rollout undo` keeps from the live Deployment instead of taking the target
 # ReplicaSet's: they describe the Deployment's own history, not the template being restored.
@@ -41,9 +30,6 @@ DEPLOYMENT_ANNOTATIONS_KEPT = frozenset(
     }
 )
 
-# Fields the API server owns: never sent back when restoring recorded content, ignored when comparing.
-SERVER_METADATA = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
-
 
 @dataclass(frozen=True, order=True)
 class ObjectRef:
@@ -55,7 +41,7 @@ class ObjectRef:
     name: str
 
     @classmethod
-    def of(cls, obj: Mapping[str, Any], default_namespace: str | None = None) -> ObjectRef:
+    def of(cls, obj: KubeObject, default_namespace: str | None = None) -> ObjectRef:
         meta = obj.get("metadata") or {}
         return cls(
             str(obj.get("apiVersion", "")),
@@ -80,9 +66,9 @@ class RecordedRevision:
 
     number: int
     name: str
-    template: dict[str, Any]
+    template: KubeDict
     annotations: dict[str, str] = field(default_factory=dict)
-    data: dict[str, Any] | None = None
+    data: KubeDict | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +77,7 @@ class ObjectRecord:
 
     ref: ObjectRef
     existed: bool
-    content: dict[str, Any] | None = None
+    content: KubeDict | None = None
     revision: RecordedRevision | None = None
 
 
@@ -106,10 +92,10 @@ class LiveRecord:
 
 
 def record_revision(
-    workload: Mapping[str, Any],
+    workload: KubeObject,
     *,
-    replica_sets: Iterable[Mapping[str, Any]] = (),
-    controller_revisions: Iterable[Mapping[str, Any]] = (),
+    replica_sets: Iterable[KubeObject] = (),
+    controller_revisions: Iterable[KubeObject] = (),
 ) -> RecordedRevision | None:
     """The live revision of a workload, from its ReplicaSets or ControllerRevisions.
 
@@ -128,7 +114,7 @@ def record_revision(
             copy.deepcopy(dict(rs["spec"]["template"])),
             dict((rs.get("metadata") or {}).get("annotations") or {}),
         )
-    if kind in ("StatefulSet", "DaemonSet"):
+    if kind in CONTROLLER_REVISION_KINDS:
         owned = owned_by(controller_revisions, workload)
         matching = [cr for cr in owned if templates_equal_ignoring_hash(_revision_template(cr), template)]
         if matching:
@@ -143,13 +129,13 @@ def record_revision(
     return None
 
 
-def revision_data(template: Mapping[str, Any]) -> dict[str, Any]:
+def revision_data(template: KubeObject) -> KubeDict:
     """A ControllerRevision's data for a pod template, as the StatefulSet and DaemonSet controllers write it:
     applied as a strategic merge patch, it replaces the whole template."""
     return {"spec": {"template": {**copy.deepcopy(dict(template)), "$patch": "replace"}}}
 
 
-def _revision_template(controller_revision: Mapping[str, Any]) -> dict[str, Any]:
+def _revision_template(controller_revision: KubeObject) -> KubeDict:
     data = controller_revision.get("data")
     template = (data.get("spec") or {}).get("template") if isinstance(data, Mapping) else None
     if not isinstance(template, Mapping):
@@ -179,7 +165,7 @@ class RollbackTarget:
     kind: str
     name: str
     revision: int
-    template: dict[str, Any]
+    template: KubeDict
 
     @property
     def images(self) -> list[str]:
@@ -195,7 +181,7 @@ class RollbackStep:
     summary: str
     outcome: str
     patch_type: str | None = None  # "json" or "strategic-merge" for PATCH
-    body: Any = None
+    body: KubeDict | list[KubeDict] | None = None
     target: RollbackTarget | None = None  # for workloads: what rollback_verdict checks afterwards
     problem: str | None = None  # set when this run's change cannot be put back
     detail: str = ""  # what follows "<outcome> <kind>/<name>" in a report: "to revision 4 (image web:1)"
@@ -211,12 +197,12 @@ class RollbackStep:
         return self.action is not RollbackAction.NOTHING or self.outcome == LEFT_IN_PLACE or self.problem is not None
 
 
-def template_images(template: Mapping[str, Any]) -> list[str]:
+def template_images(template: KubeObject) -> list[str]:
     spec = template.get("spec") or {}
     return [str(c.get("image")) for c in spec.get("containers") or () if isinstance(c, Mapping) and c.get("image")]
 
 
-def _without_hash_label(template: Mapping[str, Any]) -> dict[str, Any]:
+def _without_hash_label(template: KubeObject) -> KubeDict:
     restored = copy.deepcopy(dict(template))
     labels = (restored.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
@@ -224,7 +210,7 @@ def _without_hash_label(template: Mapping[str, Any]) -> dict[str, Any]:
     return restored
 
 
-def restorable_content(obj: Mapping[str, Any]) -> dict[str, Any]:
+def restorable_content(obj: KubeObject) -> KubeDict:
     """The object without what the server owns (status, uid, resourceVersion, managedFields...)."""
     content = copy.deepcopy(dict(obj))
     content.pop("status", None)
@@ -237,7 +223,7 @@ def restorable_content(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def plan_rollback(
     record: LiveRecord | Sequence[ObjectRecord],
-    current: Mapping[ObjectRef, Mapping[str, Any] | None],
+    current: Mapping[ObjectRef, KubeObject | None],
     *,
     delete_created_on_failure: bool = False,
 ) -> list[RollbackStep]:
@@ -252,7 +238,7 @@ def plan_rollback(
     deletions: list[RollbackStep] = []
     for rec in records:
         live = current.get(rec.ref)
-        is_workload = rec.ref.kind in ROLLED_BACK_KINDS
+        is_workload = rec.ref.kind in REVISIONED_KINDS
         if not rec.existed:
             step = _plan_created(rec, live, delete_created_on_failure)
             (deletions if step.action is RollbackAction.DELETE else workloads if is_workload else restores).append(step)
@@ -260,15 +246,15 @@ def plan_rollback(
             (workloads if is_workload else restores).append(_plan_recreate(rec))
         elif rec.ref.kind == "Deployment":
             workloads.append(_plan_deployment(rec, live))
-        elif rec.ref.kind in ("StatefulSet", "DaemonSet"):
+        elif rec.ref.kind in CONTROLLER_REVISION_KINDS:
             workloads.append(_plan_controller_revision(rec, live))
         else:
             restores.append(_plan_restore(rec, live))
     return restores + workloads + list(reversed(deletions))
 
 
-def _plan_created(rec: ObjectRecord, live: Mapping[str, Any] | None, delete: bool) -> RollbackStep:
-    first_deploy = rec.ref.kind in ROLLED_BACK_KINDS
+def _plan_created(rec: ObjectRecord, live: KubeObject | None, delete: bool) -> RollbackStep:
+    first_deploy = rec.ref.kind in REVISIONED_KINDS
     first = " (first deploy: there is no previous revision)" if first_deploy else ""
     detail = "(created by this run" + ("; first deploy, no previous revision)" if first_deploy else ")")
     if live is None:
@@ -302,7 +288,7 @@ def _plan_recreate(rec: ObjectRecord) -> RollbackStep:
 
 
 def _target(rec: ObjectRecord) -> RollbackTarget | None:
-    if rec.ref.kind not in ROLLED_BACK_KINDS:
+    if rec.ref.kind not in REVISIONED_KINDS:
         return None
     if rec.revision is not None:
         return RollbackTarget(
@@ -330,7 +316,7 @@ def _already_restored(rec: ObjectRecord, target: RollbackTarget, words: str) -> 
     )
 
 
-def _plan_deployment(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep:
+def _plan_deployment(rec: ObjectRecord, live: KubeObject) -> RollbackStep:
     target = _target(rec)
     assert target is not None
     spec = live.get("spec") or {}
@@ -366,7 +352,7 @@ def _plan_deployment(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep
     )
 
 
-def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep:
+def _plan_controller_revision(rec: ObjectRecord, live: KubeObject) -> RollbackStep:
     target = _target(rec)
     assert target is not None
     data = rec.revision.data if rec.revision is not None and rec.revision.data is not None else None
@@ -388,11 +374,11 @@ def _plan_controller_revision(rec: ObjectRecord, live: Mapping[str, Any]) -> Rol
     )
 
 
-def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+def _comparable(obj: KubeObject) -> KubeDict:
     return restorable_content(obj)
 
 
-def _plan_restore(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep:
+def _plan_restore(rec: ObjectRecord, live: KubeObject) -> RollbackStep:
     assert rec.content is not None, "an object that existed has recorded content"
     if _comparable(rec.content) == _comparable(live):
         return RollbackStep(rec.ref, RollbackAction.NOTHING, f"{rec.ref} is unchanged", "unchanged")
@@ -403,112 +389,3 @@ def _plan_restore(rec: ObjectRecord, live: Mapping[str, Any]) -> RollbackStep:
         "restored",
         body=restorable_content(rec.content),
     )
-
-
-# --- is it back? --------------------------------------------------------------------------------------
-
-
-def rollback_verdict(
-    workload: Mapping[str, Any],
-    target: RollbackTarget,
-    *,
-    replica_sets: Iterable[Mapping[str, Any]] = (),
-) -> RolloutVerdict:
-    """Whether the restored revision is ready: not ``kubectl rollout status``.
-
-    A Deployment that failed keeps its stale ProgressDeadlineExceeded condition after a rollback, so
-    kubectl would keep saying failed. Instead: the live template is the target's, the ReplicaSet with that
-    template has ``spec.replicas`` available, and every other ReplicaSet is scaled to 0 (their pods may
-    still be terminating). StatefulSets and DaemonSets have no such condition: the target template plus
-    kubectl's own conditions.
-    """
-    kind = str(workload.get("kind"))
-    meta = workload.get("metadata") or {}
-    name = str(meta.get("name", ""))
-    spec, status = workload.get("spec") or {}, workload.get("status") or {}
-    revision = f"revision {target.revision}" if target.revision else "the recorded template"
-
-    def verdict(state: RolloutState, message: str, progress: str) -> RolloutVerdict:
-        return RolloutVerdict(kind, name, state, message, f"{name}: rolling back to {revision}: {progress}")
-
-    if not templates_equal_ignoring_hash(spec.get("template"), target.template):
-        return verdict(
-            RolloutState.WAITING,
-            f'Waiting for {kind.lower()} "{name}" to take the restored template...',
-            "template not restored yet",
-        )
-    if int(meta.get("generation") or 0) > int(status.get("observedGeneration") or 0):
-        return verdict(
-            RolloutState.WAITING,
-            f"Waiting for {kind.lower()} spec update to be observed...",
-            "waiting for the controller",
-        )
-    if kind != "Deployment":
-        kubectl = judge_workload(workload)
-        state = RolloutState.DONE if kubectl.done else RolloutState.WAITING
-        progress = kubectl.progress.split(": ", 1)[-1]
-        message = f'{kind.lower()} "{name}" rolled back to {revision}' if kubectl.done else kubectl.message
-        return verdict(state, message, progress)
-    all_sets = list(replica_sets)
-    restored = new_replica_set(workload, all_sets)
-    wanted = int(spec["replicas"]) if spec.get("replicas") is not None else 1
-    if restored is None:
-        return verdict(
-            RolloutState.WAITING,
-            f'Waiting for deployment "{name}" rollback: no ReplicaSet with the restored template yet...',
-            f"0/{wanted} available",
-        )
-    available = int((restored.get("status") or {}).get("availableReplicas") or 0)
-    progress = f"{available}/{wanted} available"
-    if available < wanted:
-        return verdict(
-            RolloutState.WAITING,
-            f'Waiting for deployment "{name}" rollback to finish: {available} of {wanted} restored replicas are '
-            "available...",
-            progress,
-        )
-    restored_uid = (restored.get("metadata") or {}).get("uid")
-    leftover = sum(
-        int((rs.get("spec") or {}).get("replicas") or 0)
-        for rs in owned_by(all_sets, workload)
-        if (rs.get("metadata") or {}).get("uid") != restored_uid
-    )
-    if leftover:
-        return verdict(
-            RolloutState.WAITING,
-            f'Waiting for deployment "{name}" rollback to finish: {leftover} replicas of other revisions are '
-            "still scheduled...",
-            progress + f", {leftover} other",
-        )
-    return verdict(RolloutState.DONE, f'deployment "{name}" rolled back to {revision}', progress)
-
-
-def stuck_stateful_set_pods(
-    statefulset: Mapping[str, Any], target: RollbackTarget, pods: Iterable[Mapping[str, Any]]
-) -> list[str]:
-    """Pods of a StatefulSet's failed revision that its controller will never replace on its own.
-
-    With OrderedReady pod management the controller waits for a broken pod to become Ready before it
-    moves on, so after the template is restored it must be deleted ("forced rollback" in the Kubernetes
-    docs). Only once the controller has observed the restored template; only pods not Ready.
-    """
-    spec, status = statefulset.get("spec") or {}, statefulset.get("status") or {}
-    meta = statefulset.get("metadata") or {}
-    if not templates_equal_ignoring_hash(spec.get("template"), target.template):
-        return []
-    if int(meta.get("generation") or 0) > int(status.get("observedGeneration") or 0):
-        return []
-    restored = status.get("updateRevision")
-    if not restored:
-        return []
-    stuck = []
-    for pod in owned_by(pods, statefulset):
-        pod_meta = pod.get("metadata") or {}
-        if pod_meta.get("deletionTimestamp"):
-            continue
-        if (pod_meta.get("labels") or {}).get("controller-revision-hash") == restored:
-            continue
-        ready = condition(pod, "Ready")
-        if ready is None or ready.get("status") != "True":
-            stuck.append(str(pod_meta.get("name", "")))
-    return stuck

@@ -151,7 +151,7 @@ def test_help_imports_neither_kubernetes_nor_docker_nor_github(tmp_path: Path, a
     }
     assert "deployer.cli" in imported  # the measurement itself worked
     heavy = {name for name in imported if name.split(".")[0] in {"kubernetes", "docker", "github"}}
-    heavy |= imported & {"deployer.docker_engine", "deployer.cluster", "deployer.github"}
+    heavy |= imported & {"deployer.docker_engine", "deployer.kube", "deployer.github"}
     assert heavy == set()
 
 

@@ -1,4 +1,4 @@
-"""cluster.py against the Kubernetes API simulator, with the real kubectl as the judge where it matters.
+"""deployer.kube (the Cluster) against the Kubernetes API simulator, with the real kubectl as the judge where it matters.
 
 Each test works in a namespace of its own on one simulator per module. The simulator's clock runs
 SPEED times faster than real time, so controllers' deadlines and back-offs pass quickly; deployer's own
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from deployer.cluster import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
+from deployer.kube import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
 from deployer.errors import (

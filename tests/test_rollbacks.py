@@ -16,9 +16,8 @@ from deployer.rollbacks import (
     RollbackTarget,
     plan_rollback,
     record_revision,
-    rollback_verdict,
-    stuck_stateful_set_pods,
 )
+from deployer.rollback_wait import rollback_verdict, stuck_stateful_set_pods
 from deployer.rollouts import RolloutState
 
 WEB = ObjectRef("apps/v1", "Deployment", "prod", "web")

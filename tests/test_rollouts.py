@@ -7,16 +7,13 @@ from typing import Any
 
 import pytest
 
+from deployer.revision_pods import RevisionPods, new_replica_set, newest_revision_pods, templates_equal_ignoring_hash
 from deployer.rollouts import (
-    RevisionPods,
     RolloutState,
     find_pod_failures,
     find_workload_failures,
     judge_departed,
     judge_workload,
-    new_replica_set,
-    newest_revision_pods,
-    templates_equal_ignoring_hash,
 )
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

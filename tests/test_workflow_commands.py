@@ -230,13 +230,13 @@ def test_logged_warnings_become_redacted_workflow_warnings_while_captured() -> N
     console, out = actions_console()
     console.add_secret(SECRET)
     with console.capturing_logs():
-        logging.getLogger("deployer.cluster").warning("could not renew the deploy lock in %s: %s", "shop", SECRET)
+        logging.getLogger("deployer.kube.locking").warning("could not renew the deploy lock in %s: %s", "shop", SECRET)
         logging.getLogger("urllib3.connectionpool").warning("Retrying after connection broken: ##[error]INJECTED-w")
         logging.getLogger("kubernetes.client.rest").info("not a warning: not shown")
         with warnings.catch_warnings():
             warnings.simplefilter("always")  # the test run turns warnings into errors; deployer's run does not
             warnings.warn("Unverified HTTPS request", UserWarning, stacklevel=1)
-    logging.getLogger("deployer.cluster").warning("after: not the console's")
+    logging.getLogger("deployer.kube.locking").warning("after: not the console's")
 
     commands = [(c.name, c.data) for c in executed_commands(out.getvalue()) if c.name != "add-mask"]
     assert commands == [
