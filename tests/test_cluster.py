@@ -1,4 +1,4 @@
-"""deployer.kube (the Cluster) against the Kubernetes API simulator, with the real kubectl as the judge where it matters.
+"""deployer.kube.Cluster against the Kubernetes API simulator, with the real kubectl as the judge where it matters.
 
 Each test works in a namespace of its own on one simulator per module. The simulator's clock runs
 SPEED times faster than real time, so controllers' deadlines and back-offs pass quickly; deployer's own
@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from deployer.kube import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
 from deployer.errors import (
@@ -30,7 +29,9 @@ from deployer.errors import (
     KubernetesError,
     LockLostError,
     LockTimeoutError,
+    RunCancelledError,
 )
+from deployer.kube import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
 from tests.conftest import require_real_part
 from tests.deploy_scenarios import wait_until
@@ -226,7 +227,6 @@ def test_bad_image_fails_fast_and_rollback_restores_the_previous_template(
     sim: KubeSim, cluster: Cluster, namespace: str
 ) -> None:
     assert deploy(cluster, [deployment(namespace, "web:1")]).wait.ok
-    started = time.monotonic()
     run = deploy(cluster, [deployment(namespace, "web:bad-1")])
     assert run.wait.outcome is WaitOutcome.FAILED
     # Caught from the pod's status, not at the progress deadline (600 simulated seconds = 30 s here): said by the
@@ -246,7 +246,6 @@ def test_bad_image_fails_fast_and_rollback_restores_the_previous_template(
         "metadata"
     ]["annotations"]
     assert annotations["kubernetes.io/change-cause"] == "web:1"
-    assert time.monotonic() - started < 20
 
 
 def test_diagnosis_of_a_bad_image_names_the_pull_error(cluster: Cluster, namespace: str) -> None:
@@ -375,8 +374,8 @@ def test_cancel_ends_the_wait_at_once(cluster: Cluster, namespace: str) -> None:
         result = cluster.wait([ObjectRef("apps/v1", "Deployment", namespace, "web")], timeout=30, cancel=cancel)
     finally:
         timer.cancel()
-    assert result.outcome is WaitOutcome.CANCELLED
-    assert result.elapsed < 2
+    # Ended by the cancel, not by the 30 s timeout (when a cancel wins: the table tests of rollout_wait.step).
+    assert (result.outcome, result.reason) == (WaitOutcome.CANCELLED, "cancelled while waiting for the rollout")
 
 
 # --- taking over from kubectl ----------------------------------------------------------------------------------
@@ -516,11 +515,45 @@ def test_second_run_waits_for_the_lock_then_gets_it(sim: KubeSim, cluster: Clust
         with pytest.raises(LockTimeoutError, match=r"held by https://ci/run/1 \(\w+\)"):
             other.acquire_lock(namespace, "https://ci/run/2", timeout=0.5)
         threading.Timer(0.5, first.release).start()
-        started = time.monotonic()
-        second = other.acquire_lock(namespace, "https://ci/run/2", timeout=10)
-        waited = time.monotonic() - started
+        said: list[str] = []
+        second = other.acquire_lock(namespace, "https://ci/run/2", timeout=60, on_progress=said.append)
         second.release()
-    assert 0.3 < waited < 3
+    # It waited for the first run, then got the lock once that run released it (not when its lease expired,
+    # 60 s later, which the timeout would have ended first).
+    assert len(said) == 1 and said[0].startswith(
+        f"waiting for the deploy lock in {namespace}, held by https://ci/run/1"
+    )
+    assert second.holder.startswith("https://ci/run/2")
+
+
+def test_cancel_while_waiting_for_the_lock_is_a_cancellation_not_a_lock_timeout(
+    sim: KubeSim, cluster: Cluster, namespace: str
+) -> None:
+    cancel = threading.Event()
+    cancel.set()
+
+    def by_sigint(when: str) -> RunCancelledError:
+        return RunCancelledError("SIGINT", 2, f"cancelled by SIGINT {when}; nothing was applied to the cluster")
+
+    with cluster.acquire_lock(namespace, "https://ci/run/1", timeout=5), Cluster.connect(credentials(sim)) as other:
+        with pytest.raises(RunCancelledError) as told:
+            other.acquire_lock(namespace, "https://ci/run/2", timeout=60, cancel=cancel, cancelled=by_sigint)
+        assert (
+            str(told.value)
+            == "cancelled by SIGINT while waiting for the deploy lock; nothing was applied to the cluster"
+        )
+        assert told.value.exit_code == 130
+        # Without a way to name the signal: still a cancellation, with a cancelled workflow's exit code.
+        with pytest.raises(RunCancelledError) as plain:
+            other.acquire_lock(namespace, "https://ci/run/2", timeout=60, cancel=cancel)
+        assert plain.value.exit_code == 143
+
+
+def test_missing_namespace_without_create_names_the_flag_and_claims_no_api_answer(cluster: Cluster) -> None:
+    with pytest.raises(KubernetesError) as missing:
+        cluster.ensure_namespace("no-such-namespace", create=False)
+    assert str(missing.value) == 'namespace "no-such-namespace" does not exist (--no-create-namespace)'
+    assert missing.value.status is None
 
 
 @pytest.mark.kubectl
@@ -533,12 +566,13 @@ def test_lock_of_a_run_that_died_expires_on_its_own(sim: KubeSim, cluster: Clust
         "spec": {"holderIdentity": "https://ci/run/dead", "leaseDurationSeconds": 60, "renewTime": long_ago},
     }
     kubectl(sim, "create", "--validate=false", "-f", "-", input=json.dumps(lease))
-    started = time.monotonic()
-    with cluster.acquire_lock(namespace, "https://ci/run/3", timeout=5) as lock:
+    said: list[str] = []
+    with cluster.acquire_lock(namespace, "https://ci/run/3", timeout=5, on_progress=said.append) as lock:
         assert lock.holder.startswith("https://ci/run/3")
         holder = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", "-o", "jsonpath={.spec.holderIdentity}")
         assert holder.stdout == lock.holder
-    assert time.monotonic() - started < 2
+    # Taken over at once: its renewTime says it expired long ago, so there was nothing to wait for.
+    assert said == []
     gone = kubectl(sim, "-n", namespace, "get", "lease", "deployer-lock", check=False)
     assert gone.returncode != 0
 

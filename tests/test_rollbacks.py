@@ -7,6 +7,16 @@ from typing import Any
 
 import pytest
 
+from deployer import rollback_wait
+from deployer.rollback_wait import (
+    RestoredWorkload,
+    RestoreSnapshot,
+    RestoreWaitPolicy,
+    RestoreWaitState,
+    RestoreWaitVerdict,
+    rollback_verdict,
+    stuck_stateful_set_pods,
+)
 from deployer.rollbacks import (
     LiveRecord,
     ObjectRecord,
@@ -17,7 +27,6 @@ from deployer.rollbacks import (
     plan_rollback,
     record_revision,
 )
-from deployer.rollback_wait import rollback_verdict, stuck_stateful_set_pods
 from deployer.rollouts import RolloutState
 
 WEB = ObjectRef("apps/v1", "Deployment", "prod", "web")
@@ -435,3 +444,105 @@ def test_step_detail_completes_the_outcome_line_of_the_error_message() -> None:
         "deployment/web: ImagePullBackOff; rolled back deployment/web to revision 4 (image web:1); "
         "left in place statefulset/db (created by this run; first deploy, no previous revision)"
     )
+
+
+# --- the rollback wait's decision at each tick (rollback_wait.step), driven by a fake clock --------------------
+
+BACK_SETS = [OLD_RS, replica_set("web-bbb", "web:2", "bbb", 5, replicas=0)]
+STILL_SCALED_SETS = [OLD_RS, NEW_RS]
+
+
+def restore_policy(*targets: tuple[ObjectRef, RollbackTarget], timeout: float = 5) -> RestoreWaitPolicy:
+    return RestoreWaitPolicy(dict(targets), started=100.0, timeout=timeout)
+
+
+def seen(
+    workloads: dict[ObjectRef, RestoredWorkload], *, synced: bool = True, cancelled: bool = False
+) -> RestoreSnapshot:
+    return RestoreSnapshot(synced, cancelled, workloads)
+
+
+def web_seen(sets: list[dict[str, Any]]) -> dict[ObjectRef, RestoredWorkload]:
+    return {WEB: RestoredWorkload(after_undo(), (), sets)}
+
+
+def wait_restored_through(
+    timeline: list[tuple[float, RestoreSnapshot]], wait_policy: RestoreWaitPolicy
+) -> tuple[float | None, RestoreWaitVerdict, list[str], list[str]]:
+    """Run the step over (second, snapshot) as the loop would: when it ended, its verdict, the progress lines
+    shown and the pods deleted on the way."""
+    state, shown, deleted = RestoreWaitState(), [], []
+    verdict = RestoreWaitVerdict(None)
+    for second, snapshot in timeline:
+        state, verdict = rollback_wait.step(wait_policy, state, snapshot, 100.0 + second)
+        shown += verdict.progress
+        deleted += [pod for _, pod in verdict.delete]
+        if verdict.problems is not None:
+            return second, verdict, shown, deleted
+    return None, verdict, shown, deleted
+
+
+@pytest.mark.parametrize(
+    ("timeline", "timeout", "ended_at", "problems"),
+    [
+        # Back and ready: no problem.
+        ([(0, seen(web_seen(BACK_SETS)))], 5, 0, {}),
+        # Not yet: the wait goes on until it is...
+        ([(0, seen(web_seen(STILL_SCALED_SETS))), (4.9, seen(web_seen(BACK_SETS)))], 5, 4.9, {}),
+        # ... or until --rollback-timeout, which says what it still waited for.
+        (
+            [(0, seen(web_seen(STILL_SCALED_SETS))), (5, seen(web_seen(STILL_SCALED_SETS)))],
+            5,
+            5,
+            {
+                WEB: 'not ready after 5s (--rollback-timeout): Waiting for deployment "web" rollback to finish: 1 '
+                "replicas of other revisions are still scheduled..."
+            },
+        ),
+        # Never synced: nothing seen to report but that.
+        (
+            [(0, seen({}, synced=False)), (5, seen({}, synced=False))],
+            5,
+            5,
+            {WEB: "not ready after 5s (--rollback-timeout): no status seen"},
+        ),
+        # timeout 0: no deadline.
+        ([(0, seen(web_seen(STILL_SCALED_SETS))), (86400, seen(web_seen(STILL_SCALED_SETS)))], 0, None, None),
+        # Deleted while the rollback waited: a problem at once.
+        (
+            [(0, seen({WEB: RestoredWorkload(None)}))],
+            5,
+            0,
+            {WEB: "deleted during the rollback"},
+        ),
+        # A cancel ends it with every unfinished workload named.
+        (
+            [(0, seen(web_seen(STILL_SCALED_SETS), cancelled=True))],
+            5,
+            0,
+            {WEB: "rollback wait cancelled"},
+        ),
+        # ... but what is back when the cancel comes is not a problem.
+        ([(0, seen(web_seen(BACK_SETS), cancelled=True))], 5, 0, {}),
+    ],
+)
+def test_rollback_wait_step_decides_when_the_rollback_wait_ends_and_what_is_wrong(
+    timeline: list[tuple[float, RestoreSnapshot]],
+    timeout: float,
+    ended_at: float | None,
+    problems: dict[ObjectRef, str] | None,
+) -> None:
+    second, verdict, _, _ = wait_restored_through(timeline, restore_policy((WEB, TARGET), timeout=timeout))
+    assert (second, verdict.problems) == (ended_at, problems)
+
+
+def test_rollback_wait_step_deletes_a_stuck_stateful_set_pod_once_and_says_so() -> None:
+    target = RollbackTarget("StatefulSet", "db", 1, template("db:1"))
+    sts = stateful_set("db:1")
+    sts["status"] = {"observedGeneration": 2, "updateRevision": "db-old"}
+    stuck = RestoredWorkload(sts, [sts_pod("db-0", "db-old", ready=True), sts_pod("db-1", "db-bad", ready=False)])
+    timeline = [(0, seen({DB: stuck})), (1, seen({DB: stuck})), (2, seen({DB: stuck}))]
+    second, verdict, shown, deleted = wait_restored_through(timeline, restore_policy((DB, target), timeout=2))
+    assert deleted == ["db-1"]
+    assert shown[0] == "db: deleting pod db-1 of the failed revision (forced rollback)"
+    assert second == 2 and verdict.problems is not None and set(verdict.problems) == {DB}

@@ -7,7 +7,18 @@ from typing import Any
 
 import pytest
 
+from deployer import rollout_wait
 from deployer.revision_pods import RevisionPods, new_replica_set, newest_revision_pods, templates_equal_ignoring_hash
+from deployer.rollbacks import ObjectRef
+from deployer.rollout_wait import (
+    Instant,
+    RolloutSnapshot,
+    RolloutWaitState,
+    RolloutWaitVerdict,
+    WaitOutcome,
+    WaitPolicy,
+    WatchedWorkload,
+)
 from deployer.rollouts import (
     RolloutState,
     find_pod_failures,
@@ -724,3 +735,179 @@ def test_workload_failure_describes_reason_and_message_without_repeating_the_wor
     # Callers write "job/migrate: " or "job/migrate failed: " in front; the name must not come twice.
     failed = job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "limit"}])
     assert [f.describe() for f in find_workload_failures(failed)] == ["BackoffLimitExceeded: limit"]
+
+
+# --- the rollout wait's decision at each tick (rollout_wait.step), driven by a fake clock ---------------------
+
+WEB = ObjectRef("apps/v1", "Deployment", "prod", "web")
+API = ObjectRef("apps/v1", "Deployment", "prod", "api")
+DONE_WEB = deployment(updated=3, total=3, available=3)
+ROLLING_WEB = deployment(updated=1, total=3, available=2)
+PULL_FAILURE = pod("p", containers=[waiting("ImagePullBackOff", "back-off pulling web:bad")])
+
+
+def named(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "name": name}}
+
+
+def watched(
+    ref: ObjectRef,
+    live: dict[str, Any] | None,
+    pods: list[dict[str, Any]] | None = None,
+    *,
+    departed: dict[str, Any] | None = None,
+    applied: dict[str, Any] | None = None,
+) -> WatchedWorkload:
+    return WatchedWorkload(ref, live, departed, applied, pods or [], NEW if live is not None else None)
+
+
+def synced(*workloads: WatchedWorkload) -> RolloutSnapshot:
+    return RolloutSnapshot(synced=True, workloads=workloads)
+
+
+def wait_through(
+    timeline: list[tuple[float, RolloutSnapshot]], policy: WaitPolicy
+) -> tuple[float | None, RolloutWaitVerdict, list[str]]:
+    """Run the step over a timeline of (second, snapshot) as the loop would; when it ended, how, and the
+    progress lines shown on the way."""
+    state, shown = RolloutWaitState(), []
+    verdict = RolloutWaitVerdict(None)
+    for second, snapshot in timeline:
+        now = Instant(monotonic=1000.0 + second, utc=T0 + timedelta(seconds=second))
+        state, verdict = rollout_wait.step(policy, state, snapshot, now)
+        shown += verdict.progress
+        if verdict.outcome is not None:
+            return second, verdict, shown
+    return None, verdict, shown
+
+
+def policy(timeout: float = 30, tolerate: float = 0, grace: float = 60) -> WaitPolicy:
+    return WaitPolicy(1000.0, timeout, timedelta(seconds=tolerate), timedelta(seconds=grace))
+
+
+@pytest.mark.parametrize(
+    ("timeline", "wait_policy", "ended_at", "outcome", "reason"),
+    [
+        # Every workload done: the wait ends at once.
+        ([(0, synced(watched(WEB, DONE_WEB)))], policy(), 0, WaitOutcome.DONE, "every workload rolled out"),
+        # Nothing is judged before every watch listed once, but the deadline still ends the wait.
+        (
+            [(0, RolloutSnapshot(synced=False)), (29.9, RolloutSnapshot(synced=False)), (30, RolloutSnapshot(False))],
+            policy(),
+            30,
+            WaitOutcome.TIMED_OUT,
+            "timed out after 30s",
+        ),
+        # The timeout message says what the first unfinished workload waits for, as kubectl would.
+        (
+            [(0, synced(watched(WEB, ROLLING_WEB))), (2, synced(watched(WEB, ROLLING_WEB)))],
+            policy(timeout=2),
+            2,
+            WaitOutcome.TIMED_OUT,
+            'timed out after 2s: Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been '
+            "updated...",
+        ),
+        # timeout 0: no deadline at all.
+        (
+            [(0, synced(watched(WEB, ROLLING_WEB))), (86400, synced(watched(WEB, ROLLING_WEB)))],
+            policy(0),
+            None,
+            None,
+            "",
+        ),
+        # A cancel ends the wait first, whatever the workloads show (a failure, or all done).
+        (
+            [(0, RolloutSnapshot(synced=True, cancelled=True, workloads=[watched(WEB, ROLLING_WEB, [PULL_FAILURE])]))],
+            policy(),
+            0,
+            WaitOutcome.CANCELLED,
+            "cancelled while waiting for the rollout",
+        ),
+        (
+            [(0, RolloutSnapshot(synced=False, cancelled=True))],
+            policy(),
+            0,
+            WaitOutcome.CANCELLED,
+            "cancelled while waiting for the rollout",
+        ),
+        # A failure that cannot heal ends the wait at its first sighting...
+        (
+            [(0, synced(watched(WEB, ROLLING_WEB, [PULL_FAILURE])))],
+            policy(),
+            0,
+            WaitOutcome.FAILED,
+            "deployment/web: pod p container web: ImagePullBackOff: back-off pulling web:bad",
+        ),
+        # ... or, with --tolerate-failures-for, once it persisted that long (the memory is the state's).
+        (
+            [(s, synced(watched(WEB, ROLLING_WEB, [PULL_FAILURE]))) for s in (0, 1, 1.4, 1.5)],
+            policy(tolerate=1.5),
+            1.5,
+            WaitOutcome.FAILED,
+            "deployment/web: pod p container web: ImagePullBackOff: back-off pulling web:bad",
+        ),
+        # A failure wins over another workload being done; the first failing workload in the given order wins.
+        (
+            [(0, synced(watched(WEB, DONE_WEB), watched(API, named(ROLLING_WEB, "api"), [PULL_FAILURE])))],
+            policy(),
+            0,
+            WaitOutcome.FAILED,
+            "deployment/api: pod p container web: ImagePullBackOff: back-off pulling web:bad",
+        ),
+        # A pod unschedulable fails only after the grace period.
+        (
+            [(s, synced(watched(WEB, ROLLING_WEB, [UNSCHEDULABLE]))) for s in (0, 0.9, 1)],
+            policy(grace=1),
+            1,
+            WaitOutcome.FAILED,
+            "deployment/web: pod p: Unschedulable: 0/1 nodes are available",
+        ),
+        # Another writer replaced the template this run applied: the wait fails rather than pass on it.
+        (
+            [(0, synced(watched(WEB, DONE_WEB, applied=web_deployment("web:mine"))))],
+            policy(),
+            0,
+            WaitOutcome.FAILED,
+            "deployment/web: TemplateReplaced: its pod template is no longer the one this run applied (generation 2 "
+            "now, this run applied 2): another deploy or writer changed it",
+        ),
+        # A Job deleted once complete is done; a Deployment deleted meanwhile fails.
+        (
+            [(0, synced(watched(ObjectRef("batch/v1", "Job", "prod", "migrate"), None, departed=job([COMPLETE]))))],
+            policy(),
+            0,
+            WaitOutcome.DONE,
+            "every workload rolled out",
+        ),
+        (
+            [(0, synced(watched(WEB, None)))],
+            policy(),
+            0,
+            WaitOutcome.FAILED,
+            "deployment/web: NotFound: deployment/web was deleted",
+        ),
+    ],
+)
+def test_rollout_wait_step_decides_how_and_when_the_wait_ends(
+    timeline: list[tuple[float, RolloutSnapshot]],
+    wait_policy: WaitPolicy,
+    ended_at: float | None,
+    outcome: WaitOutcome | None,
+    reason: str,
+) -> None:
+    second, verdict, _ = wait_through(timeline, wait_policy)
+    assert (second, verdict.outcome, verdict.reason) == (ended_at, outcome, reason)
+
+
+def test_rollout_wait_step_shows_a_progress_line_only_when_it_changes() -> None:
+    almost = deployment(updated=3, total=3, available=2)
+    timeline = [
+        (0, synced(watched(WEB, ROLLING_WEB))),
+        (1, synced(watched(WEB, ROLLING_WEB))),
+        (2, synced(watched(WEB, almost))),
+        (3, synced(watched(WEB, DONE_WEB))),
+    ]
+    second, verdict, shown = wait_through(timeline, policy())
+    assert (second, verdict.outcome) == (3, WaitOutcome.DONE)
+    assert shown == [judge_workload(obj).progress for obj in (ROLLING_WEB, almost, DONE_WEB)]
+    assert len(set(shown)) == 3
