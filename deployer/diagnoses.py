@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from deployer.rollouts import PodFailure, WorkloadFailure
+from deployer.kinds import KubeObject
+from deployer.rollouts import Failure, PodFailure
 
 MAX_EVENTS = 10
 MAX_PODS = 5
 MAX_LOG_LINES = 20
 MAX_LOGGED_CONTAINERS = 3
-
-Failure = PodFailure | WorkloadFailure
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class LogRequest:
 
 
 def logs_to_collect(
-    failures: Iterable[Failure], pods: Iterable[Mapping[str, Any]] = (), *, limit: int = MAX_LOGGED_CONTAINERS
+    failures: Iterable[Failure], pods: Iterable[KubeObject] = (), *, limit: int = MAX_LOGGED_CONTAINERS
 ) -> list[LogRequest]:
     """Which container logs explain the failure: crashed containers first, then containers that exited with
     an error (the newest first), then running but unready ones.
@@ -169,7 +167,7 @@ def render_text(diagnoses: Sequence[Diagnosis]) -> str:
 # --- building one ---------------------------------------------------------------------------------------
 
 
-def describe_container_state(state: Mapping[str, Any] | None) -> str:
+def describe_container_state(state: KubeObject | None) -> str:
     """A container state as one phrase: ``waiting: ImagePullBackOff: Back-off pulling image "x"``."""
     state = state or {}
     if "waiting" in state:
@@ -192,7 +190,7 @@ def _join(*parts: object) -> str:
     return ": ".join(str(p).strip() for p in parts if p)
 
 
-def _pod_report(pod: Mapping[str, Any]) -> PodReport:
+def _pod_report(pod: KubeObject) -> PodReport:
     status = pod.get("status") or {}
     detail = ""
     for cond in status.get("conditions") or ():
@@ -219,7 +217,7 @@ def _pod_report(pod: Mapping[str, Any]) -> PodReport:
     )
 
 
-def _event_time(event: Mapping[str, Any]) -> str:
+def _event_time(event: KubeObject) -> str:
     # RFC 3339 strings in UTC sort as time; events.k8s.io uses eventTime/series, core/v1 lastTimestamp.
     series = event.get("series") or {}
     return str(
@@ -232,18 +230,18 @@ def _event_time(event: Mapping[str, Any]) -> str:
     )
 
 
-def _event_order(event: Mapping[str, Any]) -> tuple[str, int]:
+def _event_order(event: KubeObject) -> tuple[str, int]:
     # Event times have one-second resolution; the resourceVersion orders events within a second.
     version = str((event.get("metadata") or {}).get("resourceVersion") or "")
     return _event_time(event), int(version) if version.isdigit() else 0
 
 
-def _event_subject(event: Mapping[str, Any]) -> Mapping[str, Any]:
+def _event_subject(event: KubeObject) -> KubeObject:
     subject = event.get("involvedObject") or event.get("regarding") or {}
     return subject if isinstance(subject, Mapping) else {}
 
 
-def _belongs(subject: Mapping[str, Any], kind: str, name: str, pod_names: set[str]) -> bool:
+def _belongs(subject: KubeObject, kind: str, name: str, pod_names: set[str]) -> bool:
     subject_kind, subject_name = subject.get("kind"), str(subject.get("name", ""))
     if subject_kind == kind and subject_name == name:
         return True
@@ -253,7 +251,7 @@ def _belongs(subject: Mapping[str, Any], kind: str, name: str, pod_names: set[st
     return subject_kind == "ReplicaSet" and kind == "Deployment" and subject_name.rsplit("-", 1)[0] == name
 
 
-def format_event(event: Mapping[str, Any]) -> str:
+def format_event(event: KubeObject) -> str:
     """``pod/web-1: Failed: Failed to pull image "x" (x3)``."""
     subject = _event_subject(event)
     count = int(event.get("count") or (event.get("series") or {}).get("count") or 1)
@@ -263,10 +261,10 @@ def format_event(event: Mapping[str, Any]) -> str:
 
 
 def diagnose(
-    workload: Mapping[str, Any],
+    workload: KubeObject,
     failures: Sequence[Failure],
-    pods: Sequence[Mapping[str, Any]],
-    events: Iterable[Mapping[str, Any]],
+    pods: Sequence[KubeObject],
+    events: Iterable[KubeObject],
     logs: Mapping[LogRequest, Sequence[str]],
     *,
     reason: str | None = None,

@@ -15,13 +15,14 @@ entry and their entries go away; every other entry (``kubectl-edit``, controller
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from deployer.kinds import KubeDict, KubeObject
 
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 _LAST_APPLIED_PATH = ("f:metadata", "f:annotations", f"f:{LAST_APPLIED_ANNOTATION}")
 
 
-def union_fields(*sets: Mapping[str, Any]) -> dict[str, Any]:
+def union_fields(*sets: KubeObject) -> KubeDict:
     """The union of FieldsV1 sets, in the canonical form the API server writes.
 
     A node is "owned itself" when it is ``{}`` or carries ``"."``; it may also have owned children. The union
@@ -32,8 +33,8 @@ def union_fields(*sets: Mapping[str, Any]) -> dict[str, Any]:
     return _union(sets, owned_here=any("." in fields for fields in sets))
 
 
-def _union(nodes: Sequence[Mapping[str, Any]], owned_here: bool) -> dict[str, Any]:
-    children: dict[str, list[Mapping[str, Any]]] = {}
+def _union(nodes: Sequence[KubeObject], owned_here: bool) -> KubeDict:
+    children: dict[str, list[KubeObject]] = {}
     for fields in nodes:
         for key, sub in fields.items():
             if key != ".":
@@ -43,16 +44,16 @@ def _union(nodes: Sequence[Mapping[str, Any]], owned_here: bool) -> dict[str, An
     )
 
 
-def _owned_itself(fields: Mapping[str, Any]) -> bool:
+def _owned_itself(fields: KubeObject) -> bool:
     return not fields or "." in fields
 
 
-def _node(owned_here: bool, children: dict[str, Any]) -> dict[str, Any]:
+def _node(owned_here: bool, children: KubeDict) -> KubeDict:
     ordered = {key: children[key] for key in sorted(children)}
     return {".": {}, **ordered} if owned_here and ordered else ordered
 
 
-def owns(fields: Mapping[str, Any], path: Sequence[str]) -> bool:
+def owns(fields: KubeObject, path: Sequence[str]) -> bool:
     """Whether the FieldsV1 set owns the node at ``path`` (keys such as ``f:spec``) itself."""
     node: object = fields
     for key in path:
@@ -62,7 +63,7 @@ def owns(fields: Mapping[str, Any], path: Sequence[str]) -> bool:
     return isinstance(node, Mapping) and _owned_itself(node)
 
 
-def client_side_apply_managers(managed_fields: Sequence[Mapping[str, Any]]) -> list[str]:
+def client_side_apply_managers(managed_fields: Sequence[KubeObject]) -> list[str]:
     """The managers that wrote with client-side apply: ``Update`` entries owning the last-applied annotation,
     in the order they first appear (kubectl keeps them in a set; the order changes nothing but which entry's
     apiVersion and time the new ``Apply`` entry keeps when there was none)."""
@@ -76,8 +77,8 @@ def client_side_apply_managers(managed_fields: Sequence[Mapping[str, Any]]) -> l
 
 
 def upgrade_client_side_apply(
-    managed_fields: Sequence[Mapping[str, Any]], csa_managers: Sequence[str], ssa_manager: str
-) -> list[dict[str, Any]] | None:
+    managed_fields: Sequence[KubeObject], csa_managers: Sequence[str], ssa_manager: str
+) -> list[KubeDict] | None:
     """managedFields with the ``csa_managers``' fields moved into ``ssa_manager``'s ``Apply`` entry; None when
     that changes nothing.
 
@@ -95,11 +96,11 @@ def upgrade_client_side_apply(
     return entries
 
 
-def _is_update_of(entry: Mapping[str, Any], manager: str) -> bool:
+def _is_update_of(entry: KubeObject, manager: str) -> bool:
     return entry.get("manager") == manager and entry.get("operation") == "Update" and not entry.get("subresource")
 
 
-def _upgrade_one(entries: list[dict[str, Any]], csa_manager: str, ssa_manager: str) -> list[dict[str, Any]]:
+def _upgrade_one(entries: list[KubeDict], csa_manager: str, ssa_manager: str) -> list[KubeDict]:
     target = next(
         (
             i
@@ -125,7 +126,7 @@ def _upgrade_one(entries: list[dict[str, Any]], csa_manager: str, ssa_manager: s
     return [e for e in entries if not _is_update_of(e, csa_manager)]
 
 
-def upgrade_patch(obj: Mapping[str, Any], ssa_manager: str) -> list[dict[str, Any]] | None:
+def upgrade_patch(obj: KubeObject, ssa_manager: str) -> list[KubeDict] | None:
     """The JSON patch kubectl sends to upgrade ``obj``'s client-side apply ownership to ``ssa_manager``, or None.
 
     It replaces metadata.managedFields whole (the API server takes a non-empty, decodable list from a write as

@@ -7,10 +7,11 @@ services before workloads so that their endpoints exist when pods turn ready, in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
+from deployer.kinds import SERVER_METADATA, KubeDict, KubeObject
+from deployer.kinds import WORKLOAD_KINDS as WORKLOAD_KINDS  # pipeline.py reads plans.WORKLOAD_KINDS
 from deployer.manifests import CLUSTER_SCOPED_KINDS, ManifestObject
 
 _APPLY_ORDER: tuple[frozenset[str], ...] = (
@@ -21,13 +22,10 @@ _APPLY_ORDER: tuple[frozenset[str], ...] = (
     frozenset({"ConfigMap", "Secret"}),
     frozenset({"PersistentVolume", "PersistentVolumeClaim"}),
     frozenset({"Service"}),
-    frozenset(
-        {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Pod", "Job", "CronJob"}
-    ),
+    frozenset({*WORKLOAD_KINDS, "ReplicaSet", "ReplicationController", "Pod", "CronJob"}),
     frozenset({"HorizontalPodAutoscaler", "PodDisruptionBudget"}),
     frozenset({"Ingress", "NetworkPolicy"}),
 )
-WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 
 
 def apply_rank(kind: str) -> int:
@@ -106,26 +104,25 @@ def make_plan(
 
 
 # Fields the server writes on every change, or that apply does not set: they say nothing about the change.
-_SERVER_WRITTEN_METADATA = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
 
 
-def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+def _comparable(obj: KubeObject) -> KubeDict:
     body = {key: value for key, value in obj.items() if key != "status"}
     metadata = dict(body.get("metadata") or {})
-    for key in _SERVER_WRITTEN_METADATA:
+    for key in SERVER_METADATA:
         metadata.pop(key, None)
     body["metadata"] = metadata
     return body
 
 
-def change_of(live: Mapping[str, Any] | None, after_dry_run: Mapping[str, Any]) -> str:
+def change_of(live: KubeObject | None, after_dry_run: KubeObject) -> str:
     """What applying would do, from the live object and the server's dry-run answer."""
     if live is None:
         return "create"
     return "unchanged" if _comparable(live) == _comparable(after_dry_run) else "update"
 
 
-def plan_as_json(plan: Plan) -> dict[str, Any]:
+def plan_as_json(plan: Plan) -> KubeDict:
     return asdict(plan)
 
 

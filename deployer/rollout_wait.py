@@ -19,10 +19,8 @@ from deployer import rollouts
 from deployer.kinds import KubeObject
 from deployer.revision_pods import RevisionPods
 from deployer.rollbacks import ObjectRef
-from deployer.rollouts import PodFailure, RolloutVerdict, WorkloadFailure
+from deployer.rollouts import Failure, RolloutVerdict, WorkloadFailure
 from deployer.settings import format_duration
-
-Failure = PodFailure | WorkloadFailure
 
 
 class WaitOutcome(StrEnum):

@@ -322,6 +322,10 @@ class WorkloadFailure:
         return self.reason + (f": {self.message}" if self.message else "")
 
 
+# Either kind of failure that ends a wait.
+Failure = PodFailure | WorkloadFailure
+
+
 def failure_key(pod: str, container: str | None, init_container: bool = False) -> str:
     return f"{pod}/{'init:' if init_container else ''}{container or ''}"
 

@@ -20,7 +20,6 @@ from deployer.kube.views import ClusterView
 from deployer.kube.watching import TICK_SECONDS
 from deployer.rollbacks import ObjectRef
 from deployer.rollout_wait import (
-    Failure,
     Instant,
     RolloutSnapshot,
     RolloutWaitState,
@@ -28,7 +27,7 @@ from deployer.rollout_wait import (
     WaitPolicy,
     WatchedWorkload,
 )
-from deployer.rollouts import RolloutVerdict
+from deployer.rollouts import Failure, RolloutVerdict
 
 
 @dataclass
