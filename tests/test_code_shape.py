@@ -24,20 +24,13 @@ FUNCTION_LINE_LIMIT = 60
 
 # Known debt: modules over MODULE_LINE_LIMIT lines, as paths from the repository root.
 MODULES_OVER_LIMIT = {
-    "deployer/cluster.py",
     "deployer/pipeline.py",
-    "deployer/rollbacks.py",
-    "deployer/rollouts.py",
 }
 
 # Known debt: functions over FUNCTION_LINE_LIMIT lines, as "path::qualified name".
 FUNCTIONS_OVER_LIMIT = {
-    "deployer/cluster.py::Cluster.acquire_lock",
-    "deployer/cluster.py::Cluster.wait",
-    "deployer/cluster.py::_Watcher._watch",
     "deployer/pipeline.py::_apply_and_verify",
     "deployer/pipeline.py::_deploy_phases",
-    "deployer/rollbacks.py::rollback_verdict",
 }
 
 
