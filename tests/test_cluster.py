@@ -260,6 +260,25 @@ def test_diagnosis_of_a_bad_image_names_the_pull_error(cluster: Cluster, namespa
     assert "  events:" in text and "Failed" in text
 
 
+def test_diagnosis_of_a_workload_stopped_unfinished_by_another_ones_failure_says_so(
+    cluster: Cluster, namespace: str
+) -> None:
+    two = [deployment(namespace, "web:1"), deployment(namespace, "worker:1", name="worker")]
+    assert deploy(cluster, two).wait.ok
+    # The worker's new pods are healthy, only slow: still rolling out when web's bad image fails the wait.
+    run = deploy(
+        cluster, [deployment(namespace, "web:bad-4"), deployment(namespace, "worker:ready-after-1000s", name="worker")]
+    )
+    assert run.wait.outcome is WaitOutcome.FAILED
+    texts = {d.name: d.text() for d in run.diagnoses}
+    assert texts["web"].startswith("deployment/web failed: pod web-"), texts["web"]
+    # Not "failed: failed: ...": what stopped it was the other workload, and kubectl's last word on it follows.
+    headline = texts["worker"].splitlines()[0]
+    assert headline.startswith(
+        'deployment/worker failed: not finished when another workload failed: Waiting for deployment "worker"'
+    ), headline
+
+
 def test_crash_loop_is_detected_and_diagnosed_with_the_crashed_containers_logs(
     sim: KubeSim, cluster: Cluster, namespace: str
 ) -> None:

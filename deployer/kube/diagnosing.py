@@ -14,6 +14,7 @@ from deployer.kube.api import KubeAPI
 from deployer.kube.resources import EVENTS, PODS
 from deployer.kube.waiting import WaitResult
 from deployer.rollbacks import ObjectRef
+from deployer.rollout_wait import WaitOutcome
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,20 @@ def diagnose(
             logs[request] = container_log(api, namespace, request)
         reason = None
         if not failures:
-            verdict = result.verdicts.get(ref)
-            reason = f"{result.reason}" if verdict is None else f"{result.outcome}: {verdict.message}"
+            reason = _unfinished_reason(result, ref)
         found.append(diagnoses.diagnose(workload, failures, pods, events_by_namespace[namespace], logs, reason=reason))
     return found
+
+
+def _unfinished_reason(result: WaitResult, ref: ObjectRef) -> str:
+    """Why a workload without failures of its own is in the diagnosis, with kubectl's last word on it: the wait
+    timed out or was cancelled, or another workload failed while this one was still rolling out."""
+    verdict = result.verdicts.get(ref)
+    if verdict is None:
+        return result.reason
+    if result.outcome is WaitOutcome.FAILED:
+        return f"not finished when another workload failed: {verdict.message}"
+    return f"{result.outcome}: {verdict.message}"
 
 
 def _events(api: KubeAPI, namespace: str) -> list[KubeDict]:
