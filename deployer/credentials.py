@@ -19,6 +19,7 @@ import binascii
 import io
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -368,6 +369,34 @@ def memory_backed_kubeconfig(config: Mapping[str, Any]) -> tuple[dict[str, Any],
             os.close(opened.pop())
 
     return copied, close
+
+
+def client_files_directory() -> Path:
+    """A private directory for the files the Kubernetes client writes while it loads (the certificate and key
+    an ``exec`` plugin hands out); ``memory_backed_files`` empties it."""
+    return Path(tempfile.mkdtemp(prefix="deployer-client-"))
+
+
+def memory_backed_files(directory: Path) -> tuple[dict[str, str], Callable[[], None]]:
+    """Each file the Kubernetes client wrote into ``directory`` moved into an anonymous memory file (``{written
+    path: /proc/self/fd/N}``) and ``directory`` removed at once, so a SIGKILL later leaves no key on disk; and
+    the function that closes those files. Where the system has no memfd, the files stay until that function
+    removes them."""
+    if not hasattr(os, "memfd_create"):
+        return {}, lambda: shutil.rmtree(directory, ignore_errors=True)
+    opened: list[int] = []
+    moved: dict[str, str] = {}
+    try:
+        for path in sorted(directory.iterdir()):
+            moved[str(path)] = _memory_file(path.read_bytes(), opened)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def close() -> None:
+        while opened:
+            os.close(opened.pop())
+
+    return moved, close
 
 
 def _memory_file(content: bytes, opened: list[int]) -> str:

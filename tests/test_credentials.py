@@ -19,8 +19,10 @@ import trustme
 from deployer import workflow_commands
 from deployer.credentials import (
     KubeCredentials,
+    client_files_directory,
     expiry_for_run,
     kubeconfig_yaml,
+    memory_backed_files,
     memory_backed_kubeconfig,
     needed_expiry_seconds,
     resolve_credentials,
@@ -200,6 +202,22 @@ def test_inline_key_material_is_handed_over_in_memory_files_and_the_original_is_
     finally:
         release()
     assert not Path(user["client-key"]).exists()
+
+
+def test_files_the_client_wrote_move_into_memory_and_leave_no_file_behind() -> None:
+    directory = client_files_directory()
+    key = b"-----BEGIN PRIVATE KEY-----\nfrom an exec plugin\n-----END PRIVATE KEY-----\n"
+    (directory / "tmpkey").write_bytes(key)
+
+    moved, release = memory_backed_files(directory)
+    try:
+        assert not directory.exists()
+        assert list(moved) == [str(directory / "tmpkey")]
+        assert moved[str(directory / "tmpkey")].startswith("/proc/self/fd/")
+        assert Path(moved[str(directory / "tmpkey")]).read_bytes() == key
+    finally:
+        release()
+    assert not Path(moved[str(directory / "tmpkey")]).exists()
 
 
 def b64(data: bytes) -> str:

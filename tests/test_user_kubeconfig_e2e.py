@@ -180,3 +180,44 @@ def test_a_working_exec_plugin_still_gets_its_token_to_the_cluster(
 
     assert done.code == EXIT_OK, done.explain()
     assert judge.image(namespace) == web_images.tag("v1")
+
+
+def test_a_client_key_from_an_exec_plugin_never_reaches_a_file_even_when_deployer_is_killed(
+    control_plane: ControlPlane, deployer: Deployer, judge: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    """A plugin may hand out a client certificate and key instead of a token (the API server authenticates them
+    against its CA); the key must stay in memory as the inline one does."""
+    key_pem = control_plane.pki.admin_key.read_bytes()
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "clientCertificateData": control_plane.pki.admin_cert.read_text(),
+            "clientKeyData": key_pem.decode(),
+        },
+    }
+    plugin = executable(tmp_path / "get-certificate", f"#!/bin/sh\ncat <<'END'\n{json.dumps(credential)}\nEND\n")
+    user_kubeconfig(
+        control_plane,
+        deployer.kubeconfig,
+        {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}},
+    )
+    manifests = write_manifests(deployer.workdir / "k8s", web(readiness_path="/never-ready"))
+
+    running = deployer.start("v1", manifests, namespace, "--timeout", "5m")
+    try:
+        running.wait_for_line(lambda line: line.startswith("==> Wait"), 120, "the wait phase")
+        running.process.send_signal(signal.SIGKILL)  # no atexit, no finally: what is on disk stays
+        running.process.wait(timeout=30)
+    finally:
+        running.kill()
+
+    assert judge.exists(namespace, "deployment/web"), "the plugin's certificate authenticated the apply"
+    key_body = b"".join(line for line in key_pem.splitlines() if not line.startswith(b"-----"))
+    holding_the_key = [
+        str(path)
+        for root in (tmp_path / "tmp", deployer.workdir, Path(deployer.env["HOME"]))
+        for path in root.rglob("*")
+        if path.is_file() and (key_body[:40] in path.read_bytes() or key_pem in path.read_bytes())
+    ]
+    assert holding_the_key == []

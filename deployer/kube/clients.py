@@ -1,8 +1,9 @@
 """Making a kubernetes client from credentials, in memory, with an exec credential plugin's failure as the error.
 
 The only module that imports the kubernetes client's config loader. Key material lives in memory files (see
-credentials.memory_backed_kubeconfig) that the returned release closes. A plugin's stderr is not deployer's
-and may hold a secret: what of it reaches a message is one line, token-shaped text blanked.
+credentials.memory_backed_kubeconfig and memory_backed_files) that the returned release closes. A plugin's
+stderr is not deployer's and may hold a secret: what of it reaches a message is one line, token-shaped text
+blanked.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from collections.abc import Callable
 import kubernetes.client
 import kubernetes.config
 
-from deployer.credentials import KubeCredentials, memory_backed_kubeconfig
+from deployer.credentials import (
+    KubeCredentials,
+    client_files_directory,
+    memory_backed_files,
+    memory_backed_kubeconfig,
+)
 from deployer.errors import KubernetesError
 
 
@@ -25,27 +31,46 @@ def client_for(credentials: KubeCredentials) -> tuple[kubernetes.client.ApiClien
     An ``exec`` credential plugin runs while the client loads; the client only logs its failure (the
     plugin's whole stderr, on the root logger) and goes on without credentials, which the API then refuses
     as a bare 401. That log record is caught here instead, and the plugin's failure is the error."""
-    config, release = memory_backed_kubeconfig(credentials.kubeconfig)
+    config, release_config = memory_backed_kubeconfig(credentials.kubeconfig)
+    # A plugin may hand out a client certificate and key instead of a token: the client writes them to files
+    # (kept until the process exits, so a SIGKILL would leave the key behind); they go to a directory of
+    # deployer's own and from there into memory before the client's first connection reads them.
+    written = client_files_directory()
+    configuration = kubernetes.client.Configuration()
     plugin_failures = _ExecPluginFailures()
     root = logging.getLogger()
     root.addFilter(plugin_failures)
     try:
-        api = kubernetes.config.new_client_from_config_dict(  # type: ignore[no-untyped-call]
-            config, context=credentials.context, persist_config=False
+        kubernetes.config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
+            config,
+            context=credentials.context,
+            client_configuration=configuration,
+            persist_config=False,
+            temp_file_path=str(written),
         )
     except Exception as e:  # the loader raises ConfigException, ValueError, KeyError...
-        release()
+        memory_backed_files(written)[1]()
+        release_config()
         raise KubernetesError(f"cannot use the kubeconfig from {credentials.description}: {e}") from e
     finally:
         root.removeFilter(plugin_failures)
+    moved, release_moved = memory_backed_files(written)
+
+    def release() -> None:
+        release_moved()
+        release_config()
+
     if plugin_failures.messages:
-        api.close()
         release()
         raise KubernetesError(
             f"the exec credential plugin {_exec_command(credentials)} of {credentials.description} failed: "
             f"{_plugin_failure_text(plugin_failures.messages[0])}"
         )
-    return api, release
+    for attribute in ("cert_file", "key_file"):
+        path = getattr(configuration, attribute)
+        if path in moved:
+            setattr(configuration, attribute, moved[path])
+    return kubernetes.client.ApiClient(configuration), release
 
 
 class _ExecPluginFailures(logging.Filter):
