@@ -1,7 +1,8 @@
 """A user's own kubeconfig end to end through `deployer run`, on the real control plane (tests/controlplane/):
 a client certificate and key given inline authenticate (the API server checks them against its CA) and the key
-never reaches a file; `exec:` credential plugins, failing or handing out a token from the real TokenRequest
-API. The real kubectl judges what reached the cluster."""
+never reaches a file; `exec:` credential plugins, failing or handing out a token or a certificate; a
+ServiceAccount's token with rights in one namespace only (RBAC, which the simulator does not have). The real
+kubectl judges what reached the cluster."""
 
 from __future__ import annotations
 
@@ -18,7 +19,16 @@ import pytest
 
 from tests.controlplane import ControlPlane
 from tests.controlplane.fixtures import WebImages
-from tests.deploy_scenarios import EXIT_FAILURE, EXIT_OK, Deployer, Kubectl, deployment, write_manifests
+from tests.deploy_scenarios import (
+    CRASH_LOG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    Deployer,
+    Kubectl,
+    deployment,
+    write_manifests,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
@@ -221,3 +231,58 @@ def test_a_client_key_from_an_exec_plugin_never_reaches_a_file_even_when_deploye
         if path.is_file() and (key_body[:40] in path.read_bytes() or key_pem in path.read_bytes())
     ]
     assert holding_the_key == []
+
+
+def namespace_account_kubeconfig(
+    control_plane: ControlPlane, judge: Kubectl, namespace: str, path: Path, cluster_role: str | None
+) -> Path:
+    """A token kubeconfig for a ServiceAccount of ``namespace`` with ``cluster_role`` bound in that namespace
+    only (none: no rights at all), as a CI pipeline is given; the namespace exists beforehand."""
+    judge.run("create", "namespace", namespace)
+    judge.run("-n", namespace, "create", "serviceaccount", "ci")
+    if cluster_role:
+        judge.run(
+            "-n",
+            namespace,
+            "create",
+            "rolebinding",
+            "ci",
+            f"--clusterrole={cluster_role}",
+            f"--serviceaccount={namespace}:ci",
+        )
+    token = judge.run("-n", namespace, "create", "token", "ci", "--duration=1h").stdout.strip()
+    return control_plane.write_token_kubeconfig(path, token)
+
+
+def test_rights_in_one_namespace_are_enough_to_deploy_diagnose_and_roll_back(
+    control_plane: ControlPlane, deployer: Deployer, judge: Kubectl, namespace: str, web_images: WebImages
+) -> None:
+    namespace_account_kubeconfig(control_plane, judge, namespace, deployer.kubeconfig, "edit")
+    manifests = write_manifests(deployer.workdir / "k8s", web())
+
+    good = deployer.run("v1", manifests, namespace, "--timeout", "90s")
+    crashed = deployer.run("crash", manifests, namespace, "--timeout", "90s")
+
+    assert good.code == EXIT_OK, good.explain()
+    assert crashed.code == EXIT_ROLLED_BACK, crashed.explain()
+    assert "CrashLoopBackOff" in crashed.stderr, crashed.explain()
+    assert f"| {CRASH_LOG}" in crashed.stderr, "the diagnosis read the pod's log with the namespace's rights"
+    assert "403" not in crashed.stderr, crashed.explain()
+    assert judge.image(namespace) == web_images.tag("v1")
+
+
+def test_a_token_without_rights_is_one_line_naming_the_403_and_nothing_is_applied(
+    control_plane: ControlPlane, deployer: Deployer, judge: Kubectl, namespace: str
+) -> None:
+    namespace_account_kubeconfig(control_plane, judge, namespace, deployer.kubeconfig, None)
+    manifests = write_manifests(deployer.workdir / "k8s", web())
+
+    done = deployer.run("v1", manifests, namespace)
+
+    assert done.code == EXIT_FAILURE, done.explain()
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert f'User "system:serviceaccount:{namespace}:ci" cannot' in errors[0]
+    assert "HTTP 403" in errors[0]
+    assert not judge.exists(namespace, "deployment/web")
