@@ -651,6 +651,9 @@ def test_tokens_never_reach_output_errors_logs_or_files(
 
 
 # --- end to end: DigitalOcean fake -> kubeconfig -> the Kubernetes simulator ------------------------------
+# On the simulator, not the real control plane: these move the cluster's clock past the token's expiry to see
+# deployer's has_expired() and the server's 401 agree; a real API server's clock cannot be moved, and its
+# TokenRequest refuses expiries under 10 minutes.
 
 
 @pytest.fixture

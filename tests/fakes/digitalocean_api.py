@@ -7,8 +7,8 @@ bearer-token auth, per-token scopes, ratelimit-* and x-request-id headers, error
 Every exchange is logged so tests can count attempts and validate each response against the OpenAPI excerpt.
 
 The kubeconfigs it issues point at ``server_url`` with ``ca_pem``, and carry a token from
-``mint_token(expiry_seconds)``: give it the Kubernetes simulator's ``issue_token`` so the token works there
-and expires on the simulator's clock.
+``mint_token(expiry_seconds)``: give it the real control plane's ``issue_token`` (a TokenRequest token, at
+least 10 minutes long, revocable) or the Kubernetes simulator's (it expires on the simulator's clock).
 """
 
 from __future__ import annotations
