@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from deployer import rollouts
+from deployer.clocks import Instant
 from deployer.kinds import KubeObject
 from deployer.revision_pods import RevisionPods
 from deployer.rollbacks import ObjectRef
@@ -28,15 +29,6 @@ class WaitOutcome(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed out"
     CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class Instant:
-    """One reading of the clocks: ``monotonic`` seconds (the deadline's clock) and the UTC time that pod
-    timestamps and the failure tolerance are measured in."""
-
-    monotonic: float
-    utc: datetime
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from deployer import rollout_wait
+from deployer.clocks import Instant
 from deployer.revision_pods import RevisionPods, new_replica_set, newest_revision_pods, templates_equal_ignoring_hash
 from deployer.rollbacks import ObjectRef
 from deployer.rollout_wait import (
-    Instant,
     RolloutSnapshot,
     RolloutWaitState,
     RolloutWaitVerdict,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 from deployer import diagnoses, rollbacks
+from deployer.clocks import Clocks
 from deployer.credentials import KubeCredentials
 from deployer.errors import RunCancelledError
 from deployer.kinds import KubeDict, KubeObject
@@ -25,7 +26,7 @@ from deployer.kube.discovery import Discovery
 from deployer.kube.locking import DEFAULT_LEASE_SECONDS, Lock
 from deployer.kube.resources import Resource
 from deployer.kube.restoring import RollbackResult
-from deployer.kube.waiting import Clocks, WaitResult
+from deployer.kube.waiting import WaitResult
 from deployer.rollback_wait import RestoreWaitPolicy
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackStep
 from deployer.rollout_wait import WaitPolicy
@@ -160,6 +161,7 @@ class Cluster:
             cancelled=cancelled,
             on_progress=on_progress,
             on_lost=on_lost,
+            clocks=self._clocks,
         )
 
     # --- the rollout wait and its diagnosis ---------------------------------------------------------------

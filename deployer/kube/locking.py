@@ -8,14 +8,14 @@ Every write is a compare-and-swap on the resourceVersion read, so two runs never
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from deployer import lease_wait
+from deployer.clocks import Clocks
 from deployer.errors import (
     APIConflictError,
     APINotFoundError,
@@ -29,6 +29,7 @@ from deployer.kinds import KubeDict, KubeObject
 from deployer.kube.api import KubeAPI
 from deployer.kube.resources import LEASES
 from deployer.kube.watching import watch_once
+from deployer.lease_wait import LeaseAction, LeaseWaitPolicy, LeaseWaitState
 from deployer.settings import format_duration
 
 log = logging.getLogger(__name__)
@@ -200,49 +201,41 @@ def acquire_lock(
     cancelled: Callable[[str], RunCancelledError] | None = None,
     on_progress: Callable[[str], None] | None = None,
     on_lost: Callable[[], None] | None = None,
+    clocks: Clocks | None = None,
 ) -> Lock:
-    """Take the namespace's deploy lock (see Cluster.acquire_lock)."""
+    """Take the namespace's deploy lock (see Cluster.acquire_lock); lease_wait.step decides at each read."""
+    clocks = clocks or Clocks()
     leases = Leases(api)
-    identity = f"{holder} ({uuid.uuid4().hex[:8]})"
-    deadline = time.monotonic() + timeout if timeout > 0 else math.inf
-    announced: str | None = None
-    # Expiry is judged on this machine's clock: since when has the holder's record stayed unchanged?
-    unchanged_since: tuple[str, float] | None = None
+    policy = LeaseWaitPolicy(f"{holder} ({uuid.uuid4().hex[:8]})", lease_seconds, clocks.monotonic(), timeout)
+    state = LeaseWaitState()
     while True:
         lease = leases.read(namespace)
-        if lease is None:
-            if leases.create(namespace, identity, lease_seconds):
-                return Lock(leases, namespace, identity, lease_seconds, on_lost)
-            continue
-        spec = lease.get("spec") or {}
-        current = _holder_of(lease)
-        if current == identity:
-            # Our create or take-over went through but its answer was lost (the retry then met a conflict
-            # with ourselves): the lock is ours, not someone's to wait for.
-            return Lock(leases, namespace, identity, lease_seconds, on_lost)
-        duration = int(spec.get("leaseDurationSeconds") or lease_seconds)
-        signature = f"{current}@{spec.get('renewTime')}"
-        if unchanged_since is None or unchanged_since[0] != signature:
-            unchanged_since = (signature, time.monotonic())
-        stale = time.monotonic() - unchanged_since[1] >= duration
-        if not current or stale or _lease_expired(spec, duration):
-            if leases.take(namespace, lease, identity, lease_seconds):
-                return Lock(leases, namespace, identity, lease_seconds, on_lost)
-            continue
-        if announced != current and on_progress is not None:
-            on_progress(f"waiting for the deploy lock in {namespace}, held by {current}")
-            announced = current
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        state, verdict = lease_wait.step(policy, state, lease, cancel is not None and cancel.is_set(), clocks.now())
+        if verdict.announce and on_progress is not None:
+            on_progress(f"waiting for the deploy lock in {namespace}, held by {verdict.holder}")
+        if verdict.action in (LeaseAction.CREATE, LeaseAction.TAKE, LeaseAction.OURS):
+            if _hold(leases, namespace, lease, policy, verdict.action):
+                return Lock(leases, namespace, policy.identity, lease_seconds, on_lost)
+            continue  # another run was faster: read again
+        if verdict.action is LeaseAction.TIMED_OUT:
             raise LockTimeoutError(
-                f"the deploy lock in namespace {namespace} is held by {current}; "
+                f"the deploy lock in namespace {namespace} is held by {verdict.holder}; "
                 f"gave up after {format_duration(timeout)} (--lock-timeout)"
             )
-        if cancel is not None and cancel.is_set():
+        if verdict.action is LeaseAction.CANCELLED:
             raise (cancelled or _cancelled)("while waiting for the deploy lock")
-        # Wake on any change of the lease, or when it would expire, whichever comes first.
-        until_expiry = duration - (time.monotonic() - unchanged_since[1]) + 0.5
-        _wait_for_change(api, namespace, lease, min(remaining, until_expiry), cancel)
+        _wait_for_change(api, namespace, lease or {}, verdict.wait_seconds, cancel)
+
+
+def _hold(
+    leases: Leases, namespace: str, lease: KubeObject | None, policy: LeaseWaitPolicy, action: LeaseAction
+) -> bool:
+    """Create or take over the lease as ``action`` says; False when another run was faster."""
+    if action is LeaseAction.CREATE:
+        return leases.create(namespace, policy.identity, policy.lease_seconds)
+    if action is LeaseAction.TAKE and lease is not None:
+        return leases.take(namespace, lease, policy.identity, policy.lease_seconds)
+    return action is LeaseAction.OURS
 
 
 def _wait_for_change(
@@ -272,14 +265,3 @@ def _lease_spec(holder: str, lease_seconds: int, *, acquired: bool) -> KubeDict:
 
 def _micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _lease_expired(spec: KubeObject, duration: int) -> bool:
-    renewed = spec.get("renewTime") or spec.get("acquireTime")
-    if not renewed:
-        return True
-    try:
-        when = datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    return datetime.now(UTC) > when + timedelta(seconds=duration)

@@ -8,19 +8,17 @@ decides by time itself.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from deployer import rollout_wait
+from deployer.clocks import Clocks
 from deployer.kinds import KubeDict, KubeObject
 from deployer.kube.api import KubeAPI
 from deployer.kube.views import ClusterView
 from deployer.kube.watching import TICK_SECONDS
 from deployer.rollbacks import ObjectRef
 from deployer.rollout_wait import (
-    Instant,
     RolloutSnapshot,
     RolloutWaitState,
     WaitOutcome,
@@ -50,17 +48,6 @@ class WaitResult:
     def unfinished(self) -> list[ObjectRef]:
         """The workloads that failed or were not done when the wait ended."""
         return [ref for ref, verdict in self.verdicts.items() if not verdict.done or self.failures.get(ref)]
-
-
-@dataclass(frozen=True)
-class Clocks:
-    """Where the wait reads the time: ``monotonic`` for its deadline, ``utc`` for pod failures' ages."""
-
-    monotonic: Callable[[], float] = time.monotonic
-    utc: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    def now(self) -> Instant:
-        return Instant(self.monotonic(), self.utc())
 
 
 def wait(
