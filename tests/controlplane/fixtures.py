@@ -53,7 +53,10 @@ def control_plane(docker_client: Any, registry: Any) -> Iterator[ControlPlane]:
 class WebImages:
     """Tags of one busybox httpd image FROM scratch in the test registry, for pods on the real control plane."""
 
-    repository: str  # v1 and v2 serve their tag at /index.html and "ok" at /healthz on 8080; crash exits 1
+    # v1 and v2 serve their tag at /index.html and "ok" at /healthz on 8080; crash exits 1; never-ready serves
+    # /healthz but answers 404 at /index.html (where deploy_scenarios' readiness probe asks) until a test
+    # writes the file into its container
+    repository: str
 
     def tag(self, tag: str) -> str:
         return f"{self.repository}:{tag}"
@@ -63,6 +66,7 @@ WEB_IMAGE_COMMANDS = {
     "v1": "echo web v1 starting; exec httpd -f -v -p 8080 -h /www",
     "v2": "echo web v2 starting; exec httpd -f -v -p 8080 -h /www",
     "crash": f"echo starting; echo '{CRASH_LOG}'; exit 1",
+    "never-ready": "echo web never-ready starting; rm /www/index.html; exec httpd -f -v -p 8080 -h /www",
 }
 
 
