@@ -231,9 +231,11 @@ def _event_time(event: KubeObject) -> str:
 
 
 def _event_order(event: KubeObject) -> tuple[str, int]:
-    # Event times have one-second resolution; the resourceVersion orders events within a second.
+    # Event times have one-second resolution; the resourceVersion orders events within a second. Compared to
+    # the second only (the first 19 characters): the scheduler's events.k8s.io events carry a microsecond
+    # eventTime, and "…:16.5Z" sorts as text before "…:16Z" whatever happened first.
     version = str((event.get("metadata") or {}).get("resourceVersion") or "")
-    return _event_time(event), int(version) if version.isdigit() else 0
+    return _event_time(event)[:19], int(version) if version.isdigit() else 0
 
 
 def _event_subject(event: KubeObject) -> KubeObject:

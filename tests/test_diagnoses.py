@@ -231,3 +231,18 @@ def test_events_within_the_same_second_keep_the_servers_order() -> None:
     earlier["metadata"] = {"resourceVersion": "9"}
     d = diagnose(WEB, [], [pod("web-bbb-1", [])], [later, earlier], {})
     assert d.events == ["replicaset/web-bbb: SuccessfulCreate: first", "pod/web-bbb-1: Failed: second"]
+
+
+def test_an_event_with_a_microsecond_event_time_is_ordered_by_the_server_within_its_second() -> None:
+    # What a real cluster mixes (kubesim wrote every event the core/v1 way): the controller-manager's events
+    # carry lastTimestamp to the second, the scheduler's events.k8s.io events only a microsecond eventTime.
+    created = event("ReplicaSet", "web-bbb", "SuccessfulCreate", "Created pod: web-bbb-1", "2026-01-01T00:00:01Z")
+    created["metadata"] = {"resourceVersion": "9"}
+    scheduled = event("Pod", "web-bbb-1", "Scheduled", "Successfully assigned", "")
+    scheduled.update(lastTimestamp=None, eventTime="2026-01-01T00:00:01.250000Z")
+    scheduled["metadata"] = {"resourceVersion": "12"}
+    d = diagnose(WEB, [], [pod("web-bbb-1", [])], [scheduled, created], {})
+    assert d.events == [
+        "replicaset/web-bbb: SuccessfulCreate: Created pod: web-bbb-1",
+        "pod/web-bbb-1: Scheduled: Successfully assigned",
+    ]
