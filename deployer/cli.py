@@ -1,8 +1,9 @@
 """The command line: parses flags and DEPLOYER_* variables into settings, runs, maps errors to exit codes.
 
-Thin on purpose: the work is in deployer.pipeline. This module imports nothing heavy at start-up
-(no docker, kubernetes or github): ``deployer --help`` must stay fast (bench/startup.py). It is the
-only place that turns a DeployerError into a one-line message and an exit code.
+Thin on purpose: the work is in deployer.deploying (run), publishing (build) and connecting (kubeconfig).
+This module imports nothing heavy at start-up (no docker, kubernetes or github): ``deployer --help`` must
+stay fast (bench/startup.py). It is the only place that turns a DeployerError into a one-line message and an
+exit code.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -30,6 +30,9 @@ from deployer.settings import (
     parse_duration,
     parse_key_values,
 )
+
+if TYPE_CHECKING:
+    from deployer.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -302,7 +305,7 @@ def _cluster_settings(kw: dict[str, Any]) -> ClusterSettings:
     )
 
 
-def _run_protected(quiet: bool, work: Callable[[Any], int]) -> NoReturn:
+def _run_protected(quiet: bool, work: Callable[[Console], int]) -> NoReturn:
     """Run ``work(console)``; a DeployerError becomes one line and its exit code, never a traceback."""
     from deployer.console import Console
 
@@ -311,36 +314,15 @@ def _run_protected(quiet: bool, work: Callable[[Any], int]) -> NoReturn:
         with console.capturing_logs():
             code = work(console)
     except DeployerError as e:
-        console.error(str(e), **_annotation_position(e))
+        from deployer.reporting import annotation_position
+
+        file, line, column = annotation_position(e, os.environ)
+        console.error(str(e), file=file, line=line, col=column)
         code = e.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")
         code = 130
     sys.exit(code)
-
-
-def _annotation_position(error: DeployerError) -> dict[str, Any]:
-    """Where GitHub should mark a manifest error: the file relative to the workspace, and its line.
-
-    A field error knows its document, not its line; the line is looked up only now, on the error path.
-    """
-    from deployer import github_actions
-    from deployer.errors import ManifestError
-    from deployer.workspace import is_file_source
-
-    if not isinstance(error, ManifestError) or not error.path or not is_file_source(error.path):
-        return {}
-    line = error.line
-    if line is None and error.document is not None:
-        from deployer import manifests
-        from deployer.manifest_yaml import ManifestSource
-
-        try:
-            source = ManifestSource(error.path, Path(error.path).read_text(encoding="utf-8"))
-            line = manifests.locate_document(source, error.document)
-        except OSError:
-            line = None
-    return {"file": github_actions.workspace_relative(error.path, os.environ), "line": line, "col": error.column}
 
 
 @click.group(
@@ -386,10 +368,10 @@ def run(**kw: Any) -> None:
         _report_refused_run(click.get_current_context(), str(e), e.exit_code)
         raise
 
-    def work(console: Any) -> int:
-        from deployer import pipeline
+    def work(console: Console) -> int:
+        from deployer import deploying
 
-        return pipeline.run(settings, console, dict(os.environ))
+        return deploying.run(settings, console, dict(os.environ))
 
     _run_protected(kw["quiet"] or kw["render_only"], work)
 
@@ -432,11 +414,9 @@ def _report_refused_run(ctx: click.Context | None, message: str, exit_code: int)
     the step outputs (status, error) in Actions, and the result document with --format json."""
     if ctx is None or ctx.command.name != "run":
         return
-    from deployer import github_actions, pipeline
-    from deployer.console import Console
+    from deployer import reporting
 
-    report = github_actions.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
-    pipeline.publish_report(report, Console(), os.environ, result_format=ctx.params.get("output_format") or "text")
+    reporting.publish_refused_run(message, exit_code, ctx.params.get("output_format") or "text", os.environ)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -446,10 +426,10 @@ def build(**kw: Any) -> None:
     """Build the image and push it (with --extra-tag tags); print the reference and digest."""
     image = _image_settings(kw)
 
-    def work(console: Any) -> int:
-        from deployer import pipeline
+    def work(console: Console) -> int:
+        from deployer import publishing
 
-        return pipeline.build(image, kw["output_format"], console, dict(os.environ))
+        return publishing.build(image, kw["output_format"], console, dict(os.environ))
 
     _run_protected(kw["quiet"], work)
 
@@ -467,10 +447,10 @@ def kubeconfig(**kw: Any) -> None:
     """Fetch a short-lived kubeconfig for a DigitalOcean cluster, like doctl kubernetes cluster kubeconfig save."""
     cluster = _cluster_settings(kw)
 
-    def work(console: Any) -> int:
-        from deployer import pipeline
+    def work(console: Console) -> int:
+        from deployer import connecting
 
-        return pipeline.save_kubeconfig(cluster, kw["output_file"], console, dict(os.environ))
+        return connecting.save_kubeconfig(cluster, kw["output_file"], console, dict(os.environ))
 
     _run_protected(False, work)
 

@@ -1,6 +1,7 @@
 """What a person sees: log lines, warnings, progress, and secrets kept out of all of them.
 
-The only module that writes to the terminal (besides the CLI's final error line). In a CI log every
+The only module that writes to the terminal (besides the CLI's final error line): log lines to stderr, a
+command's result (the plan, rendered manifests, the result document, a kubeconfig) to stdout. In a CI log every
 line is plain and printed once, progress included (a line per change, no spinner). On a terminal,
 progress is a live block of one line per workload, redrawn in place.
 
@@ -34,11 +35,13 @@ class Console:
         self,
         *,
         out: TextIO | None = None,
+        result_out: TextIO | None = None,
         env: Mapping[str, str] | None = None,
         interactive: bool | None = None,
         quiet: bool = False,
     ) -> None:
         self.out = out if out is not None else sys.stderr
+        self._result_out = result_out
         self.env = env if env is not None else os.environ
         self.in_actions = workflow_commands.is_github_actions(self.env)
         if interactive is None:
@@ -65,7 +68,7 @@ class Console:
             # with its fences (never inside one); on stdout, before anything printed there.
             masks = "".join(line + "\n" for line in workflow_commands.mask(value))
             with self._lock:
-                for stream in dict.fromkeys([self.out, sys.stdout]):
+                for stream in dict.fromkeys([self.out, self._result_stream()]):
                     stream.write(masks)
                     stream.flush()
 
@@ -138,6 +141,19 @@ class Console:
                 yield
             finally:
                 self.finish_progress()
+
+    def result(self, text: str) -> None:
+        """The command's result on stdout (``result_out``), exactly as given: the plan, the rendered manifests,
+        the result document, a kubeconfig. Not redacted, as a kubeconfig is itself the secret asked for; what
+        a result quotes is the command's to make inert. An OSError (a closed stdout) reaches the caller."""
+        stream = self._result_stream()
+        with self._lock:
+            stream.write(text)
+            stream.flush()
+
+    def _result_stream(self) -> TextIO:
+        # Looked up at each write: sys.stdout may be replaced after the console was made (a test's capture).
+        return self._result_out if self._result_out is not None else sys.stdout
 
     # --- progress ----------------------------------------------------------------------------------
 

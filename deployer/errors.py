@@ -38,8 +38,10 @@ document index, field path, flag, HTTP status, request id) and builds its messag
     │       │   ├── LockTimeoutError        another run holds the deploy lock
     │       │   └── LockLostError           another run took the deploy lock while this one held it
     │       └── GitHubError                 the GitHub API: reported as a warning, never fails a deploy
-    ├── RolloutFailedError                  exit 3: the rollout failed and every change was rolled back
-    ├── RollbackFailedError                 exit 4: the rollout failed and the rollback failed too
+    ├── RolloutOutcomeError                 the rollout failed; the branch says what became of it
+    │   ├── RolloutFailedError              exit 3: every change was rolled back
+    │   ├── RollbackFailedError             exit 4: the rollback failed too
+    │   └── RolloutLeftInPlaceError         exit 1: --no-rollback: the failed rollout is left in place
     └── RunCancelledError                   exit 128 + the signal's number (130 SIGINT, 143 SIGTERM): a signal
                                             stopped the run before it applied anything
 """
@@ -334,14 +336,19 @@ class RolloutFailure:
     diagnosis: str = ""
 
 
-class RolloutFailedError(DeployerError):
-    """The rollout failed and everything this run changed was put back."""
-
-    exit_code = ExitCode.ROLLED_BACK
+class RolloutOutcomeError(DeployerError):
+    """The rollout failed (or its apply was stopped after a change); ``failure`` says why and what became
+    of each workload."""
 
     def __init__(self, failure: RolloutFailure) -> None:
         super().__init__(failure.reason)
         self.failure = failure
+
+
+class RolloutFailedError(RolloutOutcomeError):
+    """The rollout failed and everything this run changed was put back."""
+
+    exit_code = ExitCode.ROLLED_BACK
 
     def __str__(self) -> str:
         restored = "; ".join(
@@ -350,14 +357,13 @@ class RolloutFailedError(DeployerError):
         return f"{self.failure.reason}; {restored}" if restored else self.failure.reason
 
 
-class RollbackFailedError(DeployerError):
+class RollbackFailedError(RolloutOutcomeError):
     """The rollout failed and the rollback did not complete; says what is left in which state."""
 
     exit_code = ExitCode.ROLLBACK_FAILED
 
     def __init__(self, failure: RolloutFailure, rollback_problem: str) -> None:
-        super().__init__(failure.reason)
-        self.failure = failure
+        super().__init__(failure)
         self.rollback_problem = rollback_problem
 
     def __str__(self) -> str:
@@ -367,6 +373,13 @@ class RollbackFailedError(DeployerError):
         )
         text = f"{self.failure.reason}; rollback failed: {self.rollback_problem}"
         return f"{text}; left: {left}" if left else text
+
+
+class RolloutLeftInPlaceError(RolloutOutcomeError):
+    """The rollout failed and --no-rollback asked to leave it as it is: nothing was put back."""
+
+    def __str__(self) -> str:
+        return f"{self.failure.reason}; --no-rollback: the failed rollout is left in place"
 
 
 class RunCancelledError(DeployerError):

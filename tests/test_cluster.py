@@ -7,6 +7,7 @@ timeouts (wait, rollback, lock) are real seconds.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import shutil
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from deployer import deploying
+from deployer.console import Console
 from deployer.credentials import KubeCredentials
 from deployer.diagnoses import Diagnosis
 from deployer.errors import (
@@ -33,6 +36,7 @@ from deployer.errors import (
 )
 from deployer.kube import Cluster, RollbackResult, WaitOutcome, WaitResult, without_value_dumps
 from deployer.rollbacks import LiveRecord, ObjectRef, RollbackAction, RollbackStep
+from deployer.settings import RolloutSettings
 from tests.conftest import require_real_part
 from tests.deploy_scenarios import wait_until
 from tests.kubesim import Behaviour, KubeSim
@@ -138,6 +142,13 @@ class Deploy:
     progress: list[str] = field(default_factory=list)
 
 
+class Unrivalled:
+    """The deploy lock of a namespace no other run deploys to: never lost."""
+
+    def verify(self) -> None:
+        pass
+
+
 def deploy(
     cluster: Cluster,
     objects: list[dict[str, Any]],
@@ -147,25 +158,24 @@ def deploy(
     delete_created_on_failure: bool = False,
     cancel: threading.Event | None = None,
 ) -> Deploy:
-    """The pipeline's sequence: record, apply, wait; on failure plan and carry out the rollback."""
-    progress: list[str] = []
-    record = cluster.record(objects)
-    applied = cluster.apply(objects, record=record)
-    workloads = [r.ref for r in applied if r.ref.kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
-    result = cluster.wait(
-        workloads,
+    """deployer run's own sequence (deploying.apply_and_wait, then settle_failed_rollout on failure), after the
+    record; ``progress`` is every line it printed."""
+    out = io.StringIO()
+    console = Console(out=out, env={}, interactive=False)
+    rollout = RolloutSettings(
         timeout=timeout,
         tolerate_failures_for=tolerate_failures_for,
-        on_progress=progress.append,
-        cancel=cancel,
-        applied=applied,
+        delete_created_on_failure=delete_created_on_failure,
+        rollback_timeout=20,
     )
-    run = Deploy(record, result, progress=progress)
-    if not result.ok:
-        # Before the rollback: the failing pods and their logs are gone afterwards.
-        run.diagnoses = cluster.diagnose(result)
-        run.steps = cluster.plan_rollback(record, delete_created_on_failure=delete_created_on_failure)
-        run.rollback = cluster.rollback(run.steps, timeout=20, on_progress=progress.append)
+    record = cluster.record(objects)
+    attempt = deploying.apply_and_wait(cluster, objects, record, rollout, console, cancel)
+    assert attempt.waited is not None, attempt.failure_reason
+    run = Deploy(record, attempt.waited, diagnoses=attempt.diagnoses)
+    if not attempt.succeeded:
+        settled = deploying.settle_failed_rollout(cluster, attempt, rollout, console, Unrivalled())
+        run.steps, run.rollback = settled.steps, settled.restored
+    run.progress = out.getvalue().splitlines()
     return run
 
 

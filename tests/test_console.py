@@ -218,3 +218,17 @@ def test_a_short_error_in_actions_is_one_whole_annotation() -> None:
     console, out = make_console(ACTIONS)
     console.error("--timeout: '10x' is not a duration")
     assert out.getvalue() == "::error::--timeout: '10x' is not a duration\n"
+
+
+def test_a_result_goes_to_its_own_stream_unredacted_while_the_log_is_redacted() -> None:
+    # The result is what the command was asked for: a kubeconfig holds the very token the log must not show.
+    out, result_out = io.StringIO(), io.StringIO()
+    console = Console(out=out, result_out=result_out, env=PLAIN_CI)
+    console.add_secret(SECRET)
+    kubeconfig = f"users:\n- name: doks\n  user:\n    token: {SECRET}\n"
+
+    console.result(kubeconfig)
+    console.info(f"token: {SECRET}")
+
+    assert result_out.getvalue() == kubeconfig
+    assert out.getvalue() == "token: ***\n"

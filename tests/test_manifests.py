@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from deployer import pipeline
+from deployer import preparing
 from deployer.errors import (
     ManifestError,
     ManifestFieldError,
@@ -722,7 +722,7 @@ def test_duplicate_object_names_both_documents(tmp_path: Path) -> None:
     settings = RunSettings(manifests=(str(tmp_path),), namespace="prod", image=ImageSettings(tag="abc1234"))
     target = ImageTarget(reference=parse_image_reference(WEB), commit=None)
     with pytest.raises(ManifestError) as caught:
-        pipeline.render(settings, target, {})
+        preparing.render(settings, target, {})
     assert str(caught.value) == (
         f"{tmp_path}/b.yaml (document 2): Deployment 'web' is also defined in {tmp_path}/a.yaml (document 1); "
         "each object may appear once"
@@ -739,7 +739,7 @@ def test_same_name_in_different_kinds_or_namespaces_is_not_a_duplicate(tmp_path:
     )
     settings = RunSettings(manifests=(str(tmp_path),), image=ImageSettings(tag="abc1234"))
     target = ImageTarget(reference=parse_image_reference(WEB), commit=None)
-    rendered = pipeline.render(settings, target, {})
+    rendered = preparing.render(settings, target, {})
     assert [(o.kind, o.namespace) for o in rendered.objects] == [
         ("Deployment", None),
         ("Service", None),

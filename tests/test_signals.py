@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     """
     import io, os, signal, sys, threading
     from deployer.console import Console
-    from deployer.pipeline import _cancelled_on_signals
+    from deployer.cancelling import cancelled_on_signals
 
     class SignalledMidWrite(io.StringIO):
         # The first write of a progress line delivers SIGTERM to this process while the console holds its lock.
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
 
     out = SignalledMidWrite()
     console = Console(out=out, env={}, interactive=False)
-    with _cancelled_on_signals(console) as cancellation:
+    with cancelled_on_signals(console) as cancellation:
         cancellation.protect_changes()  # the rollout is applied: a signal now stops the wait
         console.info("web: 1/2 updated")
         if not cancellation.event.wait(10):
@@ -63,10 +63,10 @@ def test_leaving_without_a_signal_says_nothing_and_restores_the_default_handler(
         """
         import io, signal, threading
         from deployer.console import Console
-        from deployer.pipeline import _cancelled_on_signals
+        from deployer.cancelling import cancelled_on_signals
 
         out = io.StringIO()
-        with _cancelled_on_signals(Console(out=out, env={}, interactive=False)):
+        with cancelled_on_signals(Console(out=out, env={}, interactive=False)):
             pass
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL, signal.getsignal(signal.SIGHUP)

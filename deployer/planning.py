@@ -1,0 +1,73 @@
+"""``deployer run --dry-run``: what a deploy would do, changing nothing remote.
+
+Renders, builds locally (never pushes), and, given cluster credentials, asks the API server what applying
+each object would change (server-side dry run); prints the plan (deployer.plans) as the result. Shares the
+start of a deploy (preparing.resolve_and_render) and its report (reporting.reported_run).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from deployer import connecting, plans
+from deployer.console import Console
+from deployer.errors import ExitCode
+from deployer.preparing import Rendered, resolve_and_render, write_rendered_outputs
+from deployer.publishing import build_locally
+from deployer.reporting import reported_run
+from deployer.settings import RunSettings
+
+# What applying would do to each object, by (kind, namespace, name): "create", "configure", "unchanged".
+Changes = dict[tuple[str, str | None, str], str]
+
+
+def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
+    with reported_run(settings, console, env, dry_run=True) as run:
+        target, rendered = resolve_and_render(settings, env, run.resolved)
+        write_rendered_outputs(settings, rendered, console)
+        build_note = build_locally(settings, target, console, env)
+        changes, cluster_note = _server_side_changes(settings, rendered, console, env)
+        plan = plans.make_plan(
+            str(target.reference),
+            build_note,
+            rendered.objects,
+            changes=changes,
+            cluster=cluster_note,
+            namespace=settings.namespace,
+        )
+        if settings.output_format == "json":
+            console.result(json.dumps(plans.plan_as_json(plan), indent=2) + "\n")
+        else:
+            console.result(plans.plan_as_text(plan) + "\n")
+        run.report.cluster, run.report.plan = cluster_note, plans.plan_as_text(plan)
+    return ExitCode.OK
+
+
+def _server_side_changes(
+    settings: RunSettings, rendered: Rendered, console: Console, env: Mapping[str, str]
+) -> tuple[Changes | None, str]:
+    """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing."""
+    if not settings.cluster.given:
+        return None, "none (rendering only)"
+    credentials = connecting.resolve(settings.cluster, settings.rollout, console, env)
+    bodies = [obj.body for obj in rendered.objects]
+    with connecting.connect(credentials, console) as kube:
+        namespace = settings.namespace or kube.default_namespace
+        connecting.check_kinds_known(kube, rendered)
+        record = kube.record(bodies)
+        changes: Changes = {}
+        missing_namespace = (
+            kube.get(kube.ref_of({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})) is None
+        )
+        for obj in rendered.objects:
+            ref = kube.ref_of(obj.body)
+            before = record.find(ref)
+            live = before.content if before is not None else None
+            if live is None and missing_namespace and ref.namespace == namespace:
+                # The server cannot dry-run into a namespace that a real run would create first.
+                changes[(obj.kind, obj.namespace, obj.name)] = "create"
+                continue
+            (result,) = kube.apply([obj.body], force=settings.rollout.force_conflicts, dry_run=True)
+            changes[(obj.kind, obj.namespace, obj.name)] = plans.change_of(live, result.live)
+    return changes, f"{credentials.description} (server-side dry run)"
