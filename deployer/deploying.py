@@ -150,10 +150,12 @@ def _acquire_lock(
             rollout.lock_timeout,
             lease_seconds=round(rollout.lock_lease),
             cancel=cancellation.event,
+            cancelled=cancellation.error,
             on_progress=console.info,
             on_lost=cancellation.event.set,
         )
     except LockTimeoutError as e:
+        # The lock wait's deadline and a signal at the same moment: the signal is what ended the run.
         if cancellation.signal is not None:
             raise cancellation.error("while waiting for the deploy lock") from e
         raise

@@ -551,6 +551,34 @@ def test_run_that_cannot_get_the_lock_in_time_fails_naming_the_holder(
 
 
 @pytest.mark.docker
+def test_a_signal_while_waiting_for_the_lock_cancels_the_run_by_that_signal(
+    deployer: Deployer, judge: Kubectl, held_manifests: Path, namespace: str, docker_client: Any
+) -> None:
+    deployed(deployer, "v1", held_manifests, namespace)
+    first = deployer.start(HELD, held_manifests, namespace, env=github_run(111))
+    second = None
+    try:
+        first.wait_for_line(lambda line: line.startswith("==> Wait"), 60, "the first run's wait phase")
+        second = deployer.start("v2", held_manifests, namespace, env=github_run(112))
+        second.wait_for_line(lambda line: "waiting for the deploy lock" in line, 60, "the lock wait")
+        second.send(signal.SIGINT)
+        second_done = second.finish(timeout=60)
+        release_held_rollout(docker_client, deployer, judge, namespace)
+        first_done = first.finish(timeout=120)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+
+    assert second_done.code == 130, second_done.explain()
+    assert second_done.stderr.splitlines()[-1] == (
+        "error: cancelled by SIGINT while waiting for the deploy lock; nothing was applied to the cluster"
+    )
+    assert first_done.code == EXIT_OK, first_done.explain()
+    assert judge.image(namespace) == f"{deployer.repository}:{HELD}"
+
+
+@pytest.mark.docker
 def test_a_run_paused_past_its_lease_loses_the_lock_and_leaves_the_next_runs_deploy_alone(
     deployer: Deployer, judge: Kubectl, held_manifests: Path, namespace: str
 ) -> None:
