@@ -14,12 +14,13 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from deployer import connecting, diagnoses, github_actions, outcomes, plans
+from deployer import connecting, diagnoses, github_actions, outcomes
 from deployer.cancelling import Cancellation, cancelled_on_signals
 from deployer.console import Console
 from deployer.errors import ExitCode, KubernetesError, LockLostError, LockTimeoutError, RolloutFailure
+from deployer.kinds import WORKLOAD_KINDS, KubeObject
 from deployer.outcomes import Ending, FailedRollout, decide_outcome, describe_unexpected
 from deployer.planning import dry_run
 from deployer.preparing import Rendered, render, render_only, resolve_and_render, write_rendered_outputs
@@ -206,7 +207,7 @@ class Attempt:
 
 def apply_and_wait(
     kube: Cluster,
-    bodies: Sequence[Mapping[str, Any]],
+    bodies: Sequence[KubeObject],
     record: LiveRecord,
     rollout: RolloutSettings,
     console: Console,
@@ -219,7 +220,7 @@ def apply_and_wait(
     same (settle_failed_rollout), and the error is reported with the rollback's outcome.
     """
     refs = [kube.ref_of(body) for body in bodies]
-    attempt = Attempt(record, [ref for ref in refs if ref.kind in plans.WORKLOAD_KINDS])
+    attempt = Attempt(record, [ref for ref in refs if ref.kind in WORKLOAD_KINDS])
     with console.phase(f"Apply {len(bodies)} object(s)"):
         try:
             attempt.applied = kube.apply(bodies, force=rollout.force_conflicts, record=record, origins=origins)

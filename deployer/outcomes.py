@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from deployer.errors import (
     KubernetesError,
@@ -25,6 +25,7 @@ from deployer.errors import (
     WorkloadOutcome,
 )
 from deployer.github_actions import WorkloadResult
+from deployer.kinds import KubeObject
 from deployer.rollbacks import LiveRecord, ObjectRef
 
 ROLL_BACK: Literal["roll back"] = "roll back"
@@ -125,7 +126,7 @@ class WaitedRollout(Protocol):
     def failures(self) -> Mapping[ObjectRef, Sequence[object]]: ...
 
     @property
-    def workloads(self) -> Mapping[ObjectRef, Mapping[str, Any]]: ...
+    def workloads(self) -> Mapping[ObjectRef, KubeObject]: ...
 
     @property
     def elapsed(self) -> float: ...
@@ -142,7 +143,7 @@ def pending_workloads(workloads: Sequence[ObjectRef], record: LiveRecord) -> lis
     return results
 
 
-def live_revision(workload: Mapping[str, Any]) -> str | None:
+def live_revision(workload: KubeObject) -> str | None:
     """The revision a workload says is live: a Deployment's revision annotation, else the status's
     ``updateRevision`` (StatefulSets, DaemonSets); None when it says none."""
     metadata = workload.get("metadata") or {}

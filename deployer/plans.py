@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from deployer.kinds import SERVER_METADATA, KubeDict, KubeObject
-from deployer.kinds import WORKLOAD_KINDS as WORKLOAD_KINDS  # pipeline.py reads plans.WORKLOAD_KINDS
+from deployer.kinds import SERVER_METADATA, WORKLOAD_KINDS, KubeDict, KubeObject
 from deployer.manifests import CLUSTER_SCOPED_KINDS, ManifestObject
 
 _APPLY_ORDER: tuple[frozenset[str], ...] = (
