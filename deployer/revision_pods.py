@@ -138,5 +138,11 @@ def newest_revision_pods(
 
 
 def pods_of(revision: RevisionPods | None, pods: Sequence[KubeObject]) -> list[KubeObject]:
-    """The pods that belong to that revision (none when the revision does not exist yet)."""
-    return [pod for pod in pods if revision is not None and revision.matches(pod)]
+    """The pods that belong to that revision (none when the revision does not exist yet), without those on
+    their way out: a real kubelet keeps a deleted pod Running through its grace period (30 s by default), and
+    one its ReplicaSet deleted in an earlier run would otherwise be diagnosed, logs and all, as this run's."""
+    return [
+        pod
+        for pod in pods
+        if revision is not None and revision.matches(pod) and not metadata_of(pod).get("deletionTimestamp")
+    ]

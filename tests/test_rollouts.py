@@ -9,7 +9,13 @@ import pytest
 
 from deployer import rollout_wait
 from deployer.clocks import Instant
-from deployer.revision_pods import RevisionPods, new_replica_set, newest_revision_pods, templates_equal_ignoring_hash
+from deployer.revision_pods import (
+    RevisionPods,
+    new_replica_set,
+    newest_revision_pods,
+    pods_of,
+    templates_equal_ignoring_hash,
+)
 from deployer.rollbacks import ObjectRef
 from deployer.rollout_wait import (
     RolloutSnapshot,
@@ -512,6 +518,13 @@ def test_newest_revision_pods_for_each_kind() -> None:
 
 
 NEW = RevisionPods("Deployment", "web", "web-new-uid", ("pod-template-hash", "new"))
+
+
+def test_the_pods_of_a_revision_are_its_own_and_not_being_deleted() -> None:
+    running, leaving = pod("web-new-a", phase="Running"), pod("web-new-b", phase="Running", deleting=True)
+    old = pod("web-old-a", owner_uid="web-old-uid", labels={"pod-template-hash": "old"})
+    assert pods_of(NEW, [running, leaving, old]) == [running]
+    assert pods_of(None, [running]) == []
 
 
 @pytest.mark.parametrize(
