@@ -51,7 +51,10 @@ NOT_FOUND_PATH = "/no-such-page"
 def assert_failed_on_pod_status(done: Finished) -> None:
     """A bad rollout is caught from its pods' status, not by waiting out --timeout (10 minutes) or a
     deadline: said by what deployer reports, not by its wall time (a loaded CI machine is slow, not wrong)."""
-    assert "timed out" not in done.stderr and "exceeded its progress deadline" not in done.stderr, done.explain()
+    # Either wording of a progress deadline: the condition's reason, or kubectl's sentence.
+    deadline_words = ("ProgressDeadlineExceeded", "exceeded its progress deadline")
+    assert "timed out" not in done.stderr, done.explain()
+    assert not any(words in done.stderr for words in deadline_words), done.explain()
 
 
 # --- manifests as a user writes them ------------------------------------------------------------------------
