@@ -14,6 +14,7 @@ child process or a file left behind: passwords travel only in the SDK's ``X-Regi
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -300,18 +301,19 @@ class DockerEngine:
                 )
             except OSError as e:
                 raise DockerError(f"cannot run {cli.path}: {e.strerror}") from e
-            try:
-                assert process.stdout is not None
-                for raw in process.stdout:
-                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                    output.feed(line)
-                    if line.strip() and not VERTEX_DIGEST.match(line):  # vertex digests mean nothing to users
-                        log(line)
-                code = process.wait()
-            finally:
-                if process.poll() is None:  # the caller's log raised, or we were interrupted
-                    process.kill()
-                    process.wait()
+            assert process.stdout is not None
+            with process.stdout:  # the pipe is closed however the build ends
+                try:
+                    for raw in process.stdout:
+                        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                        output.feed(line)
+                        if line.strip() and not VERTEX_DIGEST.match(line):  # vertex digests mean nothing to users
+                            log(line)
+                    code = process.wait()
+                finally:
+                    if process.poll() is None:  # the caller's log raised, or we were interrupted
+                        process.kill()
+                        process.wait()
             if code != 0:
                 failure = output.failure()
                 raise BuildError(
@@ -343,6 +345,7 @@ class DockerEngine:
                 for line in output.feed(chunk):
                     log(line)
                 if output.error is not None:
+                    collections.deque(stream, maxlen=0)  # read to the end: the SDK never closes a half-read reply
                     break
             for line in output.flush():
                 log(line)
@@ -400,6 +403,7 @@ class DockerEngine:
             for chunk in stream:
                 # The SDK does not raise when the registry refuses: the refusal is a chunk of the stream.
                 if "error" in chunk or "errorDetail" in chunk:
+                    collections.deque(stream, maxlen=0)  # read to the end: the SDK never closes a half-read reply
                     message = redact(chunk_error(chunk), hidden)
                     if "does not exist locally" in message:
                         raise DockerError(f"cannot push {reference}: no such local image ({message})")
