@@ -22,7 +22,6 @@ import datetime
 import math
 import re
 import struct
-from typing import Any
 
 _TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
 _FALSE = frozenset({"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
@@ -48,6 +47,9 @@ _TIMESTAMP = re.compile(
     r"(?:(?:[Tt](?P<time>[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]+)?)(?:Z|[-+][0-9]{2}:[0-9]{2}))"
     r"|(?: (?P<local>[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]+)?)))?\Z"
 )
+# What a scalar becomes in the JSON kubectl sends.
+Scalar = str | int | float | bool | None
+
 _TAG_TYPES: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "int": (int,),
@@ -61,7 +63,7 @@ _UINT64 = range(2**64)
 _JSON_PLAIN_FLOAT_LIMIT = 1e21
 
 
-def plain_scalar(text: str) -> Any:
+def plain_scalar(text: str) -> Scalar:
     """The value of an unquoted scalar as kubectl reads it: None, bool, int, float or the text itself.
 
     Timestamps stay text, as kubectl sends them. NaN and infinities come back as floats; json_number
@@ -87,7 +89,7 @@ def plain_scalar(text: str) -> Any:
     return text
 
 
-def _number(plain: str, text: str) -> Any:
+def _number(plain: str, text: str) -> int | float | str:
     integer = _GO_INTEGER.match(plain)
     if integer is not None:
         sign, digits = integer.groups()
@@ -159,7 +161,7 @@ def _go_float32_text(value: float) -> str:
     return f"{sign}{whole}.{fraction}" if fraction else f"{sign}{whole}"
 
 
-def tagged_scalar(tag: str, text: str) -> Any:
+def tagged_scalar(tag: str, text: str) -> Scalar:
     """The value of a scalar written with the standard tag ``!!<tag>``, as kubectl reads it.
 
     Raises ValueError, naming the text and the tag, where kubectl refuses the value: a text of another
