@@ -23,6 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_base
 
 from deployer.errors import ExternalError
+from deployer.settings import format_duration
 
 T = TypeVar("T")
 
@@ -117,7 +118,7 @@ class Availability:
                 return
             down_for = self._clock() - self._lost_at
             self._lost_at = None
-        self._on_regained(f"{self.name} is available again after {down_for:.1f}s")
+        self._on_regained(f"{self.name} is available again after {format_duration(down_for)}")
 
 
 class Retrier:
@@ -181,7 +182,7 @@ class Retrier:
             error = transient.error
             waited = self._clock() - started
             if waited > 0 and not stop():
-                error.message += f" (still failing after retrying for {waited:.1f}s)"
+                error.message += f" (still failing after retrying for {format_duration(waited)})"
             raise error from transient.__cause__
 
 
