@@ -5,7 +5,8 @@ Decides the order of the steps and carries out what deployer.outcomes decides wh
 logic of the modules it wires (preparing, publishing, connecting, the Kubernetes adapter, reporting). Bad
 input is found before anything remote happens (see deployer.preparing), and every kind is looked up in the
 cluster before the namespace is created. The report is finished by reporting.reported_run however the run
-ends; each step returns what it found and only ``deploy`` and ``_deploy_in`` write it into the report.
+ends; each step returns what it found and only ``deploy``, ``_deploy_in`` and ``_finish_success`` write it into
+the report.
 """
 
 from __future__ import annotations
