@@ -3,12 +3,12 @@
 This module decides where the credentials come from (``--cluster`` with a DigitalOcean token,
 ``--kubeconfig``/``KUBECONFIG``, ``--kubeconfig-data``, or ``~/.kube/config``), reads the files or asks
 DigitalOcean, and hands back a ``KubeCredentials`` holding the kubeconfig as a plain dict for
-deployer/cluster.py to load in memory; parsing, merging and picking the context are the pure
+deployer/kube/clients.py to load in memory; parsing, merging and picking the context are the pure
 deployer/kubeconfigs.py's. It also owns the only way a kubeconfig reaches disk (the 0600 file
 ``deployer kubeconfig --output`` asks for), the memory files that keep key material off disk, and hands
 every secret it learns to the caller's ``mask`` as soon as it is known.
 
-It must not import the kubernetes client (deployer/cluster.py does) or requests (deployer/digitalocean.py
+It must not import the kubernetes client (deployer/kube/ does) or requests (deployer/digitalocean.py
 does), and no token, password or key may reach a message, a repr or a file left behind.
 """
 
@@ -52,7 +52,7 @@ MINIMUM_EXPIRY_SECONDS = 300
 
 @dataclass(frozen=True)
 class KubeCredentials:
-    """Everything cluster.py needs to talk to the cluster.
+    """Everything deployer/kube/ needs to talk to the cluster.
 
     ``kubeconfig`` is a self-contained kubeconfig dict whose ``current-context`` is ``context``;
     ``expires_at`` is when a DigitalOcean-issued token stops working (a lower bound), None for the user's

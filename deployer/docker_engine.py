@@ -5,7 +5,7 @@ This module owns every conversation with the Docker engine: the docker SDK (the 
 SDK's builder is the classic one. What the engine and the registry say is read by the pure
 deployer/docker_output.py into log lines, digests and the errors of ``deployer.errors``.
 
-It must not decide what to build or where to push (the pipeline does), print anything (output goes to the
+It must not decide what to build or where to push (deployer/publishing.py does), print anything (output goes to the
 ``log`` callback it is given), or let a registry password reach a log line, an exception, the argv of a
 child process or a file left behind: passwords travel only in the SDK's ``X-Registry-Auth`` header.
 
