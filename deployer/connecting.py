@@ -98,7 +98,7 @@ def resolve(
 
 
 def chosen_namespace(asked: str | None, kube: Cluster, credentials: KubeCredentials) -> tuple[str, str]:
-    """The namespace for objects that name none, and where it came from (a key of github_actions.NAMESPACE_SOURCES).
+    """The namespace for objects that name none, and where it came from (a key of deploy_report.NAMESPACE_SOURCES).
 
     ``-n ""`` (the action's default) means no namespace was asked for, as kubectl reads it.
     """

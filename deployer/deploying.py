@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from deployer import connecting, diagnoses, github_actions, outcomes
+from deployer import connecting, deploy_report, diagnoses, github_actions, outcomes
 from deployer.cancelling import Cancellation, cancelled_on_signals
 from deployer.console import Console
 from deployer.errors import ExitCode, KubernetesError, LockLostError, LockTimeoutError, RolloutFailure
@@ -96,7 +96,7 @@ def _deploy_in(
     """The deploy's steps in the cluster: namespace, lock, record, apply, wait, and what a failure leads to."""
     namespace, source = connecting.chosen_namespace(settings.namespace, kube, credentials)
     run.report.namespace, run.report.namespace_source = namespace, source
-    console.info(f"namespace: {namespace} ({github_actions.NAMESPACE_SOURCES[source]})")
+    console.info(f"namespace: {namespace} ({deploy_report.NAMESPACE_SOURCES[source]})")
     connecting.check_kinds_known(kube, rendered)
     declared = any(obj.kind == "Namespace" and obj.name == namespace for obj in rendered.objects)
     with console.phase(f"Lock namespace {namespace}"):

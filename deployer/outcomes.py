@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from deployer.deploy_report import WorkloadResult
 from deployer.errors import (
     KubernetesError,
     LockLostError,
@@ -24,7 +25,6 @@ from deployer.errors import (
     RolloutLeftInPlaceError,
     WorkloadOutcome,
 )
-from deployer.github_actions import WorkloadResult
 from deployer.kinds import KubeObject
 from deployer.rollbacks import LiveRecord, ObjectRef
 

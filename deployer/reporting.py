@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployer import github_actions, manifests, workspace
+from deployer import deploy_report, github_actions, manifests, workspace
 from deployer.console import Console
 from deployer.errors import DeployerError, ExitCode, ManifestError
 from deployer.manifest_yaml import ManifestSource
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class ReportedRun:
     """The report of a run in progress, and the GitHub Deployment once one is started."""
 
-    report: github_actions.DeployReport
+    report: deploy_report.DeployReport
     deployment: DeploymentReporter | None = None
 
     def resolved(self, target: ImageTarget) -> None:
@@ -44,7 +44,7 @@ def reported_run(
     """The report of the run inside, finished and published however the run ends: its status from the exit
     code (a body that returns is a success), the GitHub Deployment finished, then publish_report."""
     started = time.monotonic()
-    report = github_actions.DeployReport(
+    report = deploy_report.DeployReport(
         status="planned" if dry_run else "failed",
         image="",
         environment=None if dry_run else settings.github.environment,
@@ -62,7 +62,7 @@ def reported_run(
         report.error = console.redact(str(e))
         raise
     finally:
-        report.status = github_actions.status_for_exit_code(report.exit_code, dry_run=dry_run)
+        report.status = deploy_report.status_for_exit_code(report.exit_code, dry_run=dry_run)
         if not dry_run:
             report.seconds = time.monotonic() - started
         # The GitHub Deployment first: whatever happens to the files below, it must not stay in progress.
@@ -79,17 +79,17 @@ def reported_run(
 
 
 def publish_report(
-    report: github_actions.DeployReport, console: Console, env: Mapping[str, str], result_format: str
+    report: deploy_report.DeployReport, console: Console, env: Mapping[str, str], result_format: str
 ) -> None:
     """Hand a finished run's report to its readers: the step outputs and the step summary (in Actions) and,
-    with ``result_format`` json, the result document on stdout (github_actions.result_document).
+    with ``result_format`` json, the result document on stdout (deploy_report.result_document).
 
     Reporting comes after the deploy's own result and never changes it: a reader that cannot be written
     to (an unwritable GITHUB_OUTPUT, a closed stdout) is a warning, and the others are still written.
     """
-    summary = console.redact(github_actions.summary_markdown(report))
+    summary = console.redact(deploy_report.summary_markdown(report))
     writers: tuple[tuple[str, Callable[[], bool]], ...] = (
-        ("GITHUB_OUTPUT", lambda: github_actions.write_outputs(env, github_actions.report_outputs(report))),
+        ("GITHUB_OUTPUT", lambda: github_actions.write_outputs(env, deploy_report.report_outputs(report))),
         ("GITHUB_STEP_SUMMARY", lambda: github_actions.append_step_summary(env, summary)),
     )
     for variable, write in writers:
@@ -100,7 +100,7 @@ def publish_report(
             console.warn(f"could not write to {variable} {env.get(variable)}: {reason}; the run's result stands")
     if result_format == "json":
         try:
-            console.result(github_actions.result_json(report) + "\n")
+            console.result(deploy_report.result_json(report) + "\n")
         except OSError as e:
             console.warn(f"could not print the result to stdout: {e.strerror or e}")
 
@@ -123,7 +123,7 @@ def annotation_position(error: DeployerError, env: Mapping[str, str]) -> tuple[s
 
 def publish_refused_run(message: str, exit_code: int, result_format: str, env: Mapping[str, str]) -> None:
     """The report of a ``deployer run`` refused before it started (a flag click or the settings refused)."""
-    report = github_actions.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
+    report = deploy_report.DeployReport(status="failed", image="", error=message, exit_code=exit_code)
     publish_report(report, Console(), env, result_format=result_format)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from deployer.deploy_report import WorkloadResult
 from deployer.errors import (
     ApplyError,
     ExitCode,
@@ -21,7 +22,6 @@ from deployer.errors import (
     RolloutOutcomeError,
     WorkloadOutcome,
 )
-from deployer.github_actions import WorkloadResult
 from deployer.outcomes import (
     ROLL_BACK,
     Ending,
