@@ -28,7 +28,7 @@ from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 from ruamel.yaml.tokens import CommentToken
 
-from deployer import manifest_yaml
+from deployer import kinds, manifest_yaml
 from deployer.errors import (
     ManifestError,
     ManifestFieldError,
@@ -39,8 +39,6 @@ from deployer.manifest_yaml import ManifestSource
 
 DEFAULT_PLACEHOLDER = "<IMAGE>"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
-# Kinds whose rollout history `kubectl rollout history` shows, and so where a change-cause is read.
-ROLLOUT_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 # Cluster-scoped kinds of the built-in APIs: these take no namespace, with or without --namespace.
 CLUSTER_SCOPED_KINDS = frozenset(
     {
@@ -257,7 +255,7 @@ def _apply_namespace(obj: MutableMapping[str, Any], namespace: str | None, ctx: 
 
 
 def _apply_change_cause(obj: MutableMapping[str, Any], change_cause: str | None) -> None:
-    if change_cause is None or obj["kind"] not in ROLLOUT_KINDS:
+    if change_cause is None or obj["kind"] not in kinds.REVISIONED_KINDS:
         return
     metadata = obj["metadata"]
     if not isinstance(metadata.get("annotations"), MutableMapping):
