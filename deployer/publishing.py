@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployer import github_actions
+from deployer import github_actions, images
 from deployer.cancelling import cancelled_on_signals
 from deployer.console import Console
 from deployer.errors import DockerError, ExitCode, OptionError, RegistryError
@@ -107,7 +107,7 @@ def _registry_login(image: ImageSettings, target: ImageTarget) -> RegistryLogin 
     if not (image.registry_username and image.registry_password):
         missing = "--registry-password" if image.registry_username else "--registry-username"
         raise OptionError(missing, "give both --registry-username and --registry-password, or neither")
-    registry = target.reference.registry or "docker.io"
+    registry = target.reference.registry or images.DOCKER_HUB
     return docker_engine.RegistryLogin(registry, image.registry_username, image.registry_password)
 
 
