@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import urllib.error
@@ -25,6 +26,17 @@ pytest_plugins = ["tests.kubesim.fixtures", "tests.controlplane.fixtures"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BUSYBOX_BINARY = Path("/bin/busybox")
 BASE_IMAGE_TAG = "deployer-test/busybox-base:1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A SIGTERM (a CI timeout, `timeout`, a cancelled job) ends the session as Ctrl-C does, so that the
+    session's fixtures are torn down: the control plane, simulators and containers they started are stopped
+    rather than left running. Python's default for SIGTERM is to die at once, with no teardown."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def require_real_part(available: bool, reason: str) -> None:

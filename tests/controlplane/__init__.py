@@ -17,6 +17,7 @@ deployer/ imports it.
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import shutil
 import signal
@@ -48,6 +49,20 @@ STOP_SECONDS = 10.0
 
 class StartError(RuntimeError):
     """A component did not come up; the message quotes the end of its log."""
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGKILL when the thread that started it ends (the
+    main thread of the test process, of `serve` or of the bench).
+
+    The components run in sessions of their own (a Ctrl-C in the terminal must not reach them before
+    ``stop`` does), so nothing else would end them if the test process were killed outright (SIGKILL, an
+    out-of-memory kill): they would keep their ports and temporary directories for good.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -142,6 +157,7 @@ class ControlPlane:
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
                 start_new_session=True,
+                preexec_fn=_end_with_parent,
             )
         process = _Process(name, popen, log)
         self._processes.append(process)
