@@ -1,17 +1,22 @@
 """`deployer run` end to end with manifests that used to hang, crash or half-apply it, and with manifests from
-standard input (``-f -``) and from a kustomization (``-k DIR``), on the Kubernetes simulator with the real
-kubectl as the judge of what is live.
+standard input (``-f -``) and from a kustomization (``-k DIR``), on the real control plane (tests/controlplane/)
+with the real kubectl as the judge of what is live: a namespace per test, web_images' images.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.controlplane import ControlPlane
+from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_OK,
     Deployer,
@@ -20,23 +25,37 @@ from tests.deploy_scenarios import (
     deployment,
     write_manifests,
 )
-from tests.kubesim import KubeSim
 from tests.manifest_texts import alias_bomb, nested
 
-pytestmark = pytest.mark.kubectl
+pytestmark = [pytest.mark.kubectl, pytest.mark.docker]
 
 EXIT_BAD_INPUT = 2
-REPO = "registry.example/acme/web"
+WEB_PORT = 8080  # where web_images' tags serve, and where deployment()'s readiness probe asks
 
 
 @pytest.fixture
-def deployer(kubesim: KubeSim, tmp_path: Path) -> Deployer:
-    return Deployer.under(tmp_path, kubesim.kubeconfig_path)
+def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
+    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
+    deployer.repository = web_images.repository
+    return deployer
 
 
 @pytest.fixture
-def judge(kubectl: str, kubesim: KubeSim, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, kubesim.kubeconfig_path)
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def namespace(judge: Kubectl) -> Iterator[str]:
+    """A namespace name of the test's own (deployer creates it, or must not); deleted afterwards."""
+    name = f"inputs-{uuid.uuid4().hex[:8]}"
+    yield name
+    judge.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def web() -> dict[str, Any]:
+    """The Deployment the tests deploy, with a readiness probe where web_images' tags serve."""
+    return deployment("web", http_port=WEB_PORT)
 
 
 def config_map(name: str, data: dict[str, str]) -> dict[str, object]:
@@ -72,58 +91,64 @@ def assert_one_line_error(stderr: str, *fragments: str) -> str:
 
 
 def test_a_binary_value_the_api_cannot_take_fails_before_anything_is_applied(
-    deployer: Deployer, judge: Kubectl
+    deployer: Deployer, judge: Kubectl, namespace: str
 ) -> None:
-    manifests = write_manifests(deployer.workdir / "k8s", config_map("web-config", {"mode": "v1"}), deployment("web"))
-    deployed(deployer, "v1", manifests, "shop")
+    manifests = write_manifests(deployer.workdir / "k8s", config_map("web-config", {"mode": "v1"}), web())
+    deployed(deployer, "v1", manifests, namespace)
     # v2 changes the ConfigMap (applied first) and puts PNG bytes, which are no text, in the Deployment.
-    web = deployment("web")
-    web["spec"]["template"]["metadata"]["annotations"] = {"checksum": "BINARY"}
-    text = yaml.safe_dump_all([config_map("web-config", {"mode": "v2"}), web])
+    changed = web()
+    changed["spec"]["template"]["metadata"]["annotations"] = {"checksum": "BINARY"}
+    text = yaml.safe_dump_all([config_map("web-config", {"mode": "v2"}), changed])
     (manifests / "app.yaml").write_text(text.replace("BINARY", "!!binary iVBORw0KGgo="))
 
-    done = deployer.run("v2", manifests, "shop")
+    done = deployer.run("v2", manifests, namespace)
 
     assert done.code == EXIT_BAD_INPUT, done.explain()
     assert_one_line_error(done.stderr, "app.yaml:", "(document 2)", "!!binary value is not UTF-8 text")
-    assert judge.jsonpath("shop", "configmap/web-config", "{.data.mode}") == "v1"
-    assert judge.image("shop") == f"{REPO}:v1"
+    assert judge.jsonpath(namespace, "configmap/web-config", "{.data.mode}") == "v1"
+    assert judge.image(namespace) == f"{deployer.repository}:v1"
 
 
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "run"])
-def test_an_alias_bomb_is_refused_at_once_with_exit_2(deployer: Deployer, judge: Kubectl, dry_run: bool) -> None:
+def test_an_alias_bomb_is_refused_at_once_with_exit_2(
+    deployer: Deployer, judge: Kubectl, namespace: str, dry_run: bool
+) -> None:
     manifests = deployer.workdir / "k8s"
     manifests.mkdir()
     (manifests / "bomb.yaml").write_text(alias_bomb())
 
-    done = deployer.run("v1", manifests, "shop", *(["--dry-run"] if dry_run else []))
+    done = deployer.run("v1", manifests, namespace, *(["--dry-run"] if dry_run else []))
 
     assert done.code == EXIT_BAD_INPUT, done.explain()
     assert_one_line_error(done.stderr, "bomb.yaml:", "(document 1)", "excessive aliasing")
-    assert not judge.exists("", "namespace/shop")  # nothing remote happened
+    assert not judge.exists("", f"namespace/{namespace}")  # nothing remote happened
 
 
-def test_nesting_past_the_documented_depth_is_refused_without_a_traceback(deployer: Deployer, judge: Kubectl) -> None:
+def test_nesting_past_the_documented_depth_is_refused_without_a_traceback(
+    deployer: Deployer, judge: Kubectl, namespace: str
+) -> None:
     manifests = deployer.workdir / "k8s"
     manifests.mkdir()
     (manifests / "deep.yaml").write_text(nested(5000))
 
-    done = deployer.run("v1", manifests, "shop")
+    done = deployer.run("v1", manifests, namespace)
 
     assert done.code == EXIT_BAD_INPUT, done.explain()
     assert_one_line_error(done.stderr, "deep.yaml:", "(document 1)", "nested deeper than 100 levels")
-    assert not judge.exists("", "namespace/shop")
+    assert not judge.exists("", f"namespace/{namespace}")
 
 
 @pytest.mark.parametrize(
     ("link_to", "problem"),
     [("gone.yaml", "a broken symbolic link to gone.yaml"), ("loop.yaml", "a symbolic link loop")],
 )
-def test_a_manifest_link_that_leads_nowhere_is_an_error(deployer: Deployer, link_to: str, problem: str) -> None:
-    manifests = write_manifests(deployer.workdir / "k8s", deployment("web"))
+def test_a_manifest_link_that_leads_nowhere_is_an_error(
+    deployer: Deployer, namespace: str, link_to: str, problem: str
+) -> None:
+    manifests = write_manifests(deployer.workdir / "k8s", web())
     (manifests / "loop.yaml").symlink_to(link_to)
 
-    done = deployer.run("v1", manifests, "shop", "--dry-run")
+    done = deployer.run("v1", manifests, namespace, "--dry-run")
 
     assert done.code == EXIT_BAD_INPUT, done.explain()
     assert_one_line_error(done.stderr, "--manifests:", "loop.yaml: cannot open:", problem)
@@ -132,27 +157,29 @@ def test_a_manifest_link_that_leads_nowhere_is_an_error(deployer: Deployer, link
 # --- manifests from standard input ------------------------------------------------------------------------------
 
 
-def test_manifests_piped_to_f_dash_are_deployed(deployer: Deployer, judge: Kubectl) -> None:
-    text = yaml.safe_dump_all([config_map("web-config", {"mode": "piped"}), deployment("web")])
+def test_manifests_piped_to_f_dash_are_deployed(deployer: Deployer, judge: Kubectl, namespace: str) -> None:
+    text = yaml.safe_dump_all([config_map("web-config", {"mode": "piped"}), web()])
 
-    done = run_with_stdin(deployer, text, *deployer.args("v1", Path("-"), "shop"))
+    done = run_with_stdin(deployer, text, *deployer.args("v1", Path("-"), namespace))
 
     assert done.returncode == EXIT_OK, done.stderr
-    assert judge.image("shop") == f"{REPO}:v1"
-    assert judge.jsonpath("shop", "configmap/web-config", "{.data.mode}") == "piped"
+    assert judge.image(namespace) == f"{deployer.repository}:v1"
+    assert judge.jsonpath(namespace, "configmap/web-config", "{.data.mode}") == "piped"
 
 
-def test_an_error_in_piped_manifests_names_stdin_its_document_and_line(deployer: Deployer, judge: Kubectl) -> None:
-    text = yaml.safe_dump_all([config_map("a", {}), config_map("b", {}), deployment("web")])
+def test_an_error_in_piped_manifests_names_stdin_its_document_and_line(
+    deployer: Deployer, judge: Kubectl, namespace: str
+) -> None:
+    text = yaml.safe_dump_all([config_map("a", {}), config_map("b", {}), web()])
     text = text.replace("  replicas: 2\n", "  replicas: 2\n   bad: indentation\n")
 
-    done = run_with_stdin(deployer, text, *deployer.args("v1", Path("-"), "shop"))
+    done = run_with_stdin(deployer, text, *deployer.args("v1", Path("-"), namespace))
 
     assert done.returncode == EXIT_BAD_INPUT, done.stderr
     line = assert_one_line_error(done.stderr, "<stdin>:", "(document 3)", "invalid YAML")
     number = text.splitlines().index("   bad: indentation") + 1
     assert f"<stdin>:{number}:" in line
-    assert not judge.exists("", "namespace/shop")
+    assert not judge.exists("", f"namespace/{namespace}")
 
 
 # --- kustomizations ------------------------------------------------------------------------------------------------
@@ -160,7 +187,7 @@ def test_an_error_in_piped_manifests_names_stdin_its_document_and_line(deployer:
 
 def kustomization(root: Path) -> Path:
     """A base (a Deployment with the placeholder) and a prod overlay that prefixes names and sets replicas."""
-    base = write_manifests(root / "base", deployment("web"), file_name="web.yaml")
+    base = write_manifests(root / "base", web(), file_name="web.yaml")
     (base / "kustomization.yaml").write_text("resources:\n- web.yaml\n")
     overlay = root / "overlays" / "prod"
     overlay.mkdir(parents=True)
@@ -170,7 +197,7 @@ def kustomization(root: Path) -> Path:
     return overlay
 
 
-def test_k_deploys_what_kubectl_kustomize_builds(deployer: Deployer, judge: Kubectl) -> None:
+def test_k_deploys_what_kubectl_kustomize_builds(deployer: Deployer, judge: Kubectl, namespace: str) -> None:
     overlay = kustomization(deployer.workdir)
 
     done = subprocess.run(
@@ -181,11 +208,11 @@ def test_k_deploys_what_kubectl_kustomize_builds(deployer: Deployer, judge: Kube
             "run",
             "--no-build",
             "--image",
-            REPO,
+            deployer.repository,
             "--tag",
             "v1",
             "-n",
-            "shop",
+            namespace,
             "-k",
             str(overlay.relative_to(deployer.workdir)),
             "--kubeconfig",
@@ -199,8 +226,8 @@ def test_k_deploys_what_kubectl_kustomize_builds(deployer: Deployer, judge: Kube
     )
 
     assert done.returncode == EXIT_OK, done.stderr
-    assert judge.image("shop", "deployment/prod-web") == f"{REPO}:v1"
-    assert judge.jsonpath("shop", "deployment/prod-web", "{.spec.replicas}") == "3"
+    assert judge.image(namespace, "deployment/prod-web") == f"{deployer.repository}:v1"
+    assert judge.jsonpath(namespace, "deployment/prod-web", "{.spec.replicas}") == "3"
 
 
 def test_a_kustomization_that_fails_is_one_prefixed_line(deployer: Deployer) -> None:
@@ -216,7 +243,7 @@ def test_a_kustomization_that_fails_is_one_prefixed_line(deployer: Deployer) -> 
             "--dry-run",
             "--no-build",
             "--image",
-            REPO,
+            deployer.repository,
             "--tag",
             "v1",
             "-k",
@@ -248,7 +275,7 @@ def test_k_without_kubectl_says_what_to_do(deployer: Deployer, tmp_path: Path) -
             "--dry-run",
             "--no-build",
             "--image",
-            REPO,
+            deployer.repository,
             "--tag",
             "v1",
             "-k",
@@ -279,7 +306,7 @@ def test_k_and_f_together_are_refused_as_kubectl_refuses_them(deployer: Deployer
             "--dry-run",
             "--no-build",
             "--image",
-            REPO,
+            deployer.repository,
             "--tag",
             "v1",
             "-k",
