@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TestRegistry
-from tests.deploy_scenarios import Kubectl
-from tests.kubesim import KubeSim
+from tests.controlplane import ControlPlane
+from tests.deploy_scenarios import Kubectl, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO_APP = REPO / "workflows-examples" / "hello-app"
@@ -89,28 +89,39 @@ def test_build_without_registry_credentials_for_a_protected_registry_fails_witho
 
 
 @pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    simulator = KubeSim.start(kubelet="scripted", clock_speed=20)
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
 
 
+@pytest.fixture
+def namespace(judge: Kubectl, docker_client: Any) -> Iterator[str]:
+    """A namespace of the test's own on the real control plane, deleted afterwards. Its pods are deleted at once
+    and their containers awaited: the app fixture then removes the image they run, which Docker refuses while a
+    container of it runs."""
+    name = f"build-{secrets.token_hex(4)}"
+    yield name
+    # The namespace first: once it is terminating, its ReplicaSet can make no new pod for one deleted here.
+    judge.run("delete", "namespace", name, "--wait=false", check=False)
+    judge.run("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force", "--wait=false", check=False)
+    running = {"label": f"kubesim.namespace={name}", "status": "running"}
+    wait_until(lambda: not docker_client.containers.list(filters=running), 60, f"the containers of {name} to stop")
+
+
+@pytest.mark.kubectl
 def test_pin_digest_deploys_the_pushed_digest(
-    app: dict[str, Any], registry: TestRegistry, sim: KubeSim, kubectl: str, tmp_path: Path
+    app: dict[str, Any], registry: TestRegistry, control_plane: ControlPlane, judge: Kubectl, namespace: str
 ) -> None:
     result = _deployer(
         "run",
         "-f",
         "k8s",
         "-n",
-        "hello",
+        namespace,
         "--tag",
         "b1",
         "--pin-digest",
         "--kubeconfig",
-        str(sim.kubeconfig_path),
+        str(control_plane.kubeconfig_path),
         "--timeout",
         "60s",
         "-o",
@@ -120,7 +131,7 @@ def test_pin_digest_deploys_the_pushed_digest(
     )
     assert result.returncode == 0, result.stderr
     digest = registry.manifest_digest(app["path"], "b1")
-    live = Kubectl(kubectl, sim.kubeconfig_path, tmp_path).image("hello", "deployment/hello-app")
+    live = judge.image(namespace, "deployment/hello-app")
     assert live == f"{app['repository']}@{digest}"
     # The files written hold what was applied: the digest, not the tag.
     written = "".join(path.read_text() for path in (app["context"] / "rendered").iterdir())
