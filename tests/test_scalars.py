@@ -1,7 +1,9 @@
 """deployer must send the values ``kubectl apply`` sends: the same manifest, the same objects.
 
 The tables pin kubectl's reading of unquoted scalars (YAML 1.1 booleans and octals, Go's number syntax);
-the last tests hold them, through render_objects, against the real kubectl's client-side dry run.
+the last tests hold them, through render_objects, against the real kubectl's client-side dry run (kubectl
+reads the kinds from the real API server of tests/controlplane/; the objects it prints are its own reading, sent
+nowhere: a server's dry run would drop the fields the tables are in).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from deployer import scalars
 from deployer.errors import ManifestSyntaxError
 from deployer.manifest_yaml import ManifestSource
 from deployer.manifests import RenderOptions, render_objects
-from tests.kubesim import KubeSim
+from tests.controlplane import ControlPlane
 
 
 @pytest.mark.parametrize(
@@ -305,8 +307,8 @@ keys:
 """
 
 
-def _kubectl_reads(kubectl: str, sim: KubeSim, manifest: Path, home: Path) -> dict[str, Any]:
-    env = {**os.environ, "KUBECONFIG": str(sim.kubeconfig_path), "HOME": str(home)}
+def _kubectl_reads(kubectl: str, control_plane: ControlPlane, manifest: Path, home: Path) -> dict[str, Any]:
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig_path), "HOME": str(home)}
     done = subprocess.run(
         [kubectl, "create", "--dry-run=client", "--validate=false", "-o", "json", "-f", str(manifest)],
         capture_output=True,
@@ -320,12 +322,12 @@ def _kubectl_reads(kubectl: str, sim: KubeSim, manifest: Path, home: Path) -> di
 
 
 def test_render_objects_sends_the_values_and_keys_the_real_kubectl_sends(
-    kubectl: str, kubesim: KubeSim, tmp_path: Path
+    kubectl: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "scalars.yaml"
     manifest.write_text(KUBECTL_TABLE)
 
-    expected = _kubectl_reads(kubectl, kubesim, manifest, tmp_path)
+    expected = _kubectl_reads(kubectl, control_plane, manifest, tmp_path)
     (ours,) = _render(KUBECTL_TABLE, str(manifest))
     sent = json.loads(json.dumps(ours))  # what goes over the wire
 
@@ -337,12 +339,12 @@ def test_render_objects_sends_the_values_and_keys_the_real_kubectl_sends(
 
 
 def test_a_manifest_kubectl_refuses_for_an_infinite_number_is_refused_too(
-    kubectl: str, kubesim: KubeSim, tmp_path: Path
+    kubectl: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  ratio: .inf\n"
     manifest = tmp_path / "inf.yaml"
     manifest.write_text(text)
-    env = {**os.environ, "KUBECONFIG": str(kubesim.kubeconfig_path), "HOME": str(tmp_path)}
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig_path), "HOME": str(tmp_path)}
     done = subprocess.run(
         [kubectl, "create", "--dry-run=client", "--validate=false", "-o", "json", "-f", str(manifest)],
         capture_output=True,
@@ -380,11 +382,13 @@ data:
 """
 
 
-def test_explicit_tags_are_sent_as_the_real_kubectl_sends_them(kubectl: str, kubesim: KubeSim, tmp_path: Path) -> None:
+def test_explicit_tags_are_sent_as_the_real_kubectl_sends_them(
+    kubectl: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
     manifest = tmp_path / "tags.yaml"
     manifest.write_text(TAGGED)
 
-    expected = _kubectl_reads(kubectl, kubesim, manifest, tmp_path)
+    expected = _kubectl_reads(kubectl, control_plane, manifest, tmp_path)
     (ours,) = _render(TAGGED, str(manifest))
 
     assert ours["data"] == expected["data"]
