@@ -104,7 +104,10 @@ def namespace(judge: Kubectl, docker_client: Any) -> Iterator[str]:
     judge.run("delete", "namespace", name, "--wait=false", check=False)
     judge.run("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force", "--wait=false", check=False)
     running = {"label": f"kubesim.namespace={name}", "status": "running"}
-    wait_until(lambda: not docker_client.containers.list(filters=running), 60, f"the containers of {name} to stop")
+    # sparse: one listing call; a full listing inspects each container, and one removed in between is a 404.
+    wait_until(
+        lambda: not docker_client.containers.list(sparse=True, filters=running), 60, f"the containers of {name} to stop"
+    )
 
 
 @pytest.mark.kubectl
