@@ -286,6 +286,7 @@ def _image_settings(kw: dict[str, Any]) -> ImageSettings:
         build=not kw["no_build"],
         reuse_existing=kw["reuse_existing"],
         pin_digest=kw["pin_digest"],
+        digest=kw.get("digest") or None,
         registry_username=kw["registry_username"],
         registry_password=kw["registry_password"],
         docker_cli=kw["docker_cli"],
@@ -347,6 +348,11 @@ def cli() -> None:
 @manifest_options
 @image_options
 @cluster_options
+@_option(
+    "--digest",
+    metavar="SHA256",
+    help="With --no-build: deploy repository@DIGEST, an image an earlier run pushed (checked in the registry).",
+)
 @rollout_options
 @github_options
 @_option("--dry-run", is_flag=True, help="Change nothing remote: build locally (unless --no-build), plan, render.")

@@ -20,6 +20,8 @@ _REGISTRY = re.compile(
 _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
 _HEX = re.compile(r"[0-9a-f]+")
+# The digest algorithms the OCI image specification registers, with the length of their lowercase hex.
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _PORT = re.compile(r":([0-9]+)\Z")
 # The distribution grammar's limit on a repository name, registry included.
 NAME_MAX_LENGTH = 255
@@ -93,6 +95,16 @@ def parse_image_reference(reference: str) -> ImageReference:
             )
             raise ImageReferenceError(reference, problem)
     return ImageReference(registry=registry, path=rest, tag=tag, digest=digest)
+
+
+def digest_problem(digest: str) -> str | None:
+    """Why ``digest`` is not a manifest digest a registry would serve (``sha256:`` and 64 lowercase hex
+    digits, or ``sha512:`` and 128), or None."""
+    algorithm, sep, hex_digits = digest.partition(":")
+    length = _DIGEST_HEX_LENGTHS.get(algorithm)
+    if not sep or length is None or len(hex_digits) != length or not _HEX.fullmatch(hex_digits):
+        return f"{digest!r} is not a digest: expected sha256: followed by 64 lowercase hexadecimal digits"
+    return None
 
 
 def repository_and_tag(reference: str) -> tuple[str, str]:

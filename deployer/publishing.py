@@ -1,5 +1,6 @@
-"""The image a run deploys: built and pushed (with its extra tags), reused from the registry, or, in a dry run,
-built locally only. Also ``deployer build``, which stops there and prints the reference and digest.
+"""The image a run deploys: built and pushed (with its extra tags), reused from the registry, promoted by
+digest from an earlier run (checked through the registry's API, no engine needed), or, in a dry run, built
+locally only. Also ``deployer build``, which stops there and prints the reference and digest.
 
 Decides what to build and with which credentials; the Docker engine (deployer.docker_engine, imported
 lazily: it is slow to import) does it. Must not render manifests or touch the cluster.
@@ -38,6 +39,8 @@ def publish_image(
 ) -> PublishedImage:
     """Build and push the target (and its extra tags), or reuse what the registry has; returns the digest."""
     reference = str(target.reference)
+    if image.digest:
+        return _promoted_image(image, target, console)
     if not image.build and not image.pin_digest:
         return PublishedImage(reference, None)
     from deployer import docker_engine
@@ -60,6 +63,22 @@ def publish_image(
                 engine.push(str(extra), login, console.detail)
     console.info(f"pushed {pushed.reference} ({pushed.digest})")
     return PublishedImage(reference, pushed.digest)
+
+
+def _promoted_image(image: ImageSettings, target: ImageTarget, console: Console) -> PublishedImage:
+    """--digest: the bytes an earlier run pushed (and a staging deploy verified), deployed only once the
+    registry's API confirms the repository holds them. No Docker engine is involved."""
+    from deployer import registry_api
+
+    digest = target.reference.digest
+    assert digest is not None, "resolve_image_target pins the reference under --digest"
+    with console.phase(f"Check {target.reference} in the registry"):
+        with registry_api.RegistryAPI(
+            target.reference, _registry_credentials(image), on_lost=console.warn, on_regained=console.info
+        ) as registry:
+            registry.check_manifest(digest)
+    console.info(f"{target.reference.repository} holds {digest}: deploying it as it is, nothing built")
+    return PublishedImage(str(target.reference), digest)
 
 
 def build_locally(settings: RunSettings, target: ImageTarget, console: Console, env: Mapping[str, str]) -> str:
@@ -102,13 +121,21 @@ def _registry_login(image: ImageSettings, target: ImageTarget) -> RegistryLogin 
     """Explicit credentials, or None to let the engine use the docker config of this machine."""
     from deployer import docker_engine
 
+    credentials = _registry_credentials(image)
+    if credentials is None:
+        return None
+    registry = target.reference.registry or images.DOCKER_HUB
+    return docker_engine.RegistryLogin(registry, *credentials)
+
+
+def _registry_credentials(image: ImageSettings) -> tuple[str, str] | None:
+    """(username, password) from the flags, or None when neither is given; one alone is an error."""
     if not image.registry_username and not image.registry_password:
         return None
     if not (image.registry_username and image.registry_password):
         missing = "--registry-password" if image.registry_username else "--registry-username"
         raise OptionError(missing, "give both --registry-username and --registry-password, or neither")
-    registry = target.reference.registry or images.DOCKER_HUB
-    return docker_engine.RegistryLogin(registry, image.registry_username, image.registry_password)
+    return image.registry_username, image.registry_password
 
 
 def build(image: ImageSettings, output_format: str, console: Console, env: Mapping[str, str]) -> int:

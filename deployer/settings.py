@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from deployer import commits, images, names
-from deployer.errors import ImageReferenceError, OptionError
+from deployer.errors import ImageReferenceError, OptionError, RevisionError
 from deployer.images import ImageReference
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -90,6 +90,7 @@ class ImageSettings:
     build: bool = True
     reuse_existing: bool = False
     pin_digest: bool = False
+    digest: str | None = None  # --digest: deploy <repository>@<digest>, an image pushed by an earlier run
     registry_username: str | None = None
     registry_password: str | None = field(default=None, repr=False)
     docker_cli: str | None = None
@@ -170,6 +171,19 @@ def check_image_settings(image: ImageSettings) -> None:
         problem = _reference_problem(reference) if given else None
         if problem:
             raise OptionError(flag, f"{given!r}: {problem}")
+    if image.digest is not None:
+        _check_digest_settings(image)
+
+
+def _check_digest_settings(image: ImageSettings) -> None:
+    """--digest deploys what the registry holds already: it cannot come with a build or a second digest."""
+    problem = images.digest_problem(image.digest or "")
+    if problem:
+        raise OptionError("--digest", problem)
+    if image.build:
+        raise OptionError("--digest", "deploys an image already in the registry, so nothing is built: add --no-build")
+    if image.pin_digest:
+        raise OptionError("--digest", "already names the digest to deploy: drop --pin-digest")
 
 
 def check_run_settings(settings: RunSettings) -> None:
@@ -214,6 +228,8 @@ def resolve_image_target(
     else:
         repo = commits.choose_repository(env, git)
         repository_text = images.default_repository(settings.registry, repo.owner, settings.name or repo.name)
+    if settings.digest:
+        return _promoted_target(repository_text, settings.digest, env, event, git)
     commit: commits.Commit | None = None
     if settings.tag:
         tag = settings.tag
@@ -225,6 +241,18 @@ def resolve_image_target(
     for extra in extras:
         images.parse_image_reference(str(extra))
     return ImageTarget(reference=reference, commit=commit, extra_references=extras)
+
+
+def _promoted_target(
+    repository: str, digest: str, env: Mapping[str, str], event: Mapping[str, Any] | None, git: commits.GitState
+) -> ImageTarget:
+    """--digest: ``repository@digest``, the bytes an earlier run pushed (a digest cannot move as a tag can).
+    The commit only names the deploy in the change-cause, so one that cannot be told is no error here."""
+    try:
+        commit: commits.Commit | None = commits.choose_commit(env, event, git)
+    except RevisionError:
+        commit = None
+    return ImageTarget(reference=images.parse_image_reference(f"{repository}@{digest}"), commit=commit)
 
 
 def change_cause(target: ImageTarget, env: Mapping[str, str], run_url: str | None) -> str:

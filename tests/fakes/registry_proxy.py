@@ -5,6 +5,12 @@ proxy), records what it saw, and can refuse chosen requests with an HTTP status 
 would: the first N blob uploads or manifest uploads, or all of them. It buffers whole bodies, which is fine
 for the few-megabyte test images. It never touches the registry's storage itself.
 
+With ``token_auth=True`` it stands in for a registry that authenticates as GHCR and Docker Hub do: a request
+without a token it issued gets 401 and ``WWW-Authenticate: Bearer realm=<proxy>/token,service,scope``; the
+realm takes the user's Basic credentials, checks them against the real registry and issues a random token,
+which the proxy swaps back for those credentials when it forwards. So the token dance is exercised end to
+end against the real registry's htpasswd.
+
 The Docker engine treats 127.0.0.0/8 registries as insecure, so plain HTTP is what it speaks to the proxy
 (after a TLS hello the proxy answers 400 to, which the engine takes as "no TLS here").
 """
@@ -14,17 +20,21 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import secrets
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business; bodies are re-framed with Content-Length.
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 
 BLOB_UPLOAD = re.compile(r"^/v2/.+/blobs/uploads/")
 MANIFEST = re.compile(r"^/v2/.+/manifests/[^/]+$")
+MANIFEST_NAME = re.compile(r"^/v2/(.+)/manifests/[^/]+$")
 
 
 # The error codes of the distribution API (docker/distribution registry/api/errcode) for the statuses used.
@@ -67,13 +77,27 @@ class FailureRule:
         return True
 
 
+TOKEN_SERVICE = "deployer-test-registry"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client closing its kept-alive connection while the handler waits for its next request is how
+        # HTTP/1.1 ends, not an error worth a traceback on stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class RegistryProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, token_auth: bool = False) -> None:
         self.upstream = upstream  # host:port of the real registry
+        self.token_auth = token_auth
+        self._issued: dict[str, str] = {}  # token -> the Basic Authorization it stands for
+        self.token_requests: list[dict[str, list[str]]] = []  # the query of each token request
         self._lock = threading.Lock()
         self._log: list[ProxiedRequest] = []
         self._rules: list[FailureRule] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="registry-proxy", daemon=True)
 
@@ -99,6 +123,10 @@ class RegistryProxy:
     def fail_manifest_uploads(self, count: int | None, status: int = 503) -> None:
         """Refuse the next ``count`` manifest uploads (PUT .../manifests/<tag>), or all when None."""
         self._add_rule(FailureRule("PUT", MANIFEST, status, count))
+
+    def fail_manifest_reads(self, count: int | None, status: int = 503) -> None:
+        """Refuse the next ``count`` manifest HEAD requests, or all when None."""
+        self._add_rule(FailureRule("HEAD", MANIFEST, status, count))
 
     def heal(self) -> None:
         with self._lock:
@@ -166,8 +194,59 @@ class RegistryProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
+            def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                proxy._record(ProxiedRequest(self.command, self.path, status, True))
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _issue_token(self) -> None:
+                """The realm: a token for credentials the real registry accepts, else 401."""
+                proxy.token_requests.append(parse_qs(urlsplit(self.path).query))
+                basic = self.headers.get("Authorization", "")
+                upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+                try:
+                    upstream.request("GET", "/v2/", headers={"Authorization": basic} if basic else {})
+                    accepted = upstream.getresponse().status == 200
+                finally:
+                    upstream.close()
+                if not accepted:
+                    self._answer(401, json.dumps({"details": "incorrect username or password"}).encode())
+                    return
+                token = secrets.token_urlsafe(24)
+                with proxy._lock:
+                    proxy._issued[token] = basic
+                self._answer(200, json.dumps({"token": token, "expires_in": 300}).encode())
+
+            def _authorization(self) -> str | None:
+                """The Authorization to forward: the credentials behind the request's token, or None."""
+                scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+                with proxy._lock:
+                    return proxy._issued.get(token) if scheme == "Bearer" else None
+
+            def _challenge(self) -> None:
+                name = MANIFEST_NAME.match(self.path)
+                scope = f',scope="repository:{name.group(1)}:pull"' if name else ""
+                realm = f"http://{proxy.host}/token"
+                challenge = f'Bearer realm="{realm}",service="{TOKEN_SERVICE}"{scope}'
+                body = json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
+                self._answer(401, body.encode(), {"WWW-Authenticate": challenge})
+
             def _forward(self) -> None:
                 body = self._read_body()
+                forwarded_authorization = None
+                if proxy.token_auth:
+                    if self.path.startswith("/token"):
+                        self._issue_token()
+                        return
+                    forwarded_authorization = self._authorization()
+                    if forwarded_authorization is None:
+                        self._challenge()
+                        return
                 status = proxy._refusal(self.command, self.path)
                 if status is not None:
                     message = _registry_error_body(status)
@@ -186,6 +265,9 @@ class RegistryProxy:
                     if name.lower() in _HOP_BY_HOP or name.lower() == "content-length":
                         continue
                     headers[name] = f"{headers[name]}, {value}" if name in headers else value
+                if forwarded_authorization is not None:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                    headers["Authorization"] = forwarded_authorization
                 headers["Content-Length"] = str(len(body))
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 try:
@@ -211,8 +293,8 @@ class RegistryProxy:
 
 
 @contextmanager
-def running_proxy(upstream: str) -> Iterator[RegistryProxy]:
-    proxy = RegistryProxy(upstream)
+def running_proxy(upstream: str, *, token_auth: bool = False) -> Iterator[RegistryProxy]:
+    proxy = RegistryProxy(upstream, token_auth=token_auth)
     proxy.start()
     try:
         yield proxy
