@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from deployer import __version__
+from deployer.canaries import STRATEGIES, check_urls
 from deployer.errors import DeployerError, ExitCode, OptionError
 from deployer.settings import (
     MAX_DURATION_SECONDS,
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from deployer.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+STRATEGY_HELP = "rolling: apply and wait; canary: first prove the new pod template on --canary-replicas pods."
+CANARY_CHECK_HELP = "URL that must answer 2xx to GET throughout the canary's hold; repeatable."
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -241,6 +245,11 @@ rollout_options = _compose(
         default="60s",
         hidden=True,
     ),
+    # --strategy canary (deployer/canaries.py)
+    _option("--strategy", type=click.Choice(STRATEGIES), default="rolling", show_default=True, help=STRATEGY_HELP),
+    _option("--canary-replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Pods per canary."),
+    _option("--canary-hold", type=Duration(), default="60s", show_default=True, help="How long canaries must hold."),
+    _option("--canary-check", "canary_checks", multiple=True, type=ListFromEnv("URL"), help=CANARY_CHECK_HELP),
 )
 
 github_options = _compose(
@@ -401,6 +410,10 @@ def _run_settings(kw: dict[str, Any]) -> RunSettings:
             delete_created_on_failure=kw["delete_created_on_failure"],
             lock_timeout=kw["lock_timeout"],
             lock_lease=kw["lock_lease"],
+            strategy=kw["strategy"],
+            canary_replicas=kw["canary_replicas"],
+            canary_hold=kw["canary_hold"],
+            canary_checks=check_urls(kw["canary_checks"], kw["strategy"]),
         ),
         github=GitHubSettings(
             token=kw["github_token"],

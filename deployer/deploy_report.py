@@ -49,6 +49,21 @@ class WorkloadResult:
 
 
 @dataclass
+class CanaryPhase:
+    """The canary phase of a ``--strategy canary`` run: its ``result`` ("passed", "failed", "cancelled", or
+    "none" when no Deployment changed its pod template), the canaries as ``(canary, stable)`` names, how
+    long they took to be ready and how long they were held."""
+
+    result: str
+    replicas: int
+    hold_seconds: float
+    canaries: list[tuple[str, str]] = field(default_factory=list)
+    ready_seconds: float | None = None
+    held_seconds: float | None = None
+    detail: str = ""
+
+
+@dataclass
 class DeployReport:
     """What one ``deployer run`` did, as plain data; the CLI fills it, this module renders it."""
 
@@ -69,6 +84,7 @@ class DeployReport:
     seconds: float | None = None
     exit_code: int = ExitCode.FAILURE
     namespace_source: str | None = None  # a key of NAMESPACE_SOURCES
+    canary: CanaryPhase | None = None  # --strategy canary only
 
     @property
     def rolled_back(self) -> bool:
@@ -153,11 +169,26 @@ def result_document(report: DeployReport) -> dict[str, Any]:
             }
             for w in report.workloads
         ],
+        "canary": _canary_document(report.canary),
         "diagnosis": report.diagnosis or None,
         "rolled_back": report.rolled_back,
         "rollback": [
             {"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail or None} for o in report.rollback
         ],
+    }
+
+
+def _canary_document(canary: CanaryPhase | None) -> dict[str, Any] | None:
+    if canary is None:
+        return None
+    return {
+        "result": canary.result,
+        "replicas": canary.replicas,
+        "hold_seconds": _rounded(canary.hold_seconds),
+        "canaries": [{"name": name, "deployment": stable} for name, stable in canary.canaries],
+        "ready_seconds": _rounded(canary.ready_seconds),
+        "held_seconds": _rounded(canary.held_seconds),
+        "detail": canary.detail or None,
     }
 
 
@@ -255,6 +286,9 @@ def summary_markdown(report: DeployReport) -> str:
             )
         lines.append("")
 
+    if report.canary is not None:
+        lines += _canary_lines(report.canary)
+
     if report.error or report.diagnosis:
         lines += ["### What went wrong", ""]
         if report.error:
@@ -273,3 +307,20 @@ def summary_markdown(report: DeployReport) -> str:
         opened = " open" if report.status == "planned" else ""
         lines += [f"<details{opened}><summary>Plan</summary>", "", _block(report.plan), "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _canary_lines(canary: CanaryPhase) -> list[str]:
+    """The step summary's canary section: one row per canary, with the phase's result and timings."""
+    lines = ["### Canary", ""]
+    if not canary.canaries:
+        return [*lines, f"{_cell(canary.detail or 'no Deployment changed its pod template: no canary')}", ""]
+    held = f"{_duration(canary.held_seconds)} of {_duration(canary.hold_seconds)}"
+    lines += ["| Canary | Of | Replicas | Result | Ready in | Held |", "|---|---|---|---|---|---|"]
+    for name, stable in canary.canaries:
+        lines.append(
+            f"| {_cell('deployment/' + name)} | {_cell('deployment/' + stable)} | {canary.replicas} "
+            f"| {_cell(canary.result)} | {_duration(canary.ready_seconds)} | {held} |"
+        )
+    if canary.detail:
+        lines += ["", f"> {_cell(canary.detail)}"]
+    return [*lines, ""]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from deployer import connecting, deploy_report, diagnoses, github_actions, outcomes
+from deployer import canarying, connecting, deploy_report, diagnoses, github_actions, outcomes
 from deployer.cancelling import Cancellation, cancelled_on_signals
 from deployer.console import Console
 from deployer.errors import ExitCode, KubernetesError, LockLostError, LockTimeoutError, RolloutFailure
@@ -115,7 +115,12 @@ def _deploy_in(
                 lock.verify()  # the only other reason to stop: the lock was lost
             raise cancellation.error("before the apply")
         origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
-        attempt = apply_and_wait(kube, bodies, record, settings.rollout, console, cancellation.event, origins)
+        if settings.rollout.strategy == "canary":
+            attempt = _canary_then_apply_and_wait(
+                kube, bodies, record, settings.rollout, console, cancellation, origins, run
+            )
+        else:
+            attempt = apply_and_wait(kube, bodies, record, settings.rollout, console, cancellation.event, origins)
         run.report.workloads = outcomes.pending_workloads(attempt.workloads, record)
         if attempt.waited is not None:
             run.report.workloads = outcomes.waited_workloads(run.report.workloads, attempt.waited)
@@ -161,6 +166,38 @@ def _acquire_lock(
         if cancellation.signal is not None:
             raise cancellation.error("while waiting for the deploy lock") from e
         raise
+
+
+def _canary_then_apply_and_wait(
+    kube: Cluster,
+    bodies: Sequence[KubeObject],
+    record: LiveRecord,
+    rollout: RolloutSettings,
+    console: Console,
+    cancellation: Cancellation,
+    origins: Mapping[ObjectRef, str],
+    run: ReportedRun,
+) -> Attempt:
+    """--strategy canary: the rollout as apply_and_wait does it, once the canaries passed (deployer.canarying);
+    a failed canary is a failed attempt that applied no workload."""
+
+    def tell_github(description: str) -> None:
+        if run.deployment is not None:
+            run.deployment.progress(description=description, log_url=run.report.run_url)
+
+    with canarying.proven(kube, bodies, record, rollout, console, cancellation.event, origins, tell_github) as trial:
+        run.report.canary = trial.phase
+        if trial.passed:
+            return apply_and_wait(kube, bodies, record, rollout, console, cancellation.event, origins)
+    workloads = [ref for ref in (kube.ref_of(body) for body in bodies) if ref.kind in WORKLOAD_KINDS]
+    return Attempt(
+        record,
+        workloads,
+        failure_reason=trial.failure_reason,
+        stopped_apply=trial.stopped_apply,
+        unexpected=trial.unexpected,
+        diagnoses=trial.diagnoses,
+    )
 
 
 def _finish_success(attempt: Attempt, lock: HeldLock, run: ReportedRun, console: Console) -> None:

@@ -1,8 +1,9 @@
 """GitHub Deployments for a deploy: the only module that imports PyGithub.
 
 Owns the record a deploy leaves on GitHub: a Deployment for the environment (ref = the commit, payload with
-image and digest), its statuses ``in_progress`` then ``success`` / ``failure`` / ``error`` (with the run's
-log URL and the environment URL), and ``inactive`` for the deployment this one replaced.
+image and digest), its statuses ``in_progress`` (again for a phase worth telling: the canary) then ``success``
+/ ``failure`` / ``error`` (with the run's log URL and the environment URL), and ``inactive`` for the
+deployment this one replaced.
 
 Must not fail a deploy: every GitHub API failure is retried when it may be transient (HTTP 5xx, connection
 errors) and then reported once through the ``warn`` callback as a one-line ``GitHubError`` message (HTTP
@@ -176,6 +177,11 @@ class DeploymentReporter:
             return
         self._deployment = deployment
         self._post_status(deployment, "in_progress", description=description, log_url=log_url)
+
+    def progress(self, *, description: str, log_url: str | None) -> None:
+        """Another ``in_progress`` status, saying what the deploy is doing now (e.g. holding a canary)."""
+        if self._deployment is not None:
+            self._post_status(self._deployment, "in_progress", description=description, log_url=log_url)
 
     def finish(
         self,

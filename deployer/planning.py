@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from deployer import connecting, plans
+from deployer import canaries, connecting, plans
 from deployer.console import Console
 from deployer.errors import ExitCode
 from deployer.preparing import Rendered, resolve_and_render, write_rendered_outputs
 from deployer.publishing import build_locally
 from deployer.reporting import reported_run
-from deployer.settings import RunSettings
+from deployer.settings import RolloutSettings, RunSettings, format_duration
 
 # What applying would do to each object, by (kind, namespace, name): "create", "configure", "unchanged".
 Changes = dict[tuple[str, str | None, str], str]
@@ -27,7 +27,7 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         target, rendered = resolve_and_render(settings, env, run.resolved)
         write_rendered_outputs(settings, rendered, console)
         build_note = build_locally(settings, target, console, env)
-        changes, cluster_note = _server_side_changes(settings, rendered, console, env)
+        changes, cluster_note, changing = _server_side_changes(settings, rendered, console, env)
         plan = plans.make_plan(
             str(target.reference),
             build_note,
@@ -36,6 +36,8 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
             cluster=cluster_note,
             namespace=settings.namespace,
         )
+        if settings.rollout.strategy == "canary":
+            plan.canaries = _canary_lines(settings.rollout, rendered, changing)
         if settings.output_format == "json":
             console.result(json.dumps(plans.plan_as_json(plan), indent=2) + "\n")
         else:
@@ -44,12 +46,33 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
     return ExitCode.OK
 
 
+def _canary_lines(
+    rollout: RolloutSettings, rendered: Rendered, changing: set[tuple[str | None, str]] | None
+) -> list[str]:
+    """Which canaries the run would create: for the Deployments whose pod template the server says would
+    change, or, with no cluster asked, for each Deployment whose template changes."""
+    deployments = [obj for obj in rendered.objects if obj.kind == "Deployment"]
+    pods = f"{rollout.canary_replicas} pod(s), held {format_duration(rollout.canary_hold)}"
+    if changing is None:
+        return [
+            f"deployment/{canaries.canary_name(obj.name)} ({pods}) if the pod template of deployment/{obj.name} changes"
+            for obj in deployments
+        ]
+    lines = [
+        f"deployment/{canaries.canary_name(obj.name)} ({pods}) before deployment/{obj.name} changes"
+        for obj in deployments
+        if (obj.namespace, obj.name) in changing
+    ]
+    return lines or ["none: no existing Deployment changes its pod template"]
+
+
 def _server_side_changes(
     settings: RunSettings, rendered: Rendered, console: Console, env: Mapping[str, str]
-) -> tuple[Changes | None, str]:
-    """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing."""
+) -> tuple[Changes | None, str, set[tuple[str | None, str]] | None]:
+    """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing.
+    Also which existing Deployments would change their pod template (namespace, name)."""
     if not settings.cluster.given:
-        return None, "none (rendering only)"
+        return None, "none (rendering only)", None
     credentials = connecting.resolve(settings.cluster, settings.rollout, console, env)
     bodies = [obj.body for obj in rendered.objects]
     with connecting.connect(credentials, console) as kube:
@@ -57,6 +80,7 @@ def _server_side_changes(
         connecting.check_kinds_known(kube, rendered)
         record = kube.record(bodies)
         changes: Changes = {}
+        changing: set[tuple[str | None, str]] = set()
         missing_namespace = (
             kube.get(kube.ref_of({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})) is None
         )
@@ -70,4 +94,6 @@ def _server_side_changes(
                 continue
             (result,) = kube.apply([obj.body], force=settings.rollout.force_conflicts, dry_run=True)
             changes[(obj.kind, obj.namespace, obj.name)] = plans.change_of(live, result.live)
-    return changes, f"{credentials.description} (server-side dry run)"
+            if obj.kind == "Deployment" and canaries.template_changes(live, result.live):
+                changing.add((obj.namespace, obj.name))
+    return changes, f"{credentials.description} (server-side dry run)", changing

@@ -72,6 +72,7 @@ class Plan:
     objects: list[PlannedObject] = field(default_factory=list)
     cluster: str = "none (rendering only)"
     namespace: str | None = None
+    canaries: list[str] = field(default_factory=list)  # --strategy canary: what the canary phase would create
 
     @property
     def workloads(self) -> list[PlannedObject]:
@@ -144,4 +145,7 @@ def plan_as_text(plan: Plan) -> str:
         else:
             where = "the context's namespace"
         lines.append(f"  {obj.change:<9} {ident}  {where}  ({obj.source})")
+    if plan.canaries:
+        lines.append("canaries (--strategy canary), before the rollout:")
+        lines += [f"  {line}" for line in plan.canaries]
     return "\n".join(lines)

@@ -122,6 +122,10 @@ class RolloutSettings:
     delete_created_on_failure: bool = False
     lock_timeout: float = 300.0
     lock_lease: float = 60.0
+    strategy: str = "rolling"  # or "canary" (deployer/canaries.py)
+    canary_replicas: int = 1
+    canary_hold: float = 60.0
+    canary_checks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

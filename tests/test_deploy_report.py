@@ -158,6 +158,7 @@ RESULT_FIELDS = {
     "workloads",
     "diagnosis",
     "rolled_back",
+    "canary",
     "rollback",
 }
 

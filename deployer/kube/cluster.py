@@ -2,7 +2,8 @@
 
 Each method hands its work to the module that does it: kube/recording.py (what is live before apply),
 kube/applying.py (server-side apply), kube/locking.py (the deploy lock), kube/waiting.py (the rollout wait),
-kube/diagnosing.py (events and logs of a failure), kube/restoring.py (the rollback). It holds the transport
+kube/diagnosing.py (events and logs of a failure), kube/restoring.py (the rollback), kube/holding.py (the
+canary strategy's canaries). It holds the transport
 (kube/api.py) and discovery (kube/discovery.py) they share.
 """
 
@@ -15,11 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 from deployer import diagnoses, rollbacks
+from deployer.canaries import CheckReading, HoldPolicy
 from deployer.clocks import Clocks
 from deployer.credentials import KubeCredentials
 from deployer.errors import RunCancelledError
 from deployer.kinds import KubeDict, KubeObject
-from deployer.kube import applying, diagnosing, locking, recording, restoring, waiting
+from deployer.kube import applying, diagnosing, holding, locking, recording, restoring, waiting
 from deployer.kube.api import KubeAPI
 from deployer.kube.applying import FIELD_MANAGER, ApplyOptions, ApplyResult
 from deployer.kube.discovery import Discovery
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Diagnosing is worth little against a rollback that waits: its requests retry briefly.
 DIAGNOSIS_RETRY_SECONDS = 10.0
+# Deleting the canaries is the clean-up of every canary run, a failed one included: worth a rollback's patience.
+CANARY_DELETE_RETRY_SECONDS = 120.0
 
 
 class Cluster:
@@ -223,6 +227,33 @@ class Cluster:
     def container_log(self, namespace: str, request: diagnoses.LogRequest, tail_lines: int = 20) -> list[str]:
         """The last lines of one container's log (the previous instance's when asked); a note if unavailable."""
         return diagnosing.container_log(self._api, namespace, request, tail_lines)
+
+    # --- canaries (--strategy canary) ----------------------------------------------------------------------
+
+    def find_canaries(self, deployments: Sequence[ObjectRef]) -> list[ObjectRef]:
+        """The canaries of these Deployments that exist now (left by a run that did not delete them)."""
+        return holding.find_leftovers(self._api, deployments)
+
+    def delete_canaries(self, refs: Sequence[ObjectRef]) -> None:
+        """Delete the canaries with their ReplicaSets and pods; retried while the API is unavailable (up to
+        CANARY_DELETE_RETRY_SECONDS), with expired credentials renewed when their source can."""
+        with self._api.renewing_credentials(), self._api.retrying_until(time.monotonic() + CANARY_DELETE_RETRY_SECONDS):
+            holding.delete(self._api, refs)
+
+    def hold(
+        self,
+        canaries: Sequence[ObjectRef],
+        *,
+        seconds: float,
+        checks: Callable[[], Sequence[CheckReading]] = lambda: (),
+        cancel: threading.Event | None = None,
+    ) -> WaitResult:
+        """Hold the canaries ``seconds`` (canaries.hold_step decides each tick): any restart, failure, lost
+        readiness or failing check (``checks`` reads them) ends the hold as failed; ``cancel`` as cancelled."""
+        policy = HoldPolicy(self._clocks.monotonic(), seconds)
+        return holding.hold(
+            self._api, self.default_namespace, canaries, policy, checks=checks, cancel=cancel, clocks=self._clocks
+        )
 
     # --- the rollback -------------------------------------------------------------------------------------
 
