@@ -80,13 +80,12 @@ def proven(
         yield trial
     finally:
         if created:
-            with console.phase(f"Delete {len(created)} canary(ies)"):
+            names = ", ".join(str(ref) for ref in created)
+            with console.phase(f"Delete {names}"):
                 try:
                     kube.delete_canaries(created)
-                    for ref in created:
-                        console.info(f"deleted {ref}")
+                    console.info(f"deleted {names}")
                 except Exception as e:  # noqa: BLE001 - the deploy's own result stands; the next deploy cleans up
-                    names = ", ".join(str(ref) for ref in created)
                     console.warn(f"could not delete {names} ({describe_unexpected(e)}); the next deploy deletes it")
 
 

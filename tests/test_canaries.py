@@ -4,6 +4,7 @@ table-tested with a fake clock (Instant readings handed in)."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,7 +210,7 @@ def test_anything_a_proven_pod_must_not_do_fails_the_hold_half_way(later: HoldSn
 
 def test_a_check_fails_the_hold_after_its_attempts_in_a_row_not_before() -> None:
     flaky = CheckReading("http://127.0.0.1:9/x?k=secret", answered_ok=1, failed_in_a_row=2, last_problem="answered 500")
-    broken = CheckReading(flaky.url, answered_ok=1, failed_in_a_row=3, last_problem="answered 500 Internal Server Error")
+    broken = replace(flaky, failed_in_a_row=3, last_problem="answered 500 Internal Server Error")
 
     verdicts = run([(0, seen(pod(), checks=(flaky,))), (1, seen(pod(), checks=(broken,)))])
 
@@ -225,9 +226,8 @@ def test_a_check_that_never_answered_2xx_fails_the_hold_at_its_end() -> None:
 
     verdicts = run([(10, seen(pod(), checks=(silent,)))])
 
-    assert verdicts == [
-        (WaitOutcome.FAILED, "--canary-check http://127.0.0.1:9/ never answered 2xx during the hold: no answer within 5s")
-    ]
+    reason = "--canary-check http://127.0.0.1:9/ never answered 2xx during the hold: no answer within 5s"
+    assert verdicts == [(WaitOutcome.FAILED, reason)]
 
 
 def test_cancel_ends_the_hold_first_and_an_unsynced_view_is_not_judged() -> None:
