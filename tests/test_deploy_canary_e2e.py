@@ -204,11 +204,14 @@ def test_a_good_image_is_proven_by_a_canary_that_gets_service_traffic_then_rolle
 # --- a canary that fails leaves the stable Deployment as it was -----------------------------------------------
 
 
-def test_a_crashing_image_fails_its_canary_fast_and_the_stable_deployment_never_changes(
+def test_the_dry_run_names_the_canary_and_a_crashing_image_fails_it_fast_leaving_the_stable_deployment(
     deployer: Deployer, judge: Kubectl, manifests: Path, namespace: str
 ) -> None:
     deployed(deployer, "v1", manifests, namespace)
     before = stable_state(judge, namespace)
+    planned = deployer.run("crash", manifests, namespace, "--dry-run", "--strategy", "canary", "--canary-hold", "3s")
+    assert planned.code == EXIT_OK, planned.explain()
+    assert "deployment/web-canary (1 pod(s), held 3s) before deployment/web changes" in planned.stdout, planned.stdout
 
     done = canary_run(deployer, "crash", manifests, namespace, "--canary-hold", "3s").finish(timeout=180)
 
