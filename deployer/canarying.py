@@ -119,6 +119,10 @@ def _prove(
     except Exception as e:  # noqa: BLE001 - put back like a failed rollout, then re-raised as the cause
         trial.fail(f"apply failed on an unexpected error: {describe_unexpected(e)}", stopped_apply=e, unexpected=e)
         return
+    if cancel.is_set():
+        # A signal during the dry run or the apply above: no canary to create, what was applied goes back.
+        trial.fail("canary cancelled before any canary was created", result="cancelled")
+        return
     wanted = [canaries.canary_of(body, rollout.canary_replicas) for body in changing]
     refs = [kube.ref_of(body) for body in wanted]
     trial.phase.canaries = [(canaries.canary_name(name_of(body)), name_of(body)) for body in changing]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from deployer import deploy_report
-from deployer.deploy_report import DeployReport, WorkloadResult
+from deployer.deploy_report import CanaryPhase, DeployReport, WorkloadResult
 from deployer.errors import WorkloadOutcome
 
 # --- the deploy report -------------------------------------------------------------------------------
@@ -308,3 +308,38 @@ def test_result_json_cannot_be_read_as_a_workflow_command_and_reads_back_unchang
     assert "##[" not in text
     assert not any(line.strip().startswith("::") for line in text.splitlines())
     assert json.loads(text) == deploy_report.result_document(report)
+
+
+# --- the canary phase (--strategy canary) ---------------------------------------------------------------------
+
+
+def test_summary_and_result_show_the_canary_phase_with_its_timings() -> None:
+    canary = CanaryPhase("failed", 1, 60.0, [("web-canary", "web")], ready_seconds=4.25, held_seconds=12.5)
+    canary.detail = "deployment/web-canary: pod web-canary-x: NotReady: lost its readiness during the hold"
+    report = DeployReport(status="rolled-back", image="ghcr.io/acme/web:2", canary=canary, exit_code=3)
+
+    summary = deploy_report.summary_markdown(report)
+    document = deploy_report.result_document(report)
+
+    assert "### Canary" in summary
+    assert "| deployment/web-canary | deployment/web | 1 | failed | 4.2s | 12.5s of 1m |" in summary
+    assert "> deployment/web-canary: pod web-canary-x: NotReady: lost its readiness during the hold" in summary
+    assert document["canary"] == {
+        "result": "failed",
+        "replicas": 1,
+        "hold_seconds": 60.0,
+        "canaries": [{"name": "web-canary", "deployment": "web"}],
+        "ready_seconds": 4.25,
+        "held_seconds": 12.5,
+        "detail": canary.detail,
+    }
+
+
+def test_a_rolling_run_has_no_canary_section_and_a_canary_run_without_changes_says_why() -> None:
+    rolling = DeployReport(status="success", image="web:2")
+    quiet = DeployReport(status="success", image="web:2", canary=CanaryPhase("none", 1, 60.0, detail="no canary"))
+
+    assert "### Canary" not in deploy_report.summary_markdown(rolling)
+    assert deploy_report.result_document(rolling)["canary"] is None
+    assert "### Canary\n\nno canary\n" in deploy_report.summary_markdown(quiet)
+    assert deploy_report.result_document(quiet)["canary"]["result"] == "none"

@@ -141,6 +141,17 @@ def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path)
     assert "status<<" in outputs.read_text() and "planned" in outputs.read_text()
 
 
+def test_a_canary_dry_run_without_a_cluster_names_the_canary_each_changed_deployment_would_get() -> None:
+    args = ["run", "--dry-run", "--no-build", "-f", str(HELLO_MANIFESTS), "--image", "ghcr.io/acme/hello-app"]
+
+    result = _deployer(*args, "--strategy", "canary", "--canary-replicas", "2", "--canary-hold", "90s")
+
+    assert result.returncode == 0, result.stderr
+    assert "canaries (--strategy canary), before the rollout:" in result.stdout
+    expected = "deployment/hello-app-canary (2 pod(s), held 1m30s) if the pod template of deployment/hello-app changes"
+    assert expected in result.stdout
+
+
 def test_a_field_error_in_actions_is_annotated_on_its_document_line(tmp_path: Path) -> None:
     manifests = tmp_path / "k8s"
     manifests.mkdir()

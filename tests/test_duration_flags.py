@@ -40,6 +40,7 @@ def deployer_run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) 
         ("--rollback-timeout", "25h", "24h"),
         ("--lock-timeout", "86401", "24h"),
         ("--kubeconfig-expiry", "99999999999999h", "168h"),
+        ("--canary-hold", "25h", "24h"),
     ],
 )
 def test_a_duration_beyond_its_maximum_is_one_error_line_naming_the_flag_and_exit_2(
@@ -69,3 +70,26 @@ def test_zero_and_the_maximum_are_accepted(tmp_path: Path, flag: str) -> None:
         # Past the flags: the run stops at the missing kubeconfig, which proves the value was taken.
         assert "no-such-kubeconfig" in done.stderr, done.stderr
         assert "is longer than" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--strategy", "canary", "--canary-check", "ftp://example.com/x"],
+            "'ftp://example.com/x' is not an http(s) URL",
+        ),
+        (["--canary-check", "http://127.0.0.1:8080/healthz"], "it needs --strategy canary"),
+        (["--strategy", "canary", "--canary-replicas", "0"], "--canary-replicas"),
+        (["--strategy", "blue-green"], "--strategy"),
+    ],
+    ids=["not http", "without canary", "no replicas", "unknown strategy"],
+)
+def test_a_bad_canary_option_is_one_error_line_naming_the_flag_and_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    done = deployer_run(tmp_path, *args)
+
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert message in line, line
