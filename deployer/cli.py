@@ -25,6 +25,7 @@ from deployer.settings import (
     ClusterSettings,
     GitHubSettings,
     ImageSettings,
+    PruneSettings,
     RolloutSettings,
     RunSettings,
     format_duration,
@@ -231,6 +232,9 @@ rollout_options = _compose(
         is_flag=True,
         help="On failure, delete objects this run created (otherwise they are listed).",
     ),
+    _option("--prune", is_flag=True, help="After a verified rollout, delete what the manifests no longer hold."),
+    _option("--prune-allow", metavar="KIND,...", help="Let --prune delete these: PersistentVolumeClaim, Namespace."),
+    _option("--applyset", metavar="NAME", help="Secret tracking what --prune owns (default: deployer.<owner>.<repo>)."),
     _option(
         "--lock-timeout",
         type=Duration(),
@@ -414,6 +418,11 @@ def _run_settings(kw: dict[str, Any]) -> RunSettings:
             canary_replicas=kw["canary_replicas"],
             canary_hold=kw["canary_hold"],
             canary_checks=check_urls(kw["canary_checks"], kw["strategy"]),
+        ),
+        prune=PruneSettings(
+            enabled=kw["prune"],
+            allow=frozenset(word.strip() for word in (kw["prune_allow"] or "").split(",") if word.strip()),
+            applyset=kw["applyset"] or None,
         ),
         github=GitHubSettings(
             token=kw["github_token"],

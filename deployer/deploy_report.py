@@ -64,6 +64,22 @@ class CanaryPhase:
 
 
 @dataclass
+class PruneResult:
+    """One object --prune found the manifests no longer hold: ``result`` is "pruned", "gone already",
+    "kept" (a kind that holds data), "left" (its deletion failed) or, in a dry run, "would prune"."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    result: str
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+@dataclass
 class DeployReport:
     """What one ``deployer run`` did, as plain data; the CLI fills it, this module renders it."""
 
@@ -85,6 +101,7 @@ class DeployReport:
     exit_code: int = ExitCode.FAILURE
     namespace_source: str | None = None  # a key of NAMESPACE_SOURCES
     canary: CanaryPhase | None = None  # --strategy canary only
+    prune: list[PruneResult] = field(default_factory=list)
 
     @property
     def rolled_back(self) -> bool:
@@ -174,6 +191,10 @@ def result_document(report: DeployReport) -> dict[str, Any]:
         "rolled_back": report.rolled_back,
         "rollback": [
             {"kind": o.kind, "name": o.name, "state": o.state, "detail": o.detail or None} for o in report.rollback
+        ],
+        "prune": [
+            {"kind": p.kind, "name": p.name, "namespace": p.namespace, "result": p.result, "detail": p.detail or None}
+            for p in report.prune
         ],
     }
 
@@ -301,6 +322,13 @@ def summary_markdown(report: DeployReport) -> str:
         for outcome in report.rollback:
             workload = f"{outcome.kind.lower()}/{outcome.name}"
             lines.append(f"| {_cell(workload)} | {_cell(outcome.state)} | {_cell(outcome.detail or '–')} |")
+        lines.append("")
+
+    if report.prune:
+        lines += ["### Prune", "", "| Object | Namespace | Result |", "|---|---|---|"]
+        for p in report.prune:
+            result = _cell(p.result) + (f": {_cell(p.detail)}" if p.detail else "")
+            lines.append(f"| {_cell(p.key)} | {_cell(p.namespace or '–')} | {result} |")
         lines.append("")
 
     if report.plan:

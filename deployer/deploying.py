@@ -17,10 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from deployer import canarying, connecting, deploy_report, diagnoses, github_actions, outcomes
+from deployer import applysets, canarying, connecting, deploy_report, diagnoses, github_actions, outcomes, pruning
+from deployer.applysets import ApplySet
 from deployer.cancelling import Cancellation, cancelled_on_signals
 from deployer.console import Console
-from deployer.errors import ExitCode, KubernetesError, LockLostError, LockTimeoutError, RolloutFailure
+from deployer.errors import (
+    ExitCode,
+    KubernetesError,
+    LockLostError,
+    LockTimeoutError,
+    PruneFailedError,
+    RolloutFailure,
+)
 from deployer.kinds import WORKLOAD_KINDS, KubeObject
 from deployer.outcomes import Ending, FailedRollout, decide_outcome, describe_unexpected
 from deployer.planning import dry_run
@@ -60,6 +68,10 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
     """
     with reported_run(settings, console, env) as run:
         target, rendered = resolve_and_render(settings, env, run.resolved)
+        applyset_name = None
+        if settings.prune.enabled:
+            applysets.check_unlabelled(rendered.objects)
+            applyset_name = pruning.chosen_name(settings.prune, env)
         connecting.expiry_seconds(settings.cluster, settings.rollout)  # refuses a too short one before the build
         if settings.github.token:
             check_api_url(settings.github.api_url, flag="--github-api-url", secret="the GitHub token")
@@ -79,7 +91,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
         run.report.cluster = credentials.description
         with connecting.connect(credentials, console) as kube:
             cancellation.protect_changes()
-            _deploy_in(kube, credentials, settings, rendered, console, env, run, cancellation)
+            _deploy_in(kube, credentials, settings, rendered, console, env, run, cancellation, applyset_name)
     return ExitCode.OK
 
 
@@ -92,8 +104,10 @@ def _deploy_in(
     env: Mapping[str, str],
     run: ReportedRun,
     cancellation: Cancellation,
+    applyset_name: str | None = None,
 ) -> None:
-    """The deploy's steps in the cluster: namespace, lock, record, apply, wait, and what a failure leads to."""
+    """The deploy's steps in the cluster: namespace, lock, record, apply, wait, and what a failure leads to;
+    with --prune (``applyset_name``), the set tracked before the apply and pruned after a verified rollout."""
     namespace, source = connecting.chosen_namespace(settings.namespace, kube, credentials)
     run.report.namespace, run.report.namespace_source = namespace, source
     console.info(f"namespace: {namespace} ({deploy_report.NAMESPACE_SOURCES[source]})")
@@ -114,6 +128,11 @@ def _deploy_in(
             if cancellation.signal is None:
                 lock.verify()  # the only other reason to stop: the lock was lost
             raise cancellation.error("before the apply")
+        wanted = [kube.ref_of(body) for body in bodies]
+        tracking = None
+        if applyset_name:
+            tracking = pruning.track(kube, ApplySet(applyset_name, namespace), wanted, console)
+            bodies = [applysets.as_member(body, tracking.applyset) for body in bodies]
         origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
         if settings.rollout.strategy == "canary":
             attempt = _canary_then_apply_and_wait(
@@ -126,6 +145,8 @@ def _deploy_in(
             run.report.workloads = outcomes.waited_workloads(run.report.workloads, attempt.waited)
         if attempt.succeeded:
             _finish_success(attempt, lock, run, console)
+            if tracking is not None:
+                _prune(kube, tracking, wanted, settings, console, run)
             return
         run.report.diagnosis = console.redact(attempt.diagnosis)
         settled = settle_failed_rollout(kube, attempt, settings.rollout, console, lock)
@@ -207,6 +228,20 @@ def _finish_success(attempt: Attempt, lock: HeldLock, run: ReportedRun, console:
     run.report.workloads = outcomes.ready_workloads(run.report.workloads)
     elapsed = attempt.waited.elapsed if attempt.waited is not None else 0.0
     console.info(f"rolled out {len(attempt.workloads)} workload(s) in {format_duration(elapsed)}")
+
+
+def _prune(
+    kube: Cluster,
+    tracking: pruning.Tracking,
+    wanted: Sequence[ObjectRef],
+    settings: RunSettings,
+    console: Console,
+    run: ReportedRun,
+) -> None:
+    pruned = pruning.prune(kube, tracking, wanted, settings.prune.allow, console)
+    run.report.prune = pruned.results
+    if pruned.left:
+        raise PruneFailedError(pruned.left)
 
 
 def _with_created_namespace(record: LiveRecord, namespace: ObjectRef) -> LiveRecord:

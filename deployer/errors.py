@@ -42,6 +42,8 @@ document index, field path, flag, HTTP status, request id) and builds its messag
     │   ├── RolloutFailedError              exit 3: every change was rolled back
     │   ├── RollbackFailedError             exit 4: the rollback failed too
     │   └── RolloutLeftInPlaceError         exit 1: --no-rollback: the failed rollout is left in place
+    ├── PruneFailedError                    exit 1: the rollout is verified and in place; some objects --prune
+    │                                       was to delete are left (named)
     └── RunCancelledError                   exit 128 + the signal's number (130 SIGINT, 143 SIGTERM): a signal
                                             stopped the run before it applied anything
 """
@@ -380,6 +382,19 @@ class RolloutLeftInPlaceError(RolloutOutcomeError):
 
     def __str__(self) -> str:
         return f"{self.failure.reason}; --no-rollback: the failed rollout is left in place"
+
+
+class PruneFailedError(DeployerError):
+    """The rollout was verified and stays; deleting some of the objects the manifests no longer hold failed.
+    ``left`` maps each object left (``configmap/settings``) to why."""
+
+    def __init__(self, left: Mapping[str, str]) -> None:
+        super().__init__("prune failed")
+        self.left = dict(left)
+
+    def __str__(self) -> str:
+        named = "; ".join(f"{name}: {why}" for name, why in self.left.items())
+        return f"the rollout is verified and in place, but pruning failed; left: {named}"
 
 
 class RunCancelledError(DeployerError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from deployer import canaries, connecting, plans
+from deployer import applysets, canaries, connecting, plans, pruning
 from deployer.console import Console
 from deployer.errors import ExitCode
 from deployer.preparing import Rendered, resolve_and_render, write_rendered_outputs
@@ -27,7 +27,7 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         target, rendered = resolve_and_render(settings, env, run.resolved)
         write_rendered_outputs(settings, rendered, console)
         build_note = build_locally(settings, target, console, env)
-        changes, cluster_note, changing = _server_side_changes(settings, rendered, console, env)
+        changes, cluster_note, changing, prune_plan = _server_side_changes(settings, rendered, console, env)
         plan = plans.make_plan(
             str(target.reference),
             build_note,
@@ -38,11 +38,18 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         )
         if settings.rollout.strategy == "canary":
             plan.canaries = _canary_lines(settings.rollout, rendered, changing)
+        text, document = plans.plan_as_text(plan), plans.plan_as_json(plan)
+        if prune_plan is not None:
+            text, document = (
+                text + "\n" + applysets.plan_as_text(prune_plan),
+                {**document, "prune": applysets.plan_as_json(prune_plan)},
+            )
+            run.report.prune = pruning.planned(prune_plan)
         if settings.output_format == "json":
-            console.result(json.dumps(plans.plan_as_json(plan), indent=2) + "\n")
+            console.result(json.dumps(document, indent=2) + "\n")
         else:
-            console.result(plans.plan_as_text(plan) + "\n")
-        run.report.cluster, run.report.plan = cluster_note, plans.plan_as_text(plan)
+            console.result(text + "\n")
+        run.report.cluster, run.report.plan = cluster_note, text
     return ExitCode.OK
 
 
@@ -68,11 +75,13 @@ def _canary_lines(
 
 def _server_side_changes(
     settings: RunSettings, rendered: Rendered, console: Console, env: Mapping[str, str]
-) -> tuple[Changes | None, str, set[tuple[str | None, str]] | None]:
+) -> tuple[Changes | None, str, set[tuple[str | None, str]] | None, applysets.PrunePlan | None]:
     """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing.
-    Also which existing Deployments would change their pod template (namespace, name)."""
+    Also which existing Deployments would change their pod template (namespace, name), and with --prune what
+    a deploy would prune."""
     if not settings.cluster.given:
-        return None, "none (rendering only)", None
+        return None, "none (rendering only)", None, None
+    applyset_name = pruning.chosen_name(settings.prune, env) if settings.prune.enabled else None
     credentials = connecting.resolve(settings.cluster, settings.rollout, console, env)
     bodies = [obj.body for obj in rendered.objects]
     with connecting.connect(credentials, console) as kube:
@@ -96,4 +105,9 @@ def _server_side_changes(
             changes[(obj.kind, obj.namespace, obj.name)] = plans.change_of(live, result.live)
             if obj.kind == "Deployment" and canaries.template_changes(live, result.live):
                 changing.add((obj.namespace, obj.name))
-    return changes, f"{credentials.description} (server-side dry run)", changing
+        prune_plan = None
+        if applyset_name:
+            applyset = applysets.ApplySet(applyset_name, namespace)
+            wanted = [kube.ref_of(body) for body in bodies]
+            prune_plan = pruning.preview(kube, applyset, wanted, settings.prune.allow)
+    return changes, f"{credentials.description} (server-side dry run)", changing, prune_plan

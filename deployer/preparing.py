@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployer import github_actions, manifests, names, plans, workspace
+from deployer import applysets, github_actions, manifests, names, plans, workspace
 from deployer.console import Console
 from deployer.errors import ManifestError, ManifestFieldError, OptionError
 from deployer.manifest_yaml import ManifestSource
@@ -45,6 +45,7 @@ def resolve_target(image: ImageSettings, env: Mapping[str, str]) -> ImageTarget:
 def check_inputs(settings: RunSettings) -> None:
     """The flags' names and references, and the build's files: what would fail only after remote work."""
     check_run_settings(settings)
+    applysets.check_settings(settings.prune)
     check_build_files(settings.image)
 
 

@@ -129,6 +129,16 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
+class PruneSettings:
+    """--prune: delete what the manifests no longer hold, tracked as an ApplySet; deployer.applysets checks
+    these (it reads manifests, which ``deployer --help`` must not load)."""
+
+    enabled: bool = False
+    allow: frozenset[str] = frozenset()  # --prune-allow: kinds that hold data, pruned only when named (any case)
+    applyset: str | None = None  # --applyset NAME; default applysets.default_name of the repository
+
+
+@dataclass(frozen=True)
 class GitHubSettings:
     token: str | None = field(default=None, repr=False)
     environment: str | None = None
@@ -147,6 +157,7 @@ class RunSettings:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     github: GitHubSettings = field(default_factory=GitHubSettings)
+    prune: PruneSettings = field(default_factory=PruneSettings)
     dry_run: bool = False
     render_only: bool = False
     output_dir: str | None = None

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from deployer import deploy_report
-from deployer.deploy_report import CanaryPhase, DeployReport, WorkloadResult
+from deployer.deploy_report import CanaryPhase, DeployReport, PruneResult, WorkloadResult
 from deployer.errors import WorkloadOutcome
 
 # --- the deploy report -------------------------------------------------------------------------------
@@ -160,6 +160,7 @@ RESULT_FIELDS = {
     "rolled_back",
     "canary",
     "rollback",
+    "prune",
 }
 
 
@@ -263,6 +264,36 @@ def test_result_document_has_every_field_for_every_outcome(report: DeployReport,
     assert set(document) == RESULT_FIELDS
     assert {key: document[key] for key in expected} == expected
     assert json.loads(json.dumps(document)) == document
+
+
+def test_summary_and_result_name_each_pruned_and_kept_object() -> None:
+    report = DeployReport(
+        status="failed",
+        image="ghcr.io/acme/web:abc1234",
+        exit_code=1,
+        prune=[
+            PruneResult("CronJob", "nightly", "web", "pruned"),
+            PruneResult("ConfigMap", "old", "web", "left", "HTTP 403"),
+            PruneResult("PersistentVolumeClaim", "data", "web", "kept", "holds data; --prune-allow prunes it"),
+        ],
+    )
+
+    markdown = deploy_report.summary_markdown(report)
+    document = deploy_report.result_document(report)
+
+    assert (
+        "### Prune\n\n| Object | Namespace | Result |\n|---|---|---|\n| cronjob/nightly | web | pruned |\n" in markdown
+    )
+    assert "| configmap/old | web | left: HTTP 403 |" in markdown
+    assert "| persistentvolumeclaim/data | web | kept: holds data; --prune-allow prunes it |" in markdown
+    assert document["prune"][0] == {
+        "kind": "CronJob",
+        "name": "nightly",
+        "namespace": "web",
+        "result": "pruned",
+        "detail": None,
+    }
+    assert [p["result"] for p in document["prune"]] == ["pruned", "left", "kept"]
 
 
 def test_outputs_carry_the_error_of_a_failed_run() -> None:

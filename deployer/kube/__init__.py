@@ -13,6 +13,8 @@ thing done, each over the transport in ``api``:
 - ``waiting``: the rollout wait (rollout_wait.py decides each tick)
 - ``diagnosing``: events and logs that explain a failure
 - ``restoring``: carrying a rollback out and waiting for it (rollback_wait.py decides each tick)
+- ``pruning``: an ApplySet's parent Secret, its members listed by label, pruned ones deleted (applysets.py
+  decides which)
 
 It decides nothing the pure modules (rollouts, rollout_wait, rollbacks, rollback_wait, diagnoses) can; it must
 not print (progress goes to ``on_progress``, notices to ``warn``/``inform``), call sys.exit, or let a token or

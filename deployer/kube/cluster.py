@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 
 from deployer import diagnoses, rollbacks
+from deployer.applysets import ApplySet, GroupKind
 from deployer.canaries import CheckReading, HoldPolicy
 from deployer.clocks import Clocks
 from deployer.credentials import KubeCredentials
 from deployer.errors import RunCancelledError
 from deployer.kinds import KubeDict, KubeObject
-from deployer.kube import applying, diagnosing, holding, locking, recording, restoring, waiting
+from deployer.kube import applying, diagnosing, holding, locking, pruning, recording, restoring, waiting
 from deployer.kube.api import KubeAPI
 from deployer.kube.applying import FIELD_MANAGER, ApplyOptions, ApplyResult
 from deployer.kube.discovery import Discovery
@@ -131,6 +132,27 @@ class Cluster:
         """
         options = ApplyOptions(field_manager, force, dry_run)
         return applying.apply(self._api, self._discovery, objects, options, record, origins)
+
+    # --- the ApplySet and its pruning ---------------------------------------------------------------------
+
+    def applyset_parent(self, applyset: ApplySet) -> KubeDict | None:
+        """The set's live parent Secret, or None when there is none yet."""
+        return pruning.read_parent(self._api, applyset)
+
+    def apply_applyset_parent(self, body: KubeObject) -> None:
+        """Server-side apply of the parent (applysets.parent_body) by its own field manager."""
+        pruning.apply_parent(self._api, body)
+
+    def applyset_members(
+        self, applyset: ApplySet, group_kinds: Iterable[GroupKind], namespaces: Iterable[str]
+    ) -> tuple[list[KubeDict], list[GroupKind]]:
+        """The set's members found as kubectl finds them: one LIST per group-kind (and namespace, for a
+        namespaced kind) with the part-of label selector; and the group-kinds the cluster no longer serves."""
+        return pruning.list_members(self._api, self._discovery, applyset, group_kinds, namespaces)
+
+    def delete(self, ref: ObjectRef) -> bool:
+        """Delete one object, its dependents in the background; False when it was gone already."""
+        return pruning.delete(self._api, self._discovery, ref)
 
     # --- the deploy lock ----------------------------------------------------------------------------------
 

@@ -40,6 +40,29 @@ class Discovery:
             )
         return known
 
+    def resource_for_group_kind(self, group: str, kind: str) -> Resource | None:
+        """Where a kind of an API group lives, in the group's preferred version (for an ApplySet's
+        group-kinds, which name no version); None when the cluster serves no such kind (a CRD removed)."""
+        with self._lock:
+            for (api_version, known_kind), resource in self._resources.items():
+                if known_kind == kind and _group_of(api_version) == group:
+                    return resource
+        if not group:
+            api_version = "v1"
+        else:
+            try:
+                _, body = self._api.request("GET", f"/apis/{group}")
+            except APINotFoundError:
+                return None
+            preferred = body.get("preferredVersion") if isinstance(body, Mapping) else None
+            if not isinstance(preferred, Mapping) or not preferred.get("groupVersion"):
+                return None
+            api_version = str(preferred["groupVersion"])
+        try:
+            return self.resource_for(api_version, kind)
+        except UnknownKindError:
+            return None
+
     def _discover(self, api_version: str) -> None:
         try:
             _, body = self._api.request("GET", group_version_path(api_version))
@@ -65,3 +88,7 @@ class Discovery:
 
     def resource_of(self, ref: ObjectRef) -> Resource:
         return self.resource_for(ref.api_version, ref.kind)
+
+
+def _group_of(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
