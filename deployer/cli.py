@@ -17,9 +17,9 @@ import click
 
 from deployer import __version__
 from deployer.canaries import STRATEGIES, check_urls
-from deployer.errors import DeployerError, ExitCode, OptionError
+from deployer.errors import DeployerError, ExitCode
+from deployer.flag_types import Duration, ListFromEnv
 from deployer.settings import (
-    MAX_DURATION_SECONDS,
     MAX_KUBECONFIG_EXPIRY_SECONDS,
     MIN_LOCK_LEASE_SECONDS,
     ClusterSettings,
@@ -28,8 +28,6 @@ from deployer.settings import (
     PruneSettings,
     RolloutSettings,
     RunSettings,
-    format_duration,
-    parse_duration,
     parse_key_values,
 )
 
@@ -50,47 +48,6 @@ Exit codes:
   4  the rollout failed and the rollback failed too
   129, 130, 143  cancelled by SIGHUP, SIGINT or SIGTERM before anything was applied
 """
-
-
-# click 8.5 made ParamType generic; subscripting it would break older clicks at run time.
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration flag, at most ``maximum`` and at least ``minimum`` seconds (0 aside, whose meaning each
-    flag states)."""
-
-    name = "duration"
-
-    def __init__(self, maximum: float = MAX_DURATION_SECONDS, minimum: float = 0.0) -> None:
-        self.maximum = maximum
-        self.minimum = minimum
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            seconds = parse_duration(str(value), param.opts[0] if param else "duration", self.maximum)
-        except OptionError as e:
-            self.fail(e.problem, param, ctx)
-        if seconds < self.minimum:
-            shortest = format_duration(self.minimum)
-            self.fail(f"{str(value).strip()!r} is shorter than the minimum of {shortest}", param, ctx)
-        return seconds
-
-
-class ListFromEnv(click.ParamType):  # type: ignore[type-arg]
-    """A string option given many times; from its variable, one value per line (or per word if one line)."""
-
-    name = "text"
-
-    def __init__(self, metavar: str) -> None:
-        self.metavar = metavar
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return self.metavar
-
-    def split_envvar_value(self, rv: str) -> Sequence[str]:
-        lines = [line.strip() for line in rv.splitlines() if line.strip()]
-        return lines if len(lines) > 1 else rv.split()
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        return str(value)
 
 
 def _option(*names: str, env: str | list[str] | None = None, **kwargs: Any) -> Callable[[F], F]:
