@@ -325,16 +325,20 @@ def summary_markdown(report: DeployReport) -> str:
         lines.append("")
 
     if report.prune:
-        lines += ["### Prune", "", "| Object | Namespace | Result |", "|---|---|---|"]
-        for p in report.prune:
-            result = _cell(p.result) + (f": {_cell(p.detail)}" if p.detail else "")
-            lines.append(f"| {_cell(p.key)} | {_cell(p.namespace or '–')} | {result} |")
-        lines.append("")
+        lines += _prune_lines(report.prune)
 
     if report.plan:
         opened = " open" if report.status == "planned" else ""
         lines += [f"<details{opened}><summary>Plan</summary>", "", _block(report.plan), "", "</details>", ""]
     return "\n".join(lines)
+
+
+def _prune_lines(prune: list[PruneResult]) -> list[str]:
+    lines = ["### Prune", "", "| Object | Namespace | Result |", "|---|---|---|"]
+    for p in prune:
+        result = _cell(p.result) + (f": {_cell(p.detail)}" if p.detail else "")
+        lines.append(f"| {_cell(p.key)} | {_cell(p.namespace or '–')} | {result} |")
+    return [*lines, ""]
 
 
 def _canary_lines(canary: CanaryPhase) -> list[str]:

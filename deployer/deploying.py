@@ -29,7 +29,7 @@ from deployer.errors import (
     PruneFailedError,
     RolloutFailure,
 )
-from deployer.kinds import WORKLOAD_KINDS, KubeObject
+from deployer.kinds import WORKLOAD_KINDS, KubeDict, KubeObject
 from deployer.outcomes import Ending, FailedRollout, decide_outcome, describe_unexpected
 from deployer.planning import dry_run
 from deployer.preparing import Rendered, render, render_only, resolve_and_render, write_rendered_outputs
@@ -106,8 +106,7 @@ def _deploy_in(
     cancellation: Cancellation,
     applyset_name: str | None = None,
 ) -> None:
-    """The deploy's steps in the cluster: namespace, lock, record, apply, wait, and what a failure leads to;
-    with --prune (``applyset_name``), the set tracked before the apply and pruned after a verified rollout."""
+    """The deploy's steps in the cluster: namespace, lock, record, apply, wait, and what a failure leads to."""
     namespace, source = connecting.chosen_namespace(settings.namespace, kube, credentials)
     run.report.namespace, run.report.namespace_source = namespace, source
     console.info(f"namespace: {namespace} ({deploy_report.NAMESPACE_SOURCES[source]})")
@@ -128,11 +127,7 @@ def _deploy_in(
             if cancellation.signal is None:
                 lock.verify()  # the only other reason to stop: the lock was lost
             raise cancellation.error("before the apply")
-        wanted = [kube.ref_of(body) for body in bodies]
-        tracking = None
-        if applyset_name:
-            tracking = pruning.track(kube, ApplySet(applyset_name, namespace), wanted, console)
-            bodies = [applysets.as_member(body, tracking.applyset) for body in bodies]
+        tracking, bodies = _track(kube, applyset_name, namespace, bodies, console)
         origins = {kube.ref_of(obj.body): obj.origin for obj in rendered.objects}
         if settings.rollout.strategy == "canary":
             attempt = _canary_then_apply_and_wait(
@@ -145,8 +140,7 @@ def _deploy_in(
             run.report.workloads = outcomes.waited_workloads(run.report.workloads, attempt.waited)
         if attempt.succeeded:
             _finish_success(attempt, lock, run, console)
-            if tracking is not None:
-                _prune(kube, tracking, wanted, settings, console, run)
+            _prune(kube, tracking, settings, console, run)
             return
         run.report.diagnosis = console.redact(attempt.diagnosis)
         settled = settle_failed_rollout(kube, attempt, settings.rollout, console, lock)
@@ -230,15 +224,23 @@ def _finish_success(attempt: Attempt, lock: HeldLock, run: ReportedRun, console:
     console.info(f"rolled out {len(attempt.workloads)} workload(s) in {format_duration(elapsed)}")
 
 
+def _track(
+    kube: Cluster, applyset_name: str | None, namespace: str, bodies: list[KubeDict], console: Console
+) -> tuple[pruning.Tracking | None, list[KubeDict]]:
+    """With --prune (``applyset_name``): the set tracked before the apply, and the bodies labelled its members."""
+    if not applyset_name:
+        return None, bodies
+    tracking = pruning.track(kube, ApplySet(applyset_name, namespace), [kube.ref_of(b) for b in bodies], console)
+    return tracking, [applysets.as_member(body, tracking.applyset) for body in bodies]
+
+
 def _prune(
-    kube: Cluster,
-    tracking: pruning.Tracking,
-    wanted: Sequence[ObjectRef],
-    settings: RunSettings,
-    console: Console,
-    run: ReportedRun,
+    kube: Cluster, tracking: pruning.Tracking | None, settings: RunSettings, console: Console, run: ReportedRun
 ) -> None:
-    pruned = pruning.prune(kube, tracking, wanted, settings.prune.allow, console)
+    """With --prune, after a verified rollout: what the manifests no longer hold goes (see deployer.pruning)."""
+    if tracking is None:
+        return
+    pruned = pruning.prune(kube, tracking, settings.prune.allow, console)
     run.report.prune = pruned.results
     if pruned.left:
         raise PruneFailedError(pruned.left)

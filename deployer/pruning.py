@@ -43,10 +43,12 @@ def chosen_name(prune: PruneSettings, env: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Tracking:
-    """The set a deploy prunes, and where the parent said its members were before this run."""
+    """The set a deploy prunes, where the parent said its members were before this run, and the objects the
+    manifests hold (``wanted``)."""
 
     applyset: ApplySet
     before: Tracked
+    wanted: list[ObjectRef]
 
 
 def track(kube: Cluster, applyset: ApplySet, wanted: Sequence[ObjectRef], console: Console) -> Tracking:
@@ -57,7 +59,7 @@ def track(kube: Cluster, applyset: ApplySet, wanted: Sequence[ObjectRef], consol
     if not before.group_kinds:
         # The first --prune deploy: only what the manifests hold joins the set, nothing else is touched.
         console.info(f"ApplySet {applyset} ({applyset.id}) tracks what this deploy applies")
-    return Tracking(applyset, before)
+    return Tracking(applyset, before, list(wanted))
 
 
 def find(
@@ -83,16 +85,10 @@ class Pruned:
     left: dict[str, str] = field(default_factory=dict)
 
 
-def prune(
-    kube: Cluster,
-    tracking: Tracking,
-    wanted: Sequence[ObjectRef],
-    allowed: frozenset[str],
-    console: Console,
-) -> Pruned:
+def prune(kube: Cluster, tracking: Tracking, allowed: frozenset[str], console: Console) -> Pruned:
     """Delete the members the manifests no longer hold (background propagation, reverse dependency order),
     each logged; a deletion that fails does not stop the others. Then narrow the parent to what the set holds."""
-    applyset = tracking.applyset
+    applyset, wanted = tracking.applyset, tracking.wanted
     plan = find(kube, applyset, tracking.before, wanted, allowed)
     done = Pruned()
     with console.phase(f"Prune {len(plan.delete)} object(s)"):
