@@ -46,7 +46,14 @@ def load(path: Path) -> dict[Any, Any]:
 
 def test_there_is_something_to_lint() -> None:
     names = {p.name for p in WORKFLOWS}
-    assert {"deploy-doks.yml", "reusable-deploy.yml", "caller.yml", "deploy-any-cluster.yml", "pr-dry-run.yml"} <= names
+    assert {
+        "deploy-doks.yml",
+        "reusable-deploy.yml",
+        "caller.yml",
+        "deploy-any-cluster.yml",
+        "pr-dry-run.yml",
+        "promote.yml",
+    } <= names
     assert {"ci.yml", "e2e-kind.yml"} <= names
 
 
@@ -184,13 +191,48 @@ def test_reusable_workflow_exposes_typed_inputs_secrets_and_outputs() -> None:
     call = (document.get("on") or document[True])["workflow_call"]
 
     assert {spec["type"] for spec in call["inputs"].values()} == {"string", "number", "boolean"}
-    assert set(call["secrets"]) == {"DIGITALOCEAN_ACCESS_TOKEN", "KUBECONFIG"}
-    assert {"image", "digest", "status", "rolled-back", "revisions"} <= set(call["outputs"])
+    assert set(call["secrets"]) == {"DIGITALOCEAN_ACCESS_TOKEN", "KUBECONFIG", "REGISTRY_PASSWORD"}
+    assert {"image", "digest", "status", "rolled-back", "revisions", "results"} <= set(call["outputs"])
 
 
-def test_deploy_workflows_grant_least_privilege() -> None:
-    for name in ("deploy-doks.yml", "deploy-any-cluster.yml", "reusable-deploy.yml"):
-        document = load(ROOT / "workflows-examples" / name)
-        assert document.get("permissions") in ({}, None), name
-        [job] = document["jobs"].values()
-        assert job["permissions"] == {"contents": "read", "packages": "write", "deployments": "write"}, name
+BUILDS = {"contents": "read", "packages": "write", "deployments": "write"}
+PROMOTES = {"contents": "read", "packages": "read", "deployments": "write"}
+
+
+@pytest.mark.parametrize(
+    ("name", "granted"),
+    [
+        ("deploy-doks.yml", {"deploy": BUILDS}),
+        ("deploy-any-cluster.yml", {"deploy": BUILDS}),
+        ("reusable-deploy.yml", {"plan": {}, "first-wave": BUILDS, "rest-wave": PROMOTES, "summary": {}}),
+        ("promote.yml", {"staging": BUILDS, "production": PROMOTES}),
+    ],
+)
+def test_deploy_workflows_grant_least_privilege(name: str, granted: dict[str, dict[str, str]]) -> None:
+    document = load(ROOT / "workflows-examples" / name)
+
+    assert document.get("permissions") in ({}, None)
+    assert {job_id: job["permissions"] for job_id, job in document["jobs"].items()} == granted
+
+
+def _deploy_step(job: dict[str, Any]) -> dict[str, Any]:
+    [step] = [step for step in job["steps"] if str(step.get("uses", "")).startswith("your-org/deployer@")]
+    return step
+
+
+def test_promotion_deploys_the_staging_digest_to_production_without_a_build() -> None:
+    jobs = load(ROOT / "workflows-examples" / "promote.yml")["jobs"]
+    staging, production = jobs["staging"], jobs["production"]
+
+    assert staging["environment"]["name"] == "staging" and production["environment"]["name"] == "production"
+    assert production["needs"] == "staging"
+    assert staging["outputs"]["digest"] == "${{ steps.deploy.outputs.digest }}"
+    assert _deploy_step(staging)["with"]["pin-digest"] is True
+    promoted = _deploy_step(production)["with"]
+    assert promoted["no-build"] is True
+    assert promoted["digest"] == "${{ needs.staging.outputs.digest }}"
+    # Each records its own GitHub Deployment (deployer's, not the runner's) and locks its own namespace.
+    assert _deploy_step(staging)["with"]["environment"] == "staging"
+    assert promoted["environment"] == "production"
+    assert staging["environment"]["deployment"] is False and production["environment"]["deployment"] is False
+    assert _deploy_step(staging)["with"]["namespace"] != promoted["namespace"]
