@@ -68,10 +68,7 @@ def deploy(settings: RunSettings, console: Console, env: Mapping[str, str], canc
     """
     with reported_run(settings, console, env) as run:
         target, rendered = resolve_and_render(settings, env, run.resolved)
-        applyset_name = None
-        if settings.prune.enabled:
-            applysets.check_unlabelled(rendered.objects)
-            applyset_name = pruning.chosen_name(settings.prune, env)
+        applyset_name = pruning.prepare(settings.prune, rendered.objects, env)
         connecting.expiry_seconds(settings.cluster, settings.rollout)  # refuses a too short one before the build
         if settings.github.token:
             check_api_url(settings.github.api_url, flag="--github-api-url", secret="the GitHub token")

@@ -25,9 +25,12 @@ Changes = dict[tuple[str, str | None, str], str]
 def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
     with reported_run(settings, console, env, dry_run=True) as run:
         target, rendered = resolve_and_render(settings, env, run.resolved)
+        applyset_name = pruning.prepare(settings.prune, rendered.objects, env)
         write_rendered_outputs(settings, rendered, console)
         build_note = build_locally(settings, target, console, env)
-        changes, cluster_note, changing, prune_plan = _server_side_changes(settings, rendered, console, env)
+        changes, cluster_note, changing, prune_plan = _server_side_changes(
+            settings, rendered, applyset_name, console, env
+        )
         plan = plans.make_plan(
             str(target.reference),
             build_note,
@@ -74,14 +77,13 @@ def _canary_lines(
 
 
 def _server_side_changes(
-    settings: RunSettings, rendered: Rendered, console: Console, env: Mapping[str, str]
+    settings: RunSettings, rendered: Rendered, applyset_name: str | None, console: Console, env: Mapping[str, str]
 ) -> tuple[Changes | None, str, set[tuple[str | None, str]] | None, applysets.PrunePlan | None]:
     """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing.
     Also which existing Deployments would change their pod template (namespace, name), and with --prune what
     a deploy would prune."""
     if not settings.cluster.given:
         return None, "none (rendering only)", None, None
-    applyset_name = pruning.chosen_name(settings.prune, env) if settings.prune.enabled else None
     credentials = connecting.resolve(settings.cluster, settings.rollout, console, env)
     bodies = [obj.body for obj in rendered.objects]
     with connecting.connect(credentials, console) as kube:

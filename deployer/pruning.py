@@ -21,6 +21,7 @@ from deployer.applysets import ApplySet, PrunePlan, Tracked, where
 from deployer.console import Console
 from deployer.deploy_report import PruneResult
 from deployer.errors import KubernetesError, OptionError, RevisionError
+from deployer.manifests import ManifestObject
 from deployer.rollbacks import ObjectRef
 from deployer.settings import PruneSettings
 
@@ -28,8 +29,17 @@ if TYPE_CHECKING:
     from deployer.connecting import Cluster
 
 
+def prepare(prune: PruneSettings, objects: Sequence[ManifestObject], env: Mapping[str, str]) -> str | None:
+    """With --prune, the set's name, and the manifests checked for labels that are deployer's to set; before
+    anything remote, in a deploy and a dry run alike. None without --prune."""
+    if not prune.enabled:
+        return None
+    applysets.check_unlabelled(objects)
+    return chosen_name(prune, env)
+
+
 def chosen_name(prune: PruneSettings, env: Mapping[str, str]) -> str:
-    """--applyset, else the repository's default (applysets.default_name); found before anything remote."""
+    """--applyset, else the repository's default (applysets.default_name)."""
     if prune.applyset:
         return prune.applyset
     try:
