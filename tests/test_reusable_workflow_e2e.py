@@ -3,10 +3,12 @@ deployer steps through the composite action's runner (tests/test_action_composit
 once: the session's real control plane and a Kubernetes simulator (tests/kubesim/, scripted kubelet) standing
 in for a second cluster, each behind its own environment's KUBECONFIG secret.
 
-The image is web_images' v1, already in the test registry: the workflow's `digest` input promotes it, so no
-wave builds and both clusters get `repository@digest`. The GitHub fake records one Deployment per environment.
-A first wave that fails (its cluster refuses the credentials) stops the second: nothing reaches the other
-cluster, and the summary says which target failed and which was never deployed.
+In the two-cluster run the first wave builds the checkout's image (FROM web_images' v1) on the Docker engine,
+pushes it to the test registry and deploys it pinned to its digest; the second wave deploys the first wave's
+`digest` output with no build, so both clusters get the same `repository@digest`. The GitHub fake records one
+Deployment per environment. A first wave that fails (its cluster refuses the credentials; the `digest` input
+names web_images' v1, so nothing is built) stops the second: nothing reaches the other cluster, and the summary
+says which target failed and which was never deployed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import yaml
 from tests.conftest import TestRegistry
 from tests.controlplane import ControlPlane
 from tests.controlplane.fixtures import WebImages
-from tests.deploy_scenarios import Kubectl, deployment, write_manifests
+from tests.deploy_scenarios import Kubectl, deployment, wait_until, write_manifests
 from tests.fakes.github_api import FakeGitHubAPI
 from tests.kubesim import KubeSim
 from tests.test_action_composite import ROOT, SHA, TOKEN, CompositeRunner
@@ -152,15 +154,33 @@ def namespace(clusters: Clusters) -> Iterator[str]:
     clusters.real.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
+@pytest.fixture
+def built_repository(clusters: Clusters, web_images: WebImages, docker_client: Any) -> Iterator[str]:
+    """A repository of the test's own for the image the first wave builds: the checkout's app, FROM v1."""
+    app = clusters.workspace / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(f"FROM {web_images.tag('v1')}\n")
+    repository = f"{clusters.registry.host}/deployer-test-waves-{uuid.uuid4().hex[:8]}/web"
+    yield repository
+    path, tag = repository.split("/", 1)[1], SHA[:7]
+    digest = clusters.registry.manifest_digest(path, tag)
+    if digest is not None:
+        clusters.registry.request("DELETE", f"/v2/{path}/manifests/{digest}")
+    try:
+        docker_client.images.remove(f"{repository}:{tag}", force=True)
+    except Exception:  # noqa: BLE001 - never built: nothing to remove
+        pass
+
+
 def test_two_clusters_get_the_same_digest_in_two_waves_with_one_summary(
-    clusters: Clusters, namespace: str, tmp_path: Path
+    clusters: Clusters, built_repository: str, namespace: str, tmp_path: Path
 ) -> None:
     targets = [
         {"environment": "eu", "namespace": namespace, "environment-url": "https://eu.hello.example"},
         {"environment": "us", "namespace": namespace},
     ]
 
-    run = clusters.run(tmp_path, targets)
+    run = clusters.run(tmp_path, targets, digest="", image=built_repository, context="app")
 
     assert run.results == {
         "plan": "success",
@@ -168,12 +188,16 @@ def test_two_clusters_get_the_same_digest_in_two_waves_with_one_summary(
         "rest-wave": "success",
         "summary": "success",
     }, run.log()
-    pinned = f"{clusters.repository}@{clusters.digest}"
+    pushed = clusters.registry.manifest_digest(built_repository.split("/", 1)[1], SHA[:7])
+    assert pushed is not None and pushed != clusters.digest, "the first wave built and pushed an image of its own"
+    [first] = run.jobs["first-wave"]
+    assert first.steps["deploy"].outputs["digest"] == pushed
+    pinned = f"{built_repository}@{pushed}"
     assert clusters.real.image(namespace, "deployment/web") == pinned
     assert clusters.simulated.image(namespace, "deployment/web") == pinned
     assert [job.matrix["target"]["environment"] for job in run.jobs["first-wave"]] == ["eu"]
     assert [job.matrix["target"]["environment"] for job in run.jobs["rest-wave"]] == ["us"]
-    assert run.outputs["digest"] == clusters.digest and run.outputs["status"] == "success"
+    assert run.outputs["digest"] == pushed and run.outputs["status"] == "success"
     assert set(json.loads(run.outputs["results"])) == {"eu", "us"}
     assert json.loads(run.outputs["revisions"])["us"] == {
         "deployment/web": {"namespace": namespace, "revision": "1", "previous_revision": None, "result": "ready"}
@@ -183,7 +207,9 @@ def test_two_clusters_get_the_same_digest_in_two_waves_with_one_summary(
     assert f"| 2 | us | {namespace} | kubeconfig secret | success | {pinned} |  |" in summary
     deployments = {d["environment"]: d for d in clusters.github.deployments()}
     assert set(deployments) == {"eu", "us"}
-    assert {d["payload"]["digest"] for d in deployments.values()} == {clusters.digest}
+    assert {d["payload"]["digest"] for d in deployments.values()} == {pushed}
+    serving = wait_until(lambda: clusters.real.serving_images(namespace, "web"), 60, "a pod serving the digest")
+    assert serving == {pinned}
 
 
 def test_a_failed_first_wave_stops_the_second(clusters: Clusters, namespace: str, tmp_path: Path) -> None:
