@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -19,6 +19,8 @@ from deployer import __version__
 from deployer.canaries import STRATEGIES, check_urls
 from deployer.errors import DeployerError, ExitCode
 from deployer.flag_types import Duration, ListFromEnv
+from deployer.flag_types import compose as _compose
+from deployer.flag_types import option as _option
 from deployer.settings import (
     MAX_KUBECONFIG_EXPIRY_SECONDS,
     MIN_LOCK_LEASE_SECONDS,
@@ -34,8 +36,6 @@ from deployer.settings import (
 if TYPE_CHECKING:
     from deployer.console import Console
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 STRATEGY_HELP = "rolling: apply and wait; canary: first prove the new pod template on --canary-replicas pods."
 CANARY_CHECK_HELP = "URL that must answer 2xx to GET throughout the canary's hold; repeatable."
 
@@ -48,22 +48,6 @@ Exit codes:
   4  the rollout failed and the rollback failed too
   129, 130, 143  cancelled by SIGHUP, SIGINT or SIGTERM before anything was applied
 """
-
-
-def _option(*names: str, env: str | list[str] | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """A click option whose DEPLOYER_* variable is derived from its long name unless given."""
-    long_name = next(name for name in names if name.startswith("--")).split("/")[0]
-    variable = env if env is not None else "DEPLOYER_" + long_name[2:].upper().replace("-", "_")
-    return click.option(*names, envvar=variable, show_envvar=True, **kwargs)
-
-
-def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(function: F) -> F:
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-
-    return apply
 
 
 manifest_options = _compose(
@@ -224,6 +208,11 @@ github_options = _compose(
         show_default=True,
         help="GitHub API base URL.",
     ),
+    _option(
+        "--comment-on-pr",
+        is_flag=True,
+        help="On a pull_request event, keep a dry run's diff in one pull request comment (needs --github-token).",
+    ),
 )
 
 output_options = _compose(
@@ -276,8 +265,9 @@ def _cluster_settings(kw: dict[str, Any]) -> ClusterSettings:
     )
 
 
-def _run_protected(quiet: bool, work: Callable[[Console], int]) -> NoReturn:
-    """Run ``work(console)``; a DeployerError becomes one line and its exit code, never a traceback."""
+def _run_protected(quiet: bool, work: Callable[[Console], int], failure_code: int = ExitCode.FAILURE) -> NoReturn:
+    """Run ``work(console)``; a DeployerError becomes one line and its exit code, never a traceback.
+    ``failure_code`` replaces exit 1 (``deployer diff``, whose 1 means differences)."""
     from deployer.console import Console
 
     console = Console(quiet=quiet)
@@ -289,7 +279,7 @@ def _run_protected(quiet: bool, work: Callable[[Console], int]) -> NoReturn:
 
         file, line, column = annotation_position(e, os.environ)
         console.error(str(e), file=file, line=line, col=column)
-        code = e.exit_code
+        code = failure_code if e.exit_code == ExitCode.FAILURE else e.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")
         code = 130
@@ -306,7 +296,8 @@ def cli() -> None:
 
     \b
     deployer run        build, push, render, apply, wait; roll back on failure
-    deployer run --dry-run   render and show the plan, change nothing remote
+    deployer run --dry-run   render and show the plan (and, with a cluster, the diff), change nothing remote
+    deployer diff       what applying would change in the cluster, object by object
     deployer build      build and push the image only
     deployer kubeconfig save a short-lived DigitalOcean kubeconfig
 
@@ -386,12 +377,49 @@ def _run_settings(kw: dict[str, Any]) -> RunSettings:
             environment=kw["environment"],
             environment_url=kw["environment_url"],
             api_url=kw["github_api_url"],
+            comment_on_pr=kw["comment_on_pr"],
         ),
         dry_run=kw["dry_run"],
         render_only=kw["render_only"],
         output_dir=kw["output_dir"],
         output_format=kw["output_format"],
     )
+
+
+DIFF_EXIT_CODES_HELP = """\b
+Exit codes (as kubectl diff's):
+  0  applying would change nothing
+  1  applying would change something (created or updated objects)
+  2  any error: bad input, or an API or cluster failure
+  129, 130, 143  cancelled by SIGHUP, SIGINT or SIGTERM
+"""
+
+
+@cli.command(epilog=DIFF_EXIT_CODES_HELP)
+@manifest_options
+@image_options
+@cluster_options
+@rollout_options
+@github_options
+@output_options
+def diff(**kw: Any) -> None:
+    """Show what `deployer run` would change in the cluster: per object created, unchanged, or a diff.
+
+    Takes the same options as `deployer run`; it never builds, pushes or changes anything (server-side dry
+    run). Server-owned fields are left out and Secret values masked, as kubectl diff does.
+
+    \b
+    Examples:
+      deployer diff -f k8s/ -n web --kubeconfig ~/.kube/config --image ghcr.io/acme/web --tag abc1234
+    """
+    settings = _run_settings({**kw, "no_build": True, "dry_run": True, "render_only": False, "output_dir": None})
+
+    def work(console: Console) -> int:
+        from deployer import planning
+
+        return planning.diff(settings, console, dict(os.environ))
+
+    _run_protected(kw["quiet"], work, failure_code=ExitCode.BAD_INPUT)
 
 
 def _report_refused_run(ctx: click.Context | None, message: str, exit_code: int) -> None:

@@ -61,6 +61,16 @@ def choose_commit(env: Mapping[str, str], event: Mapping[str, Any] | None, git: 
     )
 
 
+def pull_request_number(env: Mapping[str, str], event: Mapping[str, Any] | None) -> int | None:
+    """The number of the pull request a ``pull_request`` (or ``pull_request_target``) event is about, from its
+    payload; None for other events or a payload without one."""
+    if env.get("GITHUB_EVENT_NAME") not in PULL_REQUEST_EVENTS or not event:
+        return None
+    pull_request = event.get("pull_request")
+    number = pull_request.get("number") if isinstance(pull_request, Mapping) else event.get("number")
+    return number if isinstance(number, int) and not isinstance(number, bool) and number > 0 else None
+
+
 def _pull_request_head(event: Mapping[str, Any], path: str) -> str | None:
     """``pull_request.head.sha`` of an event payload, None when absent. A field that is there but malformed
     is an error naming the file and the field: falling back to another commit would deploy the wrong image."""

@@ -151,6 +151,12 @@ class Console:
             stream.write(text)
             stream.flush()
 
+    def colours_result(self) -> bool:
+        """Whether a result may be coloured: stdout is a terminal, outside CI and Actions, and NO_COLOR unset."""
+        stream = self._result_stream()
+        plain = self.env.get("CI", "").lower() == "true" or self.in_actions or bool(self.env.get("NO_COLOR"))
+        return not plain and stream.isatty()
+
     def _result_stream(self) -> TextIO:
         # Looked up at each write: sys.stdout may be replaced after the console was made (a test's capture).
         return self._result_out if self._result_out is not None else sys.stdout

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from deployer.diffs import ObjectDiff
 from deployer.errors import ExitCode, WorkloadOutcome
 from deployer.settings import format_duration
 
@@ -102,6 +103,7 @@ class DeployReport:
     namespace_source: str | None = None  # a key of NAMESPACE_SOURCES
     canary: CanaryPhase | None = None  # --strategy canary only
     prune: list[PruneResult] = field(default_factory=list)
+    changes: list[ObjectDiff] = field(default_factory=list)  # a dry run's diff against the cluster
 
     @property
     def rolled_back(self) -> bool:
@@ -326,6 +328,7 @@ def summary_markdown(report: DeployReport) -> str:
 
     if report.prune:
         lines += _prune_lines(report.prune)
+    lines += changes_markdown(report.changes)
 
     if report.plan:
         opened = " open" if report.status == "planned" else ""
@@ -356,3 +359,66 @@ def _canary_lines(canary: CanaryPhase) -> list[str]:
     if canary.detail:
         lines += ["", f"> {_cell(canary.detail)}"]
     return [*lines, ""]
+
+
+def changes_markdown(changes: list[ObjectDiff], limit: int | None = None) -> list[str]:
+    """The lines of a "Changes" section: one collapsible section per object applying would change (its diff
+    fenced: it quotes the cluster), and how many are unchanged. With ``limit`` (characters), the diffs that
+    do not fit are left out, saying how many."""
+    changed = [diff for diff in changes if diff.change != "unchanged"]
+    if not changes:
+        return []
+    lines = [f"### Changes ({len(changed)} of {len(changes)} objects)", ""]
+    if not changed:
+        return [*lines, "Applying would change nothing.", ""]
+    used = sum(len(line) + 1 for line in lines)
+    for index, diff in enumerate(changed):
+        where = f" in namespace <code>{html.escape(diff.namespace)}</code>" if diff.namespace else ""
+        title = f"{diff.change} <code>{html.escape(diff.key)}</code>{where}"
+        if diff.lines:
+            section = [
+                f"<details><summary>{title}</summary>",
+                "",
+                _block("\n".join(diff.lines), "diff"),
+                "",
+                "</details>",
+            ]
+        else:
+            section = [f"<p>{title}</p>"]
+        size = sum(len(line) + 1 for line in section)
+        if limit is not None and used + size > limit:
+            rest = len(changed) - index
+            lines.append(
+                f"<p>… and {rest} more changed object{'s' if rest > 1 else ''}: the job summary has every diff.</p>"
+            )
+            break
+        lines += section
+        used += size
+    return [*lines, ""]
+
+
+# GitHub refuses a comment body longer than this many characters.
+COMMENT_LIMIT = 65536
+
+
+def comment_marker(namespace: str | None) -> str:
+    """The hidden first line by which a dry run finds its pull request comment again: one per namespace, so
+    that two deploy jobs of one pull request keep a comment each."""
+    safe = re.sub(r"[^a-z0-9.-]", "", (namespace or "").lower())
+    return f"<!-- deployer diff namespace={safe} -->"
+
+
+def pull_request_comment(report: DeployReport) -> str:
+    """The pull request comment of a dry run: its marker, what it planned, and the diff of every object applying
+    would change (as many as GitHub's limit lets in)."""
+    marker = comment_marker(report.namespace)
+    headline = f"### {_HEADLINES[report.status]} {_code(report.image)}"
+    facts = [f"Cluster: {_cell(report.cluster)}" if report.cluster else ""]
+    if report.namespace:
+        facts.append(f"Namespace: {_code(report.namespace)}")
+    if report.run_url:
+        facts.append(f"[Run log]({_link_target(report.run_url)})")
+    head = [marker, headline, "", " · ".join(fact for fact in facts if fact), ""]
+    room = COMMENT_LIMIT - sum(len(line) + 1 for line in head) - 200
+    body = changes_markdown(report.changes, limit=room) or ["No cluster was asked: nothing to compare.", ""]
+    return "\n".join(head + [line.replace("### ", "#### ", 1) if line.startswith("### ") else line for line in body])

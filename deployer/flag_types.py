@@ -1,5 +1,6 @@
 """The click parameter types of deployer's flags: a duration read as kubectl reads one, and a repeatable option
-whose DEPLOYER_* variable holds one value per line.
+whose DEPLOYER_* variable holds one value per line; and the option decorator that gives every flag its
+DEPLOYER_* variable.
 
 Part of the command line (deployer/cli.py), kept apart so that the CLI module stays about its commands. Imports
 nothing heavy: ``deployer --help`` must stay fast.
@@ -7,13 +8,15 @@ nothing heavy: ``deployer --help`` must stay fast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from deployer.errors import OptionError
 from deployer.settings import MAX_DURATION_SECONDS, format_duration, parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # click 8.5 made ParamType generic; subscripting it would break older clicks at run time.
@@ -55,3 +58,21 @@ class ListFromEnv(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         return str(value)
+
+
+def option(*names: str, env: str | list[str] | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose DEPLOYER_* variable is derived from its long name unless given."""
+    long_name = next(name for name in names if name.startswith("--")).split("/")[0]
+    variable = env if env is not None else "DEPLOYER_" + long_name[2:].upper().replace("-", "_")
+    return click.option(*names, envvar=variable, show_envvar=True, **kwargs)
+
+
+def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several option decorators as one: a group of flags that commands share."""
+
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply

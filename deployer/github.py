@@ -1,9 +1,10 @@
-"""GitHub Deployments for a deploy: the only module that imports PyGithub.
+"""GitHub Deployments and pull request comments: the only module that imports PyGithub.
 
 Owns the record a deploy leaves on GitHub: a Deployment for the environment (ref = the commit, payload with
 image and digest), its statuses ``in_progress`` (again for a phase worth telling: the canary) then ``success``
 / ``failure`` / ``error`` (with the run's log URL and the environment URL), and ``inactive`` for the
-deployment this one replaced.
+deployment this one replaced; and the one comment a dry run keeps up to date on its pull request (found again
+by the hidden marker it starts with).
 
 Must not fail a deploy: every GitHub API failure is retried when it may be transient (HTTP 5xx, connection
 errors) and then reported once through the ``warn`` callback as a one-line ``GitHubError`` message (HTTP
@@ -21,6 +22,7 @@ from typing import Any, Literal, TypeVar
 import tenacity
 from github import Auth, Github, GithubException
 from github.Deployment import Deployment
+from github.IssueComment import IssueComment
 
 from deployer.errors import GitHubError
 
@@ -34,6 +36,7 @@ DESCRIPTION_LIMIT = 140
 PREVIOUS_DEPLOYMENTS_EXAMINED = 20
 
 _PERMISSION_HINT = "the workflow needs `permissions: deployments: write` (and a token that has it)"
+_COMMENT_PERMISSION_HINT = "the workflow needs `permissions: pull-requests: write` (and a token that has it)"
 
 
 def _short(description: str) -> str:
@@ -48,13 +51,13 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError)
 
 
-def _as_github_error(action: str, error: Exception) -> GitHubError:
+def _as_github_error(action: str, error: Exception, permission_hint: str = _PERMISSION_HINT) -> GitHubError:
     """Turn a PyGithub or transport exception into our one-line error, without the token or the body."""
     if isinstance(error, GithubException):
         headers = {key.lower(): value for key, value in (error.headers or {}).items()}
         data = error.data if isinstance(error.data, dict) else {}
         reason = str(data.get("message") or error.message or "no message")
-        hint = f"; {_PERMISSION_HINT}" if error.status in (403, 404) else ""
+        hint = f"; {permission_hint}" if error.status in (403, 404) else ""
         return GitHubError(
             f"{action} failed: {reason}{hint}",
             status=error.status,
@@ -64,13 +67,18 @@ def _as_github_error(action: str, error: Exception) -> GitHubError:
     return GitHubError(f"{action} failed: {type(error).__name__}: {error}", retryable=_is_transient(error))
 
 
-class DeploymentReporter:
-    """Records one deploy as a GitHub Deployment; ``start`` then ``finish``, both never raise.
+class _GitHubWriter:
+    """What the GitHub records share: a client for ``repository``, and calls that retry transient failures
+    and then warn once instead of raising.
 
     ``warn`` receives one line per GitHub failure (after retries); ``sleep`` is what the retries wait with,
     so tests can pass a recorder instead of waiting. ``seconds_between_writes`` is PyGithub's pause between
     mutating requests, which GitHub asks for to stay clear of its secondary rate limits.
     """
+
+    # What a failure's warning starts with, and the permission it names on 403 and 404.
+    failure_prefix = "GitHub deployment not recorded"
+    permission_hint = _PERMISSION_HINT
 
     def __init__(
         self,
@@ -97,8 +105,6 @@ class DeploymentReporter:
             seconds_between_requests=None,
             seconds_between_writes=seconds_between_writes or None,
         )
-        self._environment: str | None = None
-        self._deployment: Deployment | None = None
         self.failures: list[GitHubError] = []
 
     def _call(self, action: str, operation: Callable[[], Result]) -> Result | None:
@@ -113,10 +119,18 @@ class DeploymentReporter:
             return retrying(operation)
         except (GithubException, OSError, ValueError, KeyError, TypeError) as e:
             # ValueError/KeyError/TypeError: a malformed answer PyGithub could not read; still not our failure.
-            error = _as_github_error(action, e)
+            error = _as_github_error(action, e, self.permission_hint)
             self.failures.append(error)
-            self._warn(f"GitHub deployment not recorded: {error}")
+            self._warn(f"{self.failure_prefix}: {error}")
             return None
+
+
+class DeploymentReporter(_GitHubWriter):
+    """Records one deploy as a GitHub Deployment; ``start`` then ``finish``, both never raise (see
+    _GitHubWriter for the arguments)."""
+
+    _environment: str | None = None
+    _deployment: Deployment | None = None
 
     def _post_status(
         self,
@@ -228,3 +242,30 @@ class DeploymentReporter:
                 description=f"replaced by deployment {current.id}",
                 log_url=None,
             )
+
+
+class PullRequestComment(_GitHubWriter):
+    """The one comment deployer keeps on a pull request, found again by the hidden ``marker`` its body starts
+    with; ``publish`` never raises (see _GitHubWriter for the arguments)."""
+
+    failure_prefix = "pull request comment not written"
+    permission_hint = _COMMENT_PERMISSION_HINT
+
+    def publish(self, number: int, marker: str, body: str) -> str | None:
+        """Edit the pull request's comment that starts with ``marker`` to ``body``, or create it; the
+        comment's URL, or None when GitHub refused (warned). Requests: the pages of the pull request's
+        comments (30 each), then one PATCH or POST."""
+        # Lazy: a pull request's comments are its issue's, and neither object needs a GET of its own.
+        issue = self._github.get_repo(self._repository_name, lazy=True).get_issue(number)
+
+        def find() -> IssueComment | None:
+            return next((c for c in issue.get_comments() if (c.body or "").startswith(marker)), None)
+
+        existing = self._call(f"reading the comments of pull request #{number}", find)
+        if self.failures:
+            return None
+        if existing is not None:
+            self._call(f"editing comment {existing.id} of pull request #{number}", lambda: existing.edit(body))
+            return None if self.failures else str(existing.html_url)
+        created = self._call(f"commenting on pull request #{number}", lambda: issue.create_comment(body))
+        return str(created.html_url) if created is not None else None

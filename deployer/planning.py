@@ -1,8 +1,10 @@
-"""``deployer run --dry-run``: what a deploy would do, changing nothing remote.
+"""``deployer run --dry-run`` and ``deployer diff``: what a deploy would do, changing nothing remote.
 
-Renders, builds locally (never pushes), and, given cluster credentials, asks the API server what applying
-each object would change (server-side dry run); prints the plan (deployer.plans) as the result. Shares the
-start of a deploy (preparing.resolve_and_render) and its report (reporting.reported_run).
+Renders, builds locally (never pushes; ``deployer diff`` never builds), and, given cluster credentials, asks
+the API server what applying each object would store (server-side dry run, kube/diffing.py) and diffs it
+against the live object (deployer.diffs); prints the plan (deployer.plans) or the diff as the result. On a
+pull request with ``--comment-on-pr``, keeps the diff in a comment there. Shares the start of a deploy
+(preparing.resolve_and_render) and its report (reporting.reported_run).
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from deployer import applysets, canaries, connecting, plans, pruning
+from deployer import applysets, canaries, connecting, diffs, plans, pruning, reporting
 from deployer.console import Console
-from deployer.errors import ExitCode
+from deployer.diffs import ObjectDiff
+from deployer.errors import ExitCode, OptionError
 from deployer.preparing import Rendered, resolve_and_render, write_rendered_outputs
 from deployer.publishing import build_locally
 from deployer.reporting import reported_run
 from deployer.settings import RolloutSettings, RunSettings, format_duration
 
-# What applying would do to each object, by (kind, namespace, name): "create", "configure", "unchanged".
-Changes = dict[tuple[str, str | None, str], str]
+# What applying would do to each object, by (kind, namespace as the manifest names it, name).
+Changes = dict[tuple[str, str | None, str], ObjectDiff]
+
+# `deployer diff`'s exit code when applying would change something, as `kubectl diff`'s.
+EXIT_DIFFERENCES = 1
 
 
 def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
@@ -51,9 +57,32 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
         if settings.output_format == "json":
             console.result(json.dumps(document, indent=2) + "\n")
         else:
-            console.result(text + "\n")
+            updated = [diff for diff in (changes or {}).values() if diff.lines]
+            shown = "\n" + diffs.diff_text(updated, colour=console.colours_result()) if updated else ""
+            console.result(text + shown + "\n")
         run.report.cluster, run.report.plan = cluster_note, text
+        run.report.changes = list((changes or {}).values())
+        if changes is not None:
+            reporting.comment_on_pull_request(settings, run.report, console, env)
     return ExitCode.OK
+
+
+def diff(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int:
+    """``deployer diff``: every object's change against the cluster; EXIT_DIFFERENCES when there is one."""
+    if not settings.cluster.given:
+        raise OptionError("--kubeconfig", "deployer diff needs a cluster: --cluster, --kubeconfig or --kubeconfig-data")
+    with reported_run(settings, console, env, dry_run=True) as run:
+        _, rendered = resolve_and_render(settings, env, run.resolved)
+        changes, cluster_note, _, _ = _server_side_changes(settings, rendered, console, env)
+        found = list((changes or {}).values())
+        if settings.output_format == "json":
+            document = {"changed": diffs.changed(found), "objects": [diffs.diff_json(d) for d in found]}
+            console.result(json.dumps(document, indent=2) + "\n")
+        else:
+            console.result(diffs.diff_text(found, colour=console.colours_result()) + "\n")
+        run.report.cluster, run.report.changes = cluster_note, found
+        reporting.comment_on_pull_request(settings, run.report, console, env)
+    return EXIT_DIFFERENCES if diffs.changed(found) else ExitCode.OK
 
 
 def _canary_lines(
@@ -79,9 +108,9 @@ def _canary_lines(
 def _server_side_changes(
     settings: RunSettings, rendered: Rendered, applyset_name: str | None, console: Console, env: Mapping[str, str]
 ) -> tuple[Changes | None, str, set[tuple[str | None, str]] | None, applysets.PrunePlan | None]:
-    """With cluster credentials, ask the API server what applying would change (dryRun=All); else nothing.
-    Also which existing Deployments would change their pod template (namespace, name), and with --prune what
-    a deploy would prune."""
+    """With cluster credentials, what applying each object would change: its live state against the API
+    server's dry-run apply answer (dryRun=All); else nothing. Also which existing Deployments would change
+    their pod template (namespace, name), and with --prune what a deploy would prune."""
     if not settings.cluster.given:
         return None, "none (rendering only)", None, None
     credentials = connecting.resolve(settings.cluster, settings.rollout, console, env)
@@ -89,27 +118,29 @@ def _server_side_changes(
     with connecting.connect(credentials, console) as kube:
         namespace = settings.namespace or kube.default_namespace
         connecting.check_kinds_known(kube, rendered)
-        record = kube.record(bodies)
-        changes: Changes = {}
-        changing: set[tuple[str | None, str]] = set()
         missing_namespace = (
             kube.get(kube.ref_of({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})) is None
         )
-        for obj in rendered.objects:
-            ref = kube.ref_of(obj.body)
-            before = record.find(ref)
-            live = before.content if before is not None else None
-            if live is None and missing_namespace and ref.namespace == namespace:
-                # The server cannot dry-run into a namespace that a real run would create first.
-                changes[(obj.kind, obj.namespace, obj.name)] = "create"
-                continue
-            (result,) = kube.apply([obj.body], force=settings.rollout.force_conflicts, dry_run=True)
-            changes[(obj.kind, obj.namespace, obj.name)] = plans.change_of(live, result.live)
-            if obj.kind == "Deployment" and canaries.template_changes(live, result.live):
-                changing.add((obj.namespace, obj.name))
+        answers = kube.dry_run_answers(
+            bodies,
+            force=settings.rollout.force_conflicts,
+            origins={kube.ref_of(obj.body): obj.origin for obj in rendered.objects},
+            # The server cannot dry-run into a namespace that a real run would create first.
+            missing_namespace=namespace if missing_namespace else None,
+        )
         prune_plan = None
         if applyset_name:
             applyset = applysets.ApplySet(applyset_name, namespace)
             wanted = [kube.ref_of(body) for body in bodies]
             prune_plan = pruning.preview(kube, applyset, wanted, settings.prune.allow)
+    changes: Changes = {}
+    changing: set[tuple[str | None, str]] = set()
+    for obj, answer in zip(rendered.objects, answers, strict=True):
+        key = (obj.kind, obj.namespace, obj.name)
+        if answer.after is None:
+            changes[key] = ObjectDiff(obj.kind, obj.name, answer.ref.namespace, "create")
+            continue
+        changes[key] = diffs.diff_object(answer.live, answer.after)
+        if obj.kind == "Deployment" and canaries.template_changes(answer.live, answer.after):
+            changing.add((obj.namespace, obj.name))
     return changes, f"{credentials.description} (server-side dry run)", changing, prune_plan

@@ -7,10 +7,11 @@ services before workloads so that their endpoints exist when pods turn ready, in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from deployer.kinds import SERVER_METADATA, WORKLOAD_KINDS, KubeDict, KubeObject
+from deployer.diffs import ObjectDiff
+from deployer.kinds import WORKLOAD_KINDS, KubeDict
 from deployer.manifests import CLUSTER_SCOPED_KINDS, ManifestObject
 
 _APPLY_ORDER: tuple[frozenset[str], ...] = (
@@ -61,6 +62,7 @@ class PlannedObject:
     api_version: str
     source: str
     change: str  # "create", "update", "unchanged", or "apply" when no cluster was asked
+    diff: tuple[str, ...] = ()  # the unified diff of an update (deployer.diffs)
 
 
 @dataclass
@@ -84,42 +86,26 @@ def make_plan(
     build: str,
     objects: Sequence[ManifestObject],
     *,
-    changes: dict[tuple[str, str | None, str], str] | None = None,
+    changes: Mapping[tuple[str, str | None, str], ObjectDiff] | None = None,
     cluster: str = "none (rendering only)",
     namespace: str | None = None,
 ) -> Plan:
     """``changes`` maps (kind, namespace, name) to what a server-side dry run said would happen."""
-    planned = [
-        PlannedObject(
-            kind=obj.kind,
-            name=obj.name,
-            namespace=obj.namespace,
-            api_version=obj.api_version,
-            source=obj.origin,
-            change=(changes or {}).get((obj.kind, obj.namespace, obj.name), "apply"),
+    planned = []
+    for obj in order_for_apply(objects):
+        diff = (changes or {}).get((obj.kind, obj.namespace, obj.name))
+        planned.append(
+            PlannedObject(
+                kind=obj.kind,
+                name=obj.name,
+                namespace=obj.namespace,
+                api_version=obj.api_version,
+                source=obj.origin,
+                change=diff.change if diff is not None else "apply",
+                diff=diff.lines if diff is not None else (),
+            )
         )
-        for obj in order_for_apply(objects)
-    ]
     return Plan(image=image, build=build, objects=planned, cluster=cluster, namespace=namespace)
-
-
-# Fields the server writes on every change, or that apply does not set: they say nothing about the change.
-
-
-def _comparable(obj: KubeObject) -> KubeDict:
-    body = {key: value for key, value in obj.items() if key != "status"}
-    metadata = dict(body.get("metadata") or {})
-    for key in SERVER_METADATA:
-        metadata.pop(key, None)
-    body["metadata"] = metadata
-    return body
-
-
-def change_of(live: KubeObject | None, after_dry_run: KubeObject) -> str:
-    """What applying would do, from the live object and the server's dry-run answer."""
-    if live is None:
-        return "create"
-    return "unchanged" if _comparable(live) == _comparable(after_dry_run) else "update"
 
 
 def plan_as_json(plan: Plan) -> KubeDict:

@@ -1,5 +1,6 @@
 """A run's report and its readers: the step outputs (GITHUB_OUTPUT), the step summary, the ``--format json``
-result document on stdout, the GitHub Deployment's final status, and where an error's annotation points.
+result document on stdout, the GitHub Deployment's final status, a dry run's pull request comment, and where an
+error's annotation points.
 
 Owns ``reported_run``, the one place a run's report is finished and handed out, on every way out of the run
 (success, failure, cancel, an unexpected error). Reporting never changes a run's result: a reader that
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployer import deploy_report, github_actions, manifests, workspace
+from deployer import commits, deploy_report, github_actions, manifests, workspace
 from deployer.console import Console
 from deployer.errors import DeployerError, ExitCode, ManifestError
 from deployer.manifest_yaml import ManifestSource
@@ -157,3 +158,31 @@ def start_github_deployment(
         log_url=github_actions.run_url(env),
     )
     return reporter
+
+
+def comment_on_pull_request(
+    settings: RunSettings, report: deploy_report.DeployReport, console: Console, env: Mapping[str, str]
+) -> None:
+    """With --comment-on-pr on a pull_request event, keep the dry run's diff in the pull request's comment
+    (deploy_report.pull_request_comment); anything missing or refused is said, never fatal."""
+    if not settings.github.comment_on_pr:
+        return
+    number = commits.pull_request_number(env, workspace.read_event_payload(env))
+    if number is None:
+        console.info("--comment-on-pr: not a pull_request event, no comment written")
+        return
+    if not settings.github.token or not env.get("GITHUB_REPOSITORY"):
+        console.warn("--comment-on-pr needs --github-token and GITHUB_REPOSITORY: no pull request comment written")
+        return
+    from deployer import github
+
+    commenter = github.PullRequestComment(
+        token=settings.github.token,
+        repository=env["GITHUB_REPOSITORY"],
+        api_url=settings.github.api_url,
+        warn=console.warn,
+    )
+    body = console.redact(deploy_report.pull_request_comment(report))
+    url = commenter.publish(number, deploy_report.comment_marker(report.namespace), body)
+    if url:
+        console.info(f"the diff is on pull request #{number}: {url}")

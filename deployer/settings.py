@@ -144,6 +144,7 @@ class GitHubSettings:
     environment: str | None = None
     environment_url: str | None = None
     api_url: str = "https://api.github.com"
+    comment_on_pr: bool = False  # a dry run on a pull_request event keeps its diff in a PR comment
 
 
 @dataclass(frozen=True)

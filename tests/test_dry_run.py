@@ -12,40 +12,15 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from deployer.plans import change_of
 from tests.controlplane import ControlPlane
 from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import Kubectl
 
 REPO = Path(__file__).resolve().parent.parent
 HELLO_MANIFESTS = REPO / "workflows-examples" / "hello-app" / "k8s"
-
-LIVE = {
-    "apiVersion": "v1",
-    "kind": "ConfigMap",
-    "metadata": {"name": "a", "namespace": "n", "resourceVersion": "7", "uid": "u1", "managedFields": [{}]},
-    "data": {"k": "v"},
-}
-
-
-@pytest.mark.parametrize(
-    ("live", "answer", "change"),
-    [
-        (None, LIVE, "create"),
-        (LIVE, {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "8", "managedFields": []}}, "unchanged"),
-        (LIVE, {**LIVE, "status": {"observed": 1}}, "unchanged"),
-        (LIVE, {**LIVE, "data": {"k": "w"}}, "update"),
-        (LIVE, {**LIVE, "metadata": {**LIVE["metadata"], "labels": {"a": "b"}}}, "update"),
-    ],
-)
-def test_change_of_ignores_what_the_server_writes_on_its_own(
-    live: dict[str, Any] | None, answer: dict[str, Any], change: str
-) -> None:
-    assert change_of(live, answer) == change
 
 
 @pytest.fixture

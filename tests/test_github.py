@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deployer.github import DESCRIPTION_LIMIT, DeploymentReporter
+from deployer.github import DESCRIPTION_LIMIT, DeploymentReporter, PullRequestComment
 from tests.fakes.github_api import FakeGitHubAPI
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -231,3 +231,59 @@ def test_the_fake_flags_a_request_that_githubs_description_forbids() -> None:
         assert api.statuses(deployment) == []
         [problem] = api.validation_problems
         assert "finished" in problem
+
+
+# --- a dry run's pull request comment --------------------------------------------------------------------
+
+MARKER = "<!-- deployer diff namespace=shop -->"
+
+
+def commenter(fake: FakeGitHubAPI, recorder: Recorder) -> PullRequestComment:
+    return PullRequestComment(
+        token=fake.token,
+        repository=fake.repository,
+        api_url=fake.url,
+        warn=recorder.warnings.append,
+        sleep=recorder.sleeps.append,
+        seconds_between_writes=0,
+    )
+
+
+def test_the_comment_is_created_once_then_edited_in_place(fake: FakeGitHubAPI) -> None:
+    recorder = Recorder()
+    fake.add_comment(7, "Looks good, but see " + MARKER)  # quotes the marker, but is not deployer's
+    first = commenter(fake, recorder).publish(7, MARKER, f"{MARKER}\nfirst diff")
+    second = commenter(fake, recorder).publish(7, MARKER, f"{MARKER}\nsecond diff")
+
+    comments = fake.comments(7)
+    assert [c["body"] for c in comments] == ["Looks good, but see " + MARKER, f"{MARKER}\nsecond diff"]
+    assert first == second == comments[1]["html_url"]
+    assert fake.operations() == [
+        "GET /repos/acme/hello-app/issues/7/comments",
+        "POST /repos/acme/hello-app/issues/7/comments",
+        "GET /repos/acme/hello-app/issues/7/comments",
+        f"PATCH /repos/acme/hello-app/issues/comments/{comments[1]['id']}",
+    ]
+    assert recorder.warnings == []
+
+
+def test_the_comment_is_found_on_a_later_page(fake: FakeGitHubAPI) -> None:
+    recorder = Recorder()
+    commenter(fake, recorder).publish(7, MARKER, f"{MARKER}\nfirst")
+    for index in range(35):  # more than PyGithub's page of 30
+        fake.add_comment(7, f"review comment {index}")
+    commenter(fake, recorder).publish(7, MARKER, f"{MARKER}\nlater")
+
+    assert [c["body"] for c in fake.comments(7) if c["body"].startswith(MARKER)] == [f"{MARKER}\nlater"]
+
+
+def test_a_403_on_the_comment_warns_naming_the_permission_and_never_raises(fake: FakeGitHubAPI) -> None:
+    recorder = Recorder()
+    fake.fail("POST", r"/issues/7/comments$", 403)
+
+    assert commenter(fake, recorder).publish(7, MARKER, f"{MARKER}\nbody") is None
+
+    assert len(recorder.warnings) == 1
+    assert recorder.warnings[0].startswith("pull request comment not written: commenting on pull request #7 failed")
+    assert "pull-requests: write" in recorder.warnings[0]
+    assert fake.comments(7) == []

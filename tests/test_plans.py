@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from deployer.diffs import ObjectDiff
 from deployer.manifests import ManifestObject
 from deployer.plans import (
     apply_rank,
@@ -118,7 +119,10 @@ def test_plan_as_text_lists_image_build_and_objects_in_apply_order() -> None:
         "ghcr.io/acme/hello-app:abc1234",
         "skipped (--no-build)",
         sample_plan_objects(),
-        changes={("Deployment", "web", "hello-app"): "update", ("Namespace", None, "web"): "unchanged"},
+        changes={
+            ("Deployment", "web", "hello-app"): ObjectDiff("Deployment", "hello-app", "web", "update", ("-a", "+b")),
+            ("Namespace", None, "web"): ObjectDiff("Namespace", "web", None, "unchanged"),
+        },
         namespace="web",
     )
     assert plan_as_text(plan) == "\n".join(
@@ -166,6 +170,7 @@ def test_plan_as_json_is_the_same_plan_machine_readable() -> None:
         "api_version": "v1",
         "source": "k8s/app.yaml (document 2)",
         "change": "apply",
+        "diff": [],
     }
     assert [(o["kind"], o["name"]) for o in data["objects"]] == [
         ("Namespace", "web"),

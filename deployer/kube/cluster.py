@@ -22,9 +22,10 @@ from deployer.clocks import Clocks
 from deployer.credentials import KubeCredentials
 from deployer.errors import RunCancelledError
 from deployer.kinds import KubeDict, KubeObject
-from deployer.kube import applying, diagnosing, holding, locking, pruning, recording, restoring, waiting
+from deployer.kube import applying, diagnosing, diffing, holding, locking, pruning, recording, restoring, waiting
 from deployer.kube.api import KubeAPI
 from deployer.kube.applying import FIELD_MANAGER, ApplyOptions, ApplyResult
+from deployer.kube.diffing import DryRunAnswer
 from deployer.kube.discovery import Discovery
 from deployer.kube.locking import DEFAULT_LEASE_SECONDS, Lock
 from deployer.kube.resources import Resource
@@ -132,6 +133,20 @@ class Cluster:
         """
         options = ApplyOptions(field_manager, force, dry_run)
         return applying.apply(self._api, self._discovery, objects, options, record, origins)
+
+    def dry_run_answers(
+        self,
+        objects: Sequence[KubeObject],
+        *,
+        force: bool = True,
+        origins: Mapping[ObjectRef, str] | None = None,
+        missing_namespace: str | None = None,
+    ) -> list[DryRunAnswer]:
+        """What applying would store for each object (server-side dry run), beside what is live, in the order
+        given; objects in ``missing_namespace`` (created first by a real run) are not sent. One dry-run apply
+        per object and one read per kind and namespace (kube/diffing.py). Stores nothing."""
+        options = ApplyOptions(FIELD_MANAGER, force, dry_run=True)
+        return diffing.dry_run_answers(self._api, self._discovery, objects, options, origins, missing_namespace)
 
     # --- the ApplySet and its pruning ---------------------------------------------------------------------
 

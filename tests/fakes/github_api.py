@@ -1,7 +1,8 @@
 """A fake of the GitHub REST endpoints deployer's reporting uses, as a real HTTP server on 127.0.0.1.
 
-Serves GET /repos/{owner}/{repo}, GET/POST .../deployments, GET .../deployments/{id} and GET/POST
-.../deployments/{id}/statuses with state kept in memory, records every request (method, path, query,
+Serves GET /repos/{owner}/{repo}, GET/POST .../deployments, GET .../deployments/{id}, GET/POST
+.../deployments/{id}/statuses, and a pull request's comments (GET/POST .../issues/{number}/comments, PATCH
+.../issues/comments/{id}) with state kept in memory, records every request (method, path, query,
 headers, JSON body), and checks each request and each response it gives against GitHub's own OpenAPI
 description (tests/openapi/github/, which also holds the pull-request and issue-comment endpoints);
 ``validation_problems`` lists what did not conform.
@@ -56,6 +57,19 @@ _OPERATIONS = [
         "POST",
         re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/deployments/(?P<deployment_id>\d+)/statuses$"),
         "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+    ),
+    *(
+        (
+            method,
+            re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<issue_number>\d+)/comments$"),
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        )
+        for method in ("GET", "POST")
+    ),
+    (
+        "PATCH",
+        re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<comment_id>\d+)$"),
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}",
     ),
 ]
 
@@ -156,6 +170,7 @@ class _FaultRule:
 class _State:
     deployments: dict[int, dict[str, Any]] = field(default_factory=dict)
     statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # by id; "issue_url" says whose
 
 
 class FakeGitHubAPI:
@@ -185,6 +200,9 @@ class FakeGitHubAPI:
                 fake._handle(self)
 
             def do_POST(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def do_PATCH(self) -> None:  # noqa: N802
                 fake._handle(self)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
@@ -230,6 +248,18 @@ class FakeGitHubAPI:
             for state in states:
                 self._new_status(deployment["id"], {"state": state})
             return int(deployment["id"])
+
+    def add_comment(self, number: int, body: str, *, login: str = "a-reviewer") -> int:
+        """Seed a comment someone wrote on pull request ``number``; its id."""
+        with self._lock:
+            comment = self._new_comment(number, {"body": body})
+            comment["user"] = self._user() | {"login": login, "type": "User"}
+            return int(comment["id"])
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        """The comments of pull request ``number``, oldest first."""
+        with self._lock:
+            return [dict(c) for c in self._state.comments.values() if c["issue_url"].endswith(f"/issues/{number}")]
 
     def deployments(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -350,6 +380,29 @@ class FakeGitHubAPI:
         self._state.statuses[deployment_id].append(status)
         return status
 
+    def _new_comment(self, number: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        schema = _response_schema("/repos/{owner}/{repo}/issues/{issue_number}/comments", "POST", 201)
+        assert schema is not None
+        comment_id = next(self._ids)
+        comment = filled(
+            schema,
+            {
+                "id": comment_id,
+                "node_id": f"IC_{comment_id}",
+                "url": f"{self._repo_url()}/issues/comments/{comment_id}",
+                "html_url": f"https://github.example/{self.repository}/pull/{number}#issuecomment-{comment_id}",
+                "issue_url": f"{self._repo_url()}/issues/{number}",
+                "body": str(body["body"]),
+                "user": self._user(),
+                "author_association": "NONE",
+                "created_at": TIMESTAMP,
+                "updated_at": TIMESTAMP,
+            },
+            self.url,
+        )
+        self._state.comments[comment_id] = comment
+        return comment
+
     # --- HTTP ----------------------------------------------------------------------------------------
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
@@ -403,6 +456,8 @@ class FakeGitHubAPI:
         return (*self._serve(request, pattern, match), pattern)
 
     def _serve(self, request: RecordedRequest, pattern: str, match: re.Match[str]) -> tuple[int, Any]:
+        if "/issues/" in pattern:
+            return self._serve_comments(request, pattern, match)
         deployment_id = int(match["deployment_id"]) if "deployment_id" in match.groupdict() else None
         if deployment_id is not None and deployment_id not in self._state.deployments:
             return 404, {"message": "Not Found", "documentation_url": DOCS_URL}
@@ -423,6 +478,20 @@ class FakeGitHubAPI:
         if request.method == "POST":
             return 201, self._new_status(deployment_id, body)
         return 200, self._page(request, list(reversed(self._state.statuses[deployment_id])))
+
+    def _serve_comments(self, request: RecordedRequest, pattern: str, match: re.Match[str]) -> tuple[int, Any]:
+        body = request.body if isinstance(request.body, dict) else {}
+        if pattern == "/repos/{owner}/{repo}/issues/comments/{comment_id}":
+            comment = self._state.comments.get(int(match["comment_id"]))
+            if comment is None:
+                return 404, {"message": "Not Found", "documentation_url": DOCS_URL}
+            comment["body"] = str(body["body"])
+            return 200, comment
+        number = int(match["issue_number"])
+        if request.method == "POST":
+            return 201, self._new_comment(number, body)
+        mine = [c for c in self._state.comments.values() if c["issue_url"].endswith(f"/issues/{number}")]
+        return 200, self._page(request, mine)
 
     @staticmethod
     def _page(request: RecordedRequest, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
