@@ -151,6 +151,13 @@ class Console:
             stream.write(text)
             stream.flush()
 
+    def quoted_result(self, text: str) -> None:
+        """A result that quotes text deployer did not write (a diff of what the cluster holds): as ``result``,
+        but in Actions nothing in it can act as a workflow command (fenced, as the log's lines are)."""
+        if self.in_actions:
+            text = "".join(line + "\n" for line in workflow_commands.inert_lines(text))
+        self.result(text)
+
     def colours_result(self) -> bool:
         """Whether a result may be coloured: stdout is a terminal, outside CI and Actions, and NO_COLOR unset."""
         stream = self._result_stream()

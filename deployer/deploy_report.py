@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from deployer import workflow_commands
 from deployer.diffs import ObjectDiff
 from deployer.errors import ExitCode, WorkloadOutcome
 from deployer.settings import format_duration
@@ -216,13 +217,9 @@ def _canary_document(canary: CanaryPhase | None) -> dict[str, Any] | None:
 
 
 def result_json(report: DeployReport) -> str:
-    """The result document as printed: indented JSON in which nothing can be read as a workflow command.
-
-    Indentation and quotes keep every line from starting with ``::``; the runner's legacy ``##[command]`` form
-    is found anywhere in a line, so ``#`` (only ever inside a string here: diagnoses quote container logs) is
-    written as its JSON escape, which every JSON reader decodes back.
-    """
-    return json.dumps(result_document(report), indent=2).replace("#", "\\u0023")
+    """The result document as printed: indented JSON in which nothing can be read as a workflow command
+    (diagnoses quote container logs)."""
+    return workflow_commands.inert_json(result_document(report))
 
 
 def _rounded(seconds: float | None) -> float | None:

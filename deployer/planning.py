@@ -9,10 +9,9 @@ pull request with ``--comment-on-pr``, keeps the diff in a comment there. Shares
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
-from deployer import applysets, canaries, connecting, diffs, plans, pruning, reporting
+from deployer import applysets, canaries, connecting, diffs, plans, pruning, reporting, workflow_commands
 from deployer.console import Console
 from deployer.diffs import ObjectDiff
 from deployer.errors import ExitCode, OptionError
@@ -55,11 +54,11 @@ def dry_run(settings: RunSettings, console: Console, env: Mapping[str, str]) -> 
             )
             run.report.prune = pruning.planned(prune_plan)
         if settings.output_format == "json":
-            console.result(json.dumps(document, indent=2) + "\n")
+            console.result(workflow_commands.inert_json(document) + "\n")
         else:
             updated = [diff for diff in (changes or {}).values() if diff.lines]
             shown = "\n" + diffs.diff_text(updated, colour=console.colours_result()) if updated else ""
-            console.result(text + shown + "\n")
+            console.quoted_result(text + shown + "\n")
         run.report.cluster, run.report.plan = cluster_note, text
         run.report.changes = list((changes or {}).values())
         if changes is not None:
@@ -77,9 +76,9 @@ def diff(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int
         found = list((changes or {}).values())
         if settings.output_format == "json":
             document = {"changed": diffs.changed(found), "objects": [diffs.diff_json(d) for d in found]}
-            console.result(json.dumps(document, indent=2) + "\n")
+            console.result(workflow_commands.inert_json(document) + "\n")
         else:
-            console.result(diffs.diff_text(found, colour=console.colours_result()) + "\n")
+            console.quoted_result(diffs.diff_text(found, colour=console.colours_result()) + "\n")
         run.report.cluster, run.report.changes = cluster_note, found
         reporting.comment_on_pull_request(settings, run.report, console, env)
     return EXIT_DIFFERENCES if diffs.changed(found) else ExitCode.OK

@@ -20,9 +20,10 @@ become ``%25``, ``%0D`` and ``%0A``; a property value additionally escapes ``:``
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 AnnotationLevel = Literal["error", "warning", "notice"]
 
@@ -154,3 +155,10 @@ def inert_lines(text: str) -> list[str]:
     obeying anything in it: fenced when a line could be read as a command, else as they are."""
     lines = runner_lines(text)
     return fenced(lines) if any(could_be_command(line) for line in lines) else lines
+
+
+def inert_json(document: Any) -> str:
+    """``document`` as indented JSON in which nothing can be read as a workflow command: indentation and quotes
+    keep every line from starting with ``::``, and ``#`` (only ever inside a string here), written as its JSON
+    escape, which every JSON reader decodes back, rules out the legacy ``##[command]`` form anywhere in a line."""
+    return json.dumps(document, indent=2).replace("#", "\\u0023")

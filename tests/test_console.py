@@ -232,3 +232,25 @@ def test_a_result_goes_to_its_own_stream_unredacted_while_the_log_is_redacted() 
 
     assert result_out.getvalue() == kubeconfig
     assert out.getvalue() == "token: ***\n"
+
+
+QUOTED_DIFF = "configmap/c: update\n-  k: old\n+  k: '::error::injected'\n+  j: x ##[warning]injected\n"
+
+
+def test_a_result_that_quotes_the_cluster_cannot_act_as_a_workflow_command() -> None:
+    out, result_out = io.StringIO(), io.StringIO()
+    console = Console(out=out, result_out=result_out, env=ACTIONS)
+
+    console.quoted_result(QUOTED_DIFF)
+
+    assert executed_commands(result_out.getvalue()) == []
+    assert [
+        line for line in result_out.getvalue().splitlines() if not line.startswith("::")
+    ] == QUOTED_DIFF.splitlines()
+
+
+def test_outside_actions_a_quoted_result_is_printed_as_it_is() -> None:
+    result_out = io.StringIO()
+    Console(out=io.StringIO(), result_out=result_out, env=PLAIN_CI).quoted_result(QUOTED_DIFF)
+
+    assert result_out.getvalue() == QUOTED_DIFF
