@@ -72,7 +72,8 @@ def diff(settings: RunSettings, console: Console, env: Mapping[str, str]) -> int
         raise OptionError("--kubeconfig", "deployer diff needs a cluster: --cluster, --kubeconfig or --kubeconfig-data")
     with reported_run(settings, console, env, dry_run=True) as run:
         _, rendered = resolve_and_render(settings, env, run.resolved)
-        changes, cluster_note, _, _ = _server_side_changes(settings, rendered, console, env)
+        # What --prune would delete is the dry run's to list (`deployer run --dry-run --prune`), not the diff's.
+        changes, cluster_note, _, _ = _server_side_changes(settings, rendered, None, console, env)
         found = list((changes or {}).values())
         if settings.output_format == "json":
             document = {"changed": diffs.changed(found), "objects": [diffs.diff_json(d) for d in found]}
