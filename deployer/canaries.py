@@ -99,18 +99,35 @@ def template_changes(live: KubeObject | None, planned: KubeObject) -> bool:
     return not templates_equal_ignoring_hash(live_template, section_of(planned, "spec").get("template"))
 
 
+def is_canary_of(obj: KubeObject, name: str) -> bool:
+    """Whether ``obj`` is the canary deployer makes for Deployment ``name`` (its name, label and annotation)."""
+    metadata = metadata_of(obj)
+    return (
+        name_of(obj) == canary_name(name)
+        and (metadata.get("labels") or {}).get(CANARY_LABEL) == CANARY_LABEL_VALUE
+        and (metadata.get("annotations") or {}).get(CANARY_OF_ANNOTATION) == name
+    )
+
+
 def leftovers(listed: Sequence[KubeObject], deployments: Sequence[ObjectRef]) -> list[ObjectRef]:
     """The canaries (found by CANARY_LABEL) of the Deployments being deployed: left by an earlier run that
     did not get to delete them. A canary of another Deployment is not this deploy's to remove."""
-    wanted = {(ref.namespace, canary_name(ref.name), ref.name) for ref in deployments}
     found = []
     for obj in listed:
-        metadata = metadata_of(obj)
-        of = str((metadata.get("annotations") or {}).get(CANARY_OF_ANNOTATION) or "")
-        namespace = metadata.get("namespace")
-        if (namespace, name_of(obj), of) in wanted:
+        namespace = metadata_of(obj).get("namespace")
+        if any(ref.namespace == namespace and is_canary_of(obj, ref.name) for ref in deployments):
             found.append(ObjectRef("apps/v1", "Deployment", namespace, name_of(obj)))
     return found
+
+
+def name_taken(stable: str, canary: KubeObject | None, deployed: Sequence[ObjectRef], ref: ObjectRef) -> str | None:
+    """Why the canary of ``stable`` cannot be ``ref``: a Deployment of that name that is not deployer's canary
+    exists (``canary``, live) or is in the manifests (``deployed``); None when the name is free."""
+    if ref in deployed:
+        return f"{ref} is in the manifests: the canary of deployment/{stable} would take its name"
+    if canary is not None and not is_canary_of(canary, stable):
+        return f"{ref} exists and is not deployer's canary of deployment/{stable}: the canary would take its name"
+    return None
 
 
 def check_urls(urls: Sequence[str], strategy: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from deployer import canaries, diagnoses
 from deployer.canary_checks import CanaryChecks
 from deployer.console import Console
 from deployer.deploy_report import CanaryPhase
-from deployer.errors import KubernetesError
+from deployer.errors import ApplyError, KubernetesError
 from deployer.kinds import WORKLOAD_KINDS, KubeObject
 from deployer.objects import name_of
 from deployer.outcomes import describe_unexpected
@@ -112,6 +112,9 @@ def _prove(
             trial.phase.detail = "no Deployment changes its pod template: no canary, rolled out as usual"
             console.info(trial.phase.detail)
             return
+        wanted = [canaries.canary_of(body, rollout.canary_replicas) for body in changing]
+        refs = [kube.ref_of(body) for body in wanted]
+        _check_names_free(kube, bodies, changing, refs)
         _apply_others(kube, bodies, record, rollout, console, origins)
     except KubernetesError as e:
         trial.fail(f"apply failed: {e}", stopped_apply=e)
@@ -123,11 +126,21 @@ def _prove(
         # A signal during the dry run or the apply above: no canary to create, what was applied goes back.
         trial.fail("canary cancelled before any canary was created", result="cancelled")
         return
-    wanted = [canaries.canary_of(body, rollout.canary_replicas) for body in changing]
-    refs = [kube.ref_of(body) for body in wanted]
     trial.phase.canaries = [(canaries.canary_name(name_of(body)), name_of(body)) for body in changing]
     created.extend(refs)
     _trial_canaries(kube, wanted, refs, rollout, console, cancel, on_phase, trial)
+
+
+def _check_names_free(
+    kube: Cluster, bodies: Sequence[KubeObject], changing: Sequence[KubeObject], refs: Sequence[ObjectRef]
+) -> None:
+    """Refuse (ApplyError, before anything is applied) a canary name a Deployment of the user's has: applying
+    the canary would take that Deployment over, and deleting the canary would delete it."""
+    deployed = [kube.ref_of(body) for body in bodies]
+    for body, ref in zip(changing, refs, strict=True):
+        taken = canaries.name_taken(name_of(body), kube.get(ref), deployed, ref)
+        if taken:
+            raise ApplyError(f"{taken}; rename it or deploy with --strategy rolling")
 
 
 def _changing(

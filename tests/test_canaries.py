@@ -100,8 +100,8 @@ def test_template_changes_ignores_the_pod_template_hash_and_a_replicas_change() 
 
 def test_leftovers_are_the_canaries_of_the_deployments_deployed_only() -> None:
     def listed(name: str, of: str, namespace: str = "prod") -> dict[str, Any]:
-        annotations = {"deployer/canary-of": of}
-        return {"metadata": {"name": name, "namespace": namespace, "annotations": annotations}}
+        labels, annotations = {"deployer/canary": "true"}, {"deployer/canary-of": of}
+        return {"metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}}
 
     found = canaries.leftovers(
         [listed("web-canary", "web"), listed("api-canary", "api"), listed("web-canary", "web", "staging")],
@@ -109,6 +109,27 @@ def test_leftovers_are_the_canaries_of_the_deployments_deployed_only() -> None:
     )
 
     assert found == [ObjectRef("apps/v1", "Deployment", "prod", "web-canary")]
+
+
+CANARY_REF = ObjectRef("apps/v1", "Deployment", "prod", "web-canary")
+
+
+@pytest.mark.parametrize(
+    ("live", "deployed", "problem"),
+    [
+        (None, [], None),
+        (canaries.canary_of(web(), 1), [], None),  # deployer's own (a race with a leftover): taken over
+        ({"metadata": {"name": "web-canary"}}, [], "deployment/web-canary exists and is not deployer's canary"),
+        (None, [CANARY_REF], "deployment/web-canary is in the manifests"),
+    ],
+    ids=["free", "ours", "a user's", "in the manifests"],
+)
+def test_a_canary_never_takes_the_name_of_a_users_deployment(
+    live: dict[str, Any] | None, deployed: list[ObjectRef], problem: str | None
+) -> None:
+    taken = canaries.name_taken("web", live, deployed, CANARY_REF)
+
+    assert taken is None if problem is None else taken is not None and taken.startswith(problem)
 
 
 @pytest.mark.parametrize(
