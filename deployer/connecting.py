@@ -67,10 +67,11 @@ def expiry_seconds(cluster: ClusterSettings, rollout: RolloutSettings | None) ->
     if not cluster.cluster:
         return 0  # not DigitalOcean: nothing is issued, the expiry means nothing
     # A wait without limit (0) may take as long as the longest timeout allowed.
+    wait = rollout.timeout or MAX_DURATION_SECONDS
+    # --strategy canary: the canaries' wait (bounded by --timeout) and their hold come before the rollout's.
+    canary = wait + rollout.canary_hold if rollout.strategy == "canary" else 0.0
     return credentials.expiry_for_run(
-        cluster.kubeconfig_expiry,
-        rollout.timeout or MAX_DURATION_SECONDS,
-        rollout.rollback_timeout or MAX_DURATION_SECONDS,
+        cluster.kubeconfig_expiry, wait, rollout.rollback_timeout or MAX_DURATION_SECONDS, canary_seconds=canary
     )
 
 

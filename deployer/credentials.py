@@ -83,17 +83,21 @@ def needed_expiry_seconds(rollout_timeout: float, rollback_timeout: float) -> in
     return max(MINIMUM_EXPIRY_SECONDS, math.ceil(rollout_timeout + rollback_timeout + EXPIRY_MARGIN_SECONDS))
 
 
-def expiry_for_run(given: int | None, rollout_timeout: float, rollback_timeout: float) -> int:
+def expiry_for_run(
+    given: int | None, rollout_timeout: float, rollback_timeout: float, *, canary_seconds: float = 0.0
+) -> int:
     """The token lifetime to ask DigitalOcean for: ``given`` (--kubeconfig-expiry; None or 0: not given) when
-    it covers what the run needs (needed_expiry_seconds), else an OptionError: a token that dies mid-wait
-    leaves the wait blind and the rollback without credentials."""
-    needed = needed_expiry_seconds(rollout_timeout, rollback_timeout)
+    it covers what the run needs (needed_expiry_seconds, plus ``canary_seconds`` for --strategy canary's
+    canary phase before the rollout), else an OptionError: a token that dies mid-wait leaves the wait blind
+    and the rollback without credentials."""
+    needed = needed_expiry_seconds(rollout_timeout + canary_seconds, rollback_timeout)
     if not given:
         return needed
     if given < needed:
+        canary = f"the canary's {canary_seconds:g}s + " if canary_seconds else ""
         raise OptionError(
             EXPIRY_FLAG,
-            f"{given}s is shorter than this run needs: {needed}s (--timeout {rollout_timeout:g}s + "
+            f"{given}s is shorter than this run needs: {needed}s ({canary}--timeout {rollout_timeout:g}s + "
             f"--rollback-timeout {rollback_timeout:g}s + {EXPIRY_MARGIN_SECONDS}s, at least "
             f"{MINIMUM_EXPIRY_SECONDS}s); raise it or leave it out",
         )

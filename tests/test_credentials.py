@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from deployer import workflow_commands
+from deployer import connecting, workflow_commands
 from deployer.credentials import (
     KubeCredentials,
     client_files_directory,
@@ -36,6 +36,7 @@ from deployer.errors import (
     ExitCode,
     OptionError,
 )
+from deployer.settings import ClusterSettings, RolloutSettings
 from tests.fakes.digitalocean_api import (
     CountingMinter,
     FakeCluster,
@@ -180,6 +181,22 @@ def test_expiry_for_run_refuses_one_the_run_would_outlive_naming_the_flag() -> N
         "--kubeconfig-expiry: 600s is shorter than this run needs: 1080s (--timeout 600s + --rollback-timeout "
         "300s + 180s, at least 300s); raise it or leave it out"
     )
+
+
+def test_a_canary_run_needs_its_canary_phase_covered_too() -> None:
+    # --strategy canary: the canaries' wait (--timeout 600s) and their 60s hold come before the rollout's wait.
+    assert expiry_for_run(None, 600, 300, canary_seconds=660) == 1740
+    with pytest.raises(OptionError) as refused:
+        expiry_for_run(1080, 600, 300, canary_seconds=660)
+
+    assert "1740s (the canary's 660s + --timeout 600s + --rollback-timeout 300s" in str(refused.value)
+
+
+def test_a_canary_run_asks_digitalocean_for_a_token_that_outlives_its_canary_phase() -> None:
+    cluster = ClusterSettings(cluster="web-prod")
+    rolling, canary = RolloutSettings(), RolloutSettings(strategy="canary", canary_hold=90)
+
+    assert connecting.expiry_seconds(cluster, canary) == connecting.expiry_seconds(cluster, rolling) + 600 + 90
 
 
 def test_inline_key_material_is_handed_over_in_memory_files_and_the_original_is_untouched() -> None:
