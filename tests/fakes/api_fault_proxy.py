@@ -215,12 +215,15 @@ class ApiFaultProxy:
             serving.daemon = True
             serving.start()
 
-    def _track(self, sock: socket.socket) -> bool:
+    def _track(self, sock: socket.socket) -> tuple[bool, FaultWindow | None]:
+        """Track ``sock`` so that the next outage cuts it; returns whether the proxy still runs and the fault
+        window at that moment. Both under one lock: a window that starts after this call cuts ``sock``, one
+        that started before it is returned, so no connection accepted just before an outage slips through."""
         with self._lock:
             if self._stopped.is_set():
-                return False
+                return False, None
             self._open.add(sock)
-            return True
+            return True, self._window
 
     def _untrack(self, sock: socket.socket) -> None:
         with self._lock:
@@ -232,13 +235,17 @@ class ApiFaultProxy:
         for sock in victims:
             _reset(sock)
 
-    def _serve(self, raw: socket.socket, window: FaultWindow | None) -> None:
-        if not self._track(raw):
+    def _serve(self, raw: socket.socket, accepted_in: FaultWindow | None) -> None:
+        running, window = self._track(raw)
+        if not running:
             raw.close()
             return
         upstream: socket.socket | None = None
         client: socket.socket = raw
         try:
+            if _drops_the_connection(window or accepted_in):
+                _reset(raw)
+                return
             try:
                 # The handshake moves the descriptor into the TLS socket: track that one from now on.
                 wrapped = self._server_context.wrap_socket(raw, server_side=True)
@@ -246,7 +253,9 @@ class ApiFaultProxy:
                 return
             self._untrack(raw)
             client = wrapped
-            if not self._track(client):
+            running, window = self._track(client)
+            window = window or accepted_in
+            if not running or _drops_the_connection(window):
                 return
             if window is not None:
                 self._answer_fault(wrapped, window)
@@ -257,7 +266,7 @@ class ApiFaultProxy:
                 upstream.settimeout(None)
             except (OSError, ssl.SSLError):
                 return
-            if not self._track(upstream):
+            if not self._track(upstream)[0]:
                 return
             _relay(client, upstream)
         finally:
@@ -293,6 +302,11 @@ class ApiFaultProxy:
             client.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         except (OSError, ssl.SSLError):
             pass
+
+
+def _drops_the_connection(window: FaultWindow | None) -> bool:
+    """A connection accepted just before a drop or refuse window began is cut like those the window cut."""
+    return window is not None and window.fault in (Fault.DROP, Fault.REFUSE)
 
 
 def _relay(client: socket.socket, upstream: socket.socket) -> None:
