@@ -51,6 +51,15 @@ class StartError(RuntimeError):
     """A component did not come up; the message quotes the end of its log."""
 
 
+class PortTakenError(StartError):
+    """A component could not bind its port: another process took it between ``free_port`` and the bind (test
+    sessions running side by side, or the Docker engine publishing a container's port). Starting again on
+    new ports is the remedy."""
+
+
+START_ATTEMPTS = 3
+
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -136,10 +145,28 @@ class ControlPlane:
     ) -> ControlPlane:
         """Build if needed, start everything, and return once the cluster is usable (``timeout`` seconds)."""
         binaries = ensure_built(log=True)
+        deadline = time.monotonic() + timeout
+        for _ in range(START_ATTEMPTS - 1):
+            try:
+                return cls._start_once(binaries, registry, nodes, kubelet, docker_client, deadline)
+            except PortTakenError:
+                continue
+        return cls._start_once(binaries, registry, nodes, kubelet, docker_client, deadline)
+
+    @classmethod
+    def _start_once(
+        cls,
+        binaries: Binaries,
+        registry: Registry | None,
+        nodes: int,
+        kubelet: str,
+        docker_client: Any | None,
+        deadline: float,
+    ) -> ControlPlane:
         workdir = Path(tempfile.mkdtemp(prefix="deployer-controlplane-"))
         plane = cls(binaries, workdir, Pki.create(workdir / "pki"))
         try:
-            plane._start_all(registry, nodes, kubelet, docker_client, time.monotonic() + timeout)
+            plane._start_all(registry, nodes, kubelet, docker_client, deadline)
         except BaseException:
             plane.stop()
             raise
@@ -166,7 +193,9 @@ class ControlPlane:
     def _wait(self, process: _Process, ready: Callable[[], bool], deadline: float, what: str) -> None:
         while True:
             if process.popen.poll() is not None:
-                raise StartError(f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}")
+                tail = process.tail()
+                error = PortTakenError if "address already in use" in tail else StartError
+                raise error(f"{process.name} exited with {process.popen.returncode}:\n{tail}")
             try:
                 if ready():
                     return
