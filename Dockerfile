@@ -20,10 +20,16 @@ FROM ${BASE_IMAGE} AS wheels
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/build-tools
 WORKDIR /src
-# Metadata first: the dependency layer is rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md ./
+# Metadata first: the dependencies' wheels are a layer of their own, built from pyproject.toml alone with an
+# empty stand-in package and readme, so a change to deployer's sources or README reuses that layer (from the
+# builder's cache) and only deployer's own wheel is built again.
+COPY pyproject.toml ./
+RUN mkdir deployer && touch deployer/__init__.py README.md \
+    && /opt/build-tools/bin/pip wheel --wheel-dir /wheels . \
+    && rm -r deployer README.md build deployer.egg-info /wheels/deployer-*.whl
+COPY README.md ./
 COPY deployer ./deployer
-RUN /opt/build-tools/bin/pip wheel --wheel-dir /wheels .
+RUN /opt/build-tools/bin/pip wheel --no-deps --wheel-dir /wheels .
 
 # --- 2: the venv, installed from those wheels only ------------------------------------------------------
 FROM ${BASE_IMAGE} AS venv
