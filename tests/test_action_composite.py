@@ -25,6 +25,9 @@ import yaml
 
 from tests.test_github_actions import read_output_file
 
+# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
+pytestmark = pytest.mark.xdist_group("action_composite")
+
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 SHA = "0123456789abcdef0123456789abcdef01234567"

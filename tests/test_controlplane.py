@@ -36,7 +36,8 @@ from tests.deploy_scenarios import (
     write_manifests,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
+# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.xdist_group("controlplane")]
 
 
 @pytest.fixture
