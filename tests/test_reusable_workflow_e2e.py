@@ -34,7 +34,8 @@ from tests.test_action_composite import ROOT, SHA, TOKEN, CompositeRunner
 from tests.workflow_runner import StepResult, WorkflowRun, WorkflowRunner
 
 # A bound for a hang only: the first deployer step pip-installs deployer into a fresh venv.
-pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600)]
+# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
+pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600), pytest.mark.xdist_group("reusable_workflow_e2e")]
 
 WORKFLOW = ROOT / "workflows-examples" / "reusable-deploy.yml"
 
