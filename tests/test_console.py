@@ -254,3 +254,26 @@ def test_outside_actions_a_quoted_result_is_printed_as_it_is() -> None:
     Console(out=io.StringIO(), result_out=result_out, env=PLAIN_CI).quoted_result(QUOTED_DIFF)
 
     assert result_out.getvalue() == QUOTED_DIFF
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("env", "terminal", "coloured"),
+    [
+        ({}, True, True),
+        ({}, False, False),
+        (PLAIN_CI, True, False),
+        (ACTIONS, True, False),
+        ({"NO_COLOR": "1"}, True, False),
+    ],
+)
+def test_a_result_is_coloured_only_on_a_terminal_outside_ci(
+    env: dict[str, str], terminal: bool, coloured: bool
+) -> None:
+    result_out = _Terminal() if terminal else io.StringIO()
+
+    assert Console(out=io.StringIO(), result_out=result_out, env=env).colours_result() is coloured
