@@ -177,3 +177,22 @@ def test_a_pull_requests_dry_run_keeps_one_comment_with_the_diff_up_to_date(depl
     assert [op.split(" ")[0] for op in fake.operations()] == ["GET", "POST", "GET", "PATCH"]
     for text in secret_texts(PASSWORD):
         assert text not in body
+
+
+def test_deployer_diff_without_a_cluster_is_bad_input(tmp_path: Path) -> None:
+    deployer = Deployer.under(tmp_path, tmp_path / "unused")
+    manifests = app_manifests(deployer.workdir / "k8s", PASSWORD)
+    args = ["diff", "-f", str(manifests), "--image", "registry.example/acme/web", "--tag", "v1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        cwd=deployer.workdir,
+        env=deployer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "error: --kubeconfig: deployer diff needs a cluster: --cluster, --kubeconfig or --kubeconfig-data"
+    )
