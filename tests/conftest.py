@@ -147,6 +147,13 @@ def busybox_base_image(docker_client: Any) -> str:
     return BASE_IMAGE_TAG
 
 
+@pytest.fixture(scope="session")
+def action_runner_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RUNNER_TEMP for every test that runs the composite action's steps: the install step's venv is made once
+    per session and then only updated (a fresh one took minutes on a loaded machine, once per module)."""
+    return tmp_path_factory.mktemp("runner-temp")
+
+
 def kubectl_path() -> str | None:
     return shutil.which("kubectl")
 

@@ -25,8 +25,9 @@ import yaml
 
 from tests.test_github_actions import read_output_file
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = pytest.mark.xdist_group("action_composite")
+# One pytest-xdist worker runs the modules that run the action's steps: they share its install step's venv
+# (conftest's action_runner_temp), which costs minutes to make on a loaded machine and seconds to update.
+pytestmark = pytest.mark.xdist_group("action_venv")
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -230,16 +231,12 @@ class CompositeRunner:
 # --- tests ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def runner_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Shared by the module's runs so the venv the install step makes is made once and then updated.
-    return tmp_path_factory.mktemp("runner-temp")
-
-
 @pytest.fixture
-def runner(runner_temp: Path) -> Iterator[CompositeRunner]:
+def runner(action_runner_temp: Path) -> Iterator[CompositeRunner]:
     yield CompositeRunner(
-        workspace=ROOT, runner_temp=runner_temp, event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}}
+        workspace=ROOT,
+        runner_temp=action_runner_temp,
+        event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}},
     )
 
 

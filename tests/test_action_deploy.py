@@ -36,12 +36,13 @@ from tests.test_action_composite import ROOT, SHA, TOKEN, ActionRun, CompositeRu
 
 # A bound for a hang only: the first test's setup pip-installs deployer into a fresh venv, builds and pushes the
 # image and deploys; with the machine loaded (load average 21) that took 270 s, near pytest's default of 300.
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
+# One pytest-xdist worker runs this module (its tests share a module-scoped fixture that is costly to make) and
+# the other modules that run the action's steps: they share its install step's venv (action_runner_temp).
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.kubectl,
     pytest.mark.timeout(600),
-    pytest.mark.xdist_group("action_deploy"),
+    pytest.mark.xdist_group("action_venv"),
 ]
 
 HELLO_APP = ROOT / "workflows-examples" / "hello-app"
@@ -111,13 +112,13 @@ def _workspace(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
+    action_runner_temp: Path,
     docker_client: Any,
     registry: TestRegistry,
     control_plane: ControlPlane,
     kubectl: str,
 ) -> Iterator[Stack]:
     workspace = _workspace(tmp_path_factory.mktemp("workspace"))
-    runner_temp = tmp_path_factory.mktemp("runner-temp")
     judge = Kubectl.under(tmp_path_factory.mktemp("judge"), kubectl, control_plane.kubeconfig_path)
     repository = f"{registry.host}/{PREFIX}-{uuid.uuid4().hex[:8]}/hello-app"
     digitalocean = FakeDigitalOceanAPI(
@@ -131,7 +132,7 @@ def stack(
         with digitalocean, FakeGitHubAPI(token=TOKEN, owner="Acme", repo="Hello-App") as github:
             runner = CompositeRunner(
                 workspace=workspace,
-                runner_temp=runner_temp,
+                runner_temp=action_runner_temp,
                 event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}},
                 # What a workflow's job-level `env:` would set: the API addresses of the fakes.
                 github_env={"GITHUB_API_URL": github.url, "DEPLOYER_DIGITALOCEAN_API_URL": digitalocean.url},

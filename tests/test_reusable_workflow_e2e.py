@@ -34,8 +34,9 @@ from tests.test_action_composite import ROOT, SHA, TOKEN, CompositeRunner
 from tests.workflow_runner import StepResult, WorkflowRun, WorkflowRunner
 
 # A bound for a hang only: the first deployer step pip-installs deployer into a fresh venv.
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600), pytest.mark.xdist_group("reusable_workflow_e2e")]
+# One pytest-xdist worker runs the modules that run the action's steps: they share its install step's venv
+# (conftest's action_runner_temp), made once per worker.
+pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600), pytest.mark.xdist_group("action_venv")]
 
 WORKFLOW = ROOT / "workflows-examples" / "reusable-deploy.yml"
 
@@ -102,15 +103,9 @@ def _refused_kubeconfig(plane: ControlPlane) -> str:
     return yaml.safe_dump(config)
 
 
-@pytest.fixture(scope="module")
-def runner_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Shared by the module's action runs, so that the install step's venv is made once and then updated.
-    return tmp_path_factory.mktemp("runner-temp")
-
-
 @pytest.fixture
 def clusters(
-    runner_temp: Path,
+    action_runner_temp: Path,
     tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
     control_plane: ControlPlane,
@@ -126,7 +121,7 @@ def clusters(
     with FakeGitHubAPI(token=TOKEN, owner="Acme", repo="Hello-App") as github:
         composite = CompositeRunner(
             workspace=workspace,
-            runner_temp=runner_temp,
+            runner_temp=action_runner_temp,
             event={"after": SHA, "repository": {"full_name": "Acme/Hello-App"}},
             github_env={"GITHUB_API_URL": github.url},
         )
