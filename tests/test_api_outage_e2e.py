@@ -9,7 +9,6 @@ whatever happened. Each test has a namespace of its own; the images are web_imag
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +51,6 @@ def deployer(proxy: ApiFaultProxy, control_plane: ControlPlane, web_images: WebI
     deployer = Deployer.under(tmp_path, proxy.write_kubeconfig(tmp_path / "kubeconfig-through-proxy", token))
     deployer.repository = web_images.repository
     return deployer
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it); deleted afterwards."""
-    name = f"outage-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def web(**container: Any) -> dict[str, Any]:

@@ -89,11 +89,6 @@ def test_build_without_registry_credentials_for_a_protected_registry_fails_witho
 
 
 @pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
 def namespace(judge: Kubectl, docker_client: Any) -> Iterator[str]:
     """A namespace of the test's own on the real control plane, deleted afterwards. Its pods are deleted at once
     and their containers awaited: the app fixture then removes the image they run, which Docker refuses while a

@@ -40,11 +40,6 @@ from tests.deploy_scenarios import (
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.xdist_group("controlplane")]
 
 
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
 def served_versions(docker_client: Any, judge: Kubectl, namespace: str, app: str) -> set[str]:
     """What the Ready pods of ``app`` answer on their port 8080, published on 127.0.0.1 by the node agent."""
     answers = set()

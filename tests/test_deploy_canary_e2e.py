@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     CRASH_LOG,
     EXIT_OK,
@@ -44,18 +40,6 @@ STABLE_SELECTOR = "app=web,!deployer/canary"
 
 
 @pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
 def manifests(deployer: Deployer) -> Path:
     """web: two pods with a readiness probe, and the Service that sends them traffic (selector app=web)."""
     service = {
@@ -65,13 +49,6 @@ def manifests(deployer: Deployer) -> Path:
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": WEB_PORT}]},
     }
     return write_manifests(deployer.workdir / "k8s", service, deployment("web", http_port=WEB_PORT))
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    name = f"canary-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 class CheckServer:

@@ -17,7 +17,6 @@ import os
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,14 +67,6 @@ def digitalocean(control_plane: ControlPlane) -> Iterator[FakeDigitalOceanAPI]:
 def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
     (tmp_path / "judge").mkdir()
     return Kubectl.under(tmp_path / "judge", kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it, if anything does); deleted afterwards."""
-    name = f"creds-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import TestRegistry
-from tests.controlplane import ControlPlane
 from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     CRASH_LOG,
@@ -51,30 +48,10 @@ WEB_PORT = 8080  # where web_images' tags serve, and where deployment()'s readin
 
 
 @pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
 def manifests(deployer: Deployer) -> Path:
     # With a readiness probe: without one, a real pod whose container exits at start counts as available for
     # the moment it runs, and a rollout of it can complete before the crash shows (kubectl would agree).
     return write_manifests(deployer.workdir / "k8s", deployment("web", http_port=WEB_PORT))
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it); deleted afterwards."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def pod_containers(docker_client: Any, judge: Kubectl, namespace: str, image: str) -> list[Any]:

@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_OK,
     Deployer,
@@ -37,18 +35,6 @@ from tests.deploy_scenarios import (
 pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
 CSA = "kubectl-client-side-apply"
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ registry lacks fails to pull).
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,6 @@ import pytest
 import yaml
 
 from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -43,28 +40,8 @@ WEB_PORT = 8080  # where web_images' tags serve, and where deployment()'s readin
 
 
 @pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
 def manifests(deployer: Deployer) -> Path:
     return write_manifests(deployer.workdir / "k8s", deployment("web", http_port=WEB_PORT))
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it); deleted afterwards."""
-    name = f"result-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def result_of(done: Finished) -> dict[str, Any]:

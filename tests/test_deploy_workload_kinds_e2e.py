@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import SESSION_NODES, WebImages
+from tests.controlplane.fixtures import SESSION_NODES
 from tests.deploy_scenarios import (
     CRASH_LOG,
     EXIT_FAILURE,
@@ -150,27 +147,6 @@ MIGRATES = "echo migrating; sleep 1; echo migrated"
 
 
 # --- fixtures: the session's real control plane, a namespace per test ------------------------------------------
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it); deleted afterwards, without waiting for the
-    namespace controller to empty it."""
-    name = f"kinds-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture

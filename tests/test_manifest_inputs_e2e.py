@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_OK,
     Deployer,
@@ -31,26 +27,6 @@ pytestmark = [pytest.mark.kubectl, pytest.mark.docker]
 
 EXIT_BAD_INPUT = 2
 WEB_PORT = 8080  # where web_images' tags serve, and where deployment()'s readiness probe asks
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it, or must not); deleted afterwards."""
-    name = f"inputs-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def web() -> dict[str, Any]:

@@ -7,16 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import uuid
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.controlplane import ControlPlane
-from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -35,25 +31,6 @@ pytestmark = pytest.mark.kubectl
 
 WEB_PORT = 8080  # where web_images' tags serve
 SIM_REPO = "registry.example/acme/web"  # Deployer's repository, which the simulator's kubelet runs
-
-
-@pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
-    deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
-    deployer.repository = web_images.repository
-    return deployer
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def spec_id(name: str, namespace: str) -> str:

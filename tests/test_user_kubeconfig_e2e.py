@@ -10,8 +10,6 @@ import base64
 import json
 import signal
 import stat
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +58,6 @@ def web(readiness_path: str = "/index.html") -> dict[str, Any]:
 def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
     (tmp_path / "judge").mkdir()
     return Kubectl.under(tmp_path / "judge", kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace name of the test's own (deployer creates it, if anything does); deleted afterwards."""
-    name = f"kubeconfig-{uuid.uuid4().hex[:8]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture

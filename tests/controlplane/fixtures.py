@@ -3,6 +3,10 @@ start and a build the first time), its pods on the Docker engine pulling from th
 
 ``web_images``: a small web image FROM scratch, in a few tags, for the end-to-end tests that run on it.
 
+``judge``, ``deployer`` and ``namespace``: what an end-to-end test of ``deployer run`` on it takes, the real
+kubectl, deployer as a user runs it, and a namespace of the test's own. A module that needs other ones (a
+kubeconfig through a proxy, the simulator) defines its own under the same name, which pytest prefers.
+
 Loaded through ``pytest_plugins`` in tests/conftest.py. A missing Go toolchain or Docker engine skips the tests
 that need it on a laptop and fails them in CI (CI=true); a failed build or start always fails them.
 """
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_real_part
-from tests.deploy_scenarios import CRASH_LOG
+from tests.deploy_scenarios import CRASH_LOG, Deployer, Kubectl
 
 from . import ControlPlane, StartError
 from .building import BuildError
@@ -97,3 +101,27 @@ def web_images(docker_client: Any, registry: Any, busybox_base_image: str) -> It
                 docker_client.images.remove(f"{repository}:{tag}", force=True)
             except Exception:  # noqa: BLE001 - never built: nothing to remove
                 pass
+
+
+@pytest.fixture
+def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
+    """The real kubectl, as cluster-admin on the session's control plane: what is live is what it says."""
+    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
+
+
+@pytest.fixture
+def deployer(control_plane: ControlPlane, web_images: WebImages, tmp_path: Path) -> Deployer:
+    """``deployer run`` with the control plane's admin kubeconfig, deploying web_images' repository."""
+    made = Deployer.under(tmp_path, control_plane.kubeconfig_path)
+    made.repository = web_images.repository
+    return made
+
+
+@pytest.fixture
+def namespace(judge: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace name of the test's own, named after its module (``test_deploy_e2e`` gives ``deploy-...``);
+    deployer creates it, if anything does. Deleted afterwards without waiting for the namespace controller."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").removesuffix("_e2e")
+    name = f"{module.replace('_', '-')[:40]}-{uuid.uuid4().hex[:8]}"
+    yield name
+    judge.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
