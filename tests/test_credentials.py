@@ -677,7 +677,9 @@ def test_tokens_never_reach_output_errors_logs_or_files(
 def simulator() -> Iterator[Any]:
     from tests.kubesim import KubeSim
 
-    sim = KubeSim.start(kubelet="scripted")
+    # A clock that all but stands still: only advance() moves it, so a slow machine's seconds between issuing a
+    # token and using it cannot carry it past its expiry (it did, on a loaded machine, 10 s before the check).
+    sim = KubeSim.start(kubelet="scripted", clock_speed=1e-6)
     try:
         yield sim
     finally:
