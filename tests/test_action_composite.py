@@ -5,7 +5,9 @@ action's defaults form the `inputs` context; `${{ }}` expressions in `env:`, `wi
 are evaluated (only the forms action.yml uses; anything else fails the test loudly); each `run:` step runs
 with `bash --noprofile --norc -eo pipefail`, its own GITHUB_OUTPUT file and the job's GITHUB_STEP_SUMMARY,
 GITHUB_EVENT_PATH, GITHUB_* and RUNNER_* variables. `actions/setup-python` is stood in for by this machine's
-Python; `actions/cache` restores nothing. The install step really installs deployer from the action's path.
+Python, `astral-sh/setup-uv` by the uv installed beside the tests' Python (the dev extra pins the version the
+action asks for), or fails as where uv cannot run; `continue-on-error` is honoured. The install step really
+installs deployer from the action's path and its lock.
 """
 
 from __future__ import annotations
@@ -119,11 +121,16 @@ class CompositeRunner:
     event_name: str = "push"
     event: dict[str, Any] = field(default_factory=dict)
     github_env: dict[str, str] = field(default_factory=dict)
+    #: False: setup-uv fails, as on a runner where uv cannot run.
+    uv_runs: bool = True
 
     def base_env(self) -> dict[str, str]:
         event_path = self.runner_temp / "event.json"
         event_path.write_text(json.dumps(self.event))
-        env = {key: value for key, value in os.environ.items() if key.startswith("PIP_") or key in ("PATH", "HOME")}
+        # The machine's settings for pip and uv (an index, a certificate bundle) reach the install step, as a
+        # self-hosted runner's environment would.
+        machine = ("PATH", "HOME", "SSL_CERT_FILE", "SSL_CERT_DIR")
+        env = {key: value for key, value in os.environ.items() if key.startswith(("PIP_", "UV_")) or key in machine}
         env.update(
             {
                 "CI": "true",
@@ -179,7 +186,9 @@ class CompositeRunner:
                 steps[step_id] = {"outputs": {}, "outcome": "skipped"}
                 continue
             if "uses" in step:
-                steps[step_id] = self._uses(step["uses"])
+                steps[step_id] = self._uses(step["uses"], step.get("with") or {}, contexts)
+                if steps[step_id]["outcome"] == "failure" and not step.get("continue-on-error"):
+                    failed_code = 1
                 continue
             code, outputs, output = self._run_step(step, contexts, env, summary_file)
             log.append(output)
@@ -196,7 +205,14 @@ class CompositeRunner:
             steps=steps,
         )
 
-    def _uses(self, reference: str) -> dict[str, Any]:
+    def _uses(self, reference: str, given: Mapping[str, Any], contexts: Mapping[str, Any]) -> dict[str, Any]:
+        if reference.startswith("astral-sh/setup-uv@"):
+            if not self.uv_runs:
+                return {"outputs": {}, "outcome": "failure"}
+            uv = Path(sys.executable).parent / "uv"
+            version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
+            assert version == interpolate(given["version"], contexts), "the dev extra's uv is not the action's"
+            return {"outputs": {"uv-path": str(uv), "uv-version": version, "cache-hit": "false"}, "outcome": "success"}
         if reference.startswith("actions/setup-python@"):
             version = ".".join(map(str, sys.version_info[:3]))
             base_python = getattr(sys, "_base_executable", sys.executable)
@@ -307,3 +323,82 @@ def test_shell_syntax_in_an_input_reaches_deployer_as_text(runner: CompositeRunn
     assert not marker.exists(), "an input was executed by the shell"
     assert run.exit_code == 2, run.log
     assert f"$(touch {marker})" in run.log, "deployer should name the placeholder it did not find"
+
+
+# --- the install step ----------------------------------------------------------------------------------
+
+
+def locked_runtime_pins() -> tuple[set[str], set[str]]:
+    """`name==version` of every wheel in the action's lock export, and those without an environment marker
+    (which every runner must have)."""
+    pins, everywhere = set(), set()
+    for line in (ROOT / "action-requirements.txt").read_text().splitlines():
+        if line[:1].isalnum():
+            requirement, _, marker = line.removesuffix("\\").partition(";")
+            pin = normalized_pin(requirement.strip())
+            pins.add(pin)
+            if not marker.strip():
+                everywhere.add(pin)
+    return pins, everywhere
+
+
+def normalized_pin(pin: str) -> str:
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
+
+
+def installed_pins(venv: Path) -> set[str]:
+    script = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'] + '==' + d.version)"
+    listing = subprocess.run(
+        [venv / "bin" / "python", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # deployer is built from the checkout; pip (and setuptools before Python 3.12) is what `python -m venv` seeds.
+    seeded = ("deployer==", "pip==", "setuptools==")
+    return {normalized_pin(pin) for pin in listing if not pin.startswith(seeded)}
+
+
+def test_the_install_step_installs_exactly_the_locked_wheels_with_uv(runner: CompositeRunner) -> None:
+    run = runner.run(DRY_RUN)
+
+    assert run.exit_code == 0, run.log
+    assert run.steps["uv"]["outcome"] == "success"
+    assert "::warning::" not in run.log
+    locked, everywhere = locked_runtime_pins()
+    installed = installed_pins(runner.runner_temp / "deployer-venv")
+    assert installed - locked == set(), "installed but not locked"
+    assert everywhere - installed == set(), "locked but not installed"
+
+
+def test_where_uv_cannot_run_pip_installs_the_same_locked_wheels(tmp_path: Path) -> None:
+    runner = CompositeRunner(workspace=ROOT, runner_temp=tmp_path, event={"after": SHA}, uv_runs=False)
+    # pip downloading and checking 40 wheels takes minutes on this machine: the venv is made and filled from
+    # the same hashed file beforehand by uv (in seconds, and without pip, which the step's `python -m venv` then
+    # adds), so pip's part is to accept that file in hash-checking mode, find every pin satisfied, and build and
+    # install deployer itself.
+    venv = tmp_path / "deployer-venv"
+    uv = Path(sys.executable).parent / "uv"
+    requirements = ROOT / "action-requirements.txt"
+    quiet = {**os.environ, "UV_NO_CONFIG": "1"}
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, venv], check=True, env=quiet)
+    fill = [
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        venv / "bin" / "python",
+        "--require-hashes",
+        "-r",
+        requirements,
+    ]
+    subprocess.run(fill, check=True, env=quiet)
+
+    run = runner.run(DRY_RUN)
+
+    assert run.exit_code == 0, run.log
+    assert run.outputs["status"] == "planned"
+    assert "::warning::setup-uv could not run on this runner" in run.log
+    locked, everywhere = locked_runtime_pins()
+    installed = installed_pins(tmp_path / "deployer-venv")
+    assert installed - locked == set(), "installed but not locked"
+    assert everywhere - installed == set(), "locked but not installed"
