@@ -26,7 +26,7 @@ WORKDIR /src
 COPY pyproject.toml ./
 RUN mkdir deployer && touch deployer/__init__.py README.md \
     && /opt/build-tools/bin/pip wheel --wheel-dir /wheels . \
-    && rm -r deployer README.md build deployer.egg-info /wheels/deployer-*.whl
+    && rm -r deployer README.md /wheels/deployer-*.whl
 COPY README.md ./
 COPY deployer ./deployer
 RUN /opt/build-tools/bin/pip wheel --no-deps --wheel-dir /wheels .
