@@ -27,10 +27,6 @@ import yaml
 
 from tests.test_github_actions import read_output_file
 
-# One pytest-xdist worker runs the modules that run the action's steps: they share its install step's venv
-# (conftest's action_runner_temp), which costs minutes to make on a loaded machine and seconds to update.
-pytestmark = pytest.mark.xdist_group("action_venv")
-
 ROOT = Path(__file__).resolve().parents[1]
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 SHA = "0123456789abcdef0123456789abcdef01234567"

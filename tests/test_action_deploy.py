@@ -36,14 +36,7 @@ from tests.test_action_composite import ROOT, SHA, TOKEN, ActionRun, CompositeRu
 
 # A bound for a hang only: the first test's setup pip-installs deployer into a fresh venv, builds and pushes the
 # image and deploys; with the machine loaded (load average 21) that took 270 s, near pytest's default of 300.
-# One pytest-xdist worker runs this module (its tests share a module-scoped fixture that is costly to make) and
-# the other modules that run the action's steps: they share its install step's venv (action_runner_temp).
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.kubectl,
-    pytest.mark.timeout(600),
-    pytest.mark.xdist_group("action_venv"),
-]
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.timeout(600)]
 
 HELLO_APP = ROOT / "workflows-examples" / "hello-app"
 PREFIX = "deployer-test-action-e2e"

@@ -32,10 +32,9 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PREFIX = "deployer-test-github"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
 # A bound for a hang only: the module fixture builds the image, whose dependency layer pip-installs from PyPI
 # when the builder has no cached layer (a fresh machine), beside the other workers' tests.
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(600), pytest.mark.xdist_group("action_image")]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 
 def docker_cli(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

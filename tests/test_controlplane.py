@@ -36,8 +36,7 @@ from tests.deploy_scenarios import (
     write_manifests,
 )
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = [pytest.mark.docker, pytest.mark.kubectl, pytest.mark.xdist_group("controlplane")]
+pytestmark = [pytest.mark.docker, pytest.mark.kubectl]
 
 
 def served_versions(docker_client: Any, judge: Kubectl, namespace: str, app: str) -> set[str]:

@@ -34,8 +34,7 @@ from tests.fakes.registry_proxy import RegistryProxy
 from tests.kubesim import KubeSim
 from tests.kubesim.fixtures import FAST_CLOCK
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = [pytest.mark.kubectl, pytest.mark.xdist_group("deploy_bad_input_e2e")]
+pytestmark = pytest.mark.kubectl
 
 EXIT_BAD_INPUT = 2
 LIVE_IMAGE = "registry.example/acme/web"

@@ -25,9 +25,6 @@ from tests.controlplane import ControlPlane
 from tests.deploy_scenarios import EXIT_OK, Deployer, Finished, Kubectl, deployment, write_manifests
 from tests.fakes.github_api import FakeGitHubAPI
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = pytest.mark.xdist_group("diff_e2e")
-
 PASSWORD = "first-password-3fa9c1"
 NEW_PASSWORD = "second-password-77b2e4"
 HEAD_SHA = "0123456789abcdef0123456789abcdef01234567"

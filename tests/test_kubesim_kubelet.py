@@ -30,9 +30,6 @@ from tests.kubesim.kubelet import (
     parse_image,
 )
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = pytest.mark.xdist_group("kubesim_kubelet")
-
 JSON = dict[str, Any]
 START = 1_700_000_000.0
 

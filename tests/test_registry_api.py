@@ -22,9 +22,6 @@ from deployer.registry_api import RegistryAPI
 from tests.conftest import TestRegistry
 from tests.fakes.registry_proxy import MANIFEST, running_proxy
 
-# One pytest-xdist worker runs this module: its tests share a module-scoped fixture that is costly to make.
-pytestmark = pytest.mark.xdist_group("registry_api")
-
 ABSENT = "sha256:" + "0" * 64
 
 

@@ -34,9 +34,7 @@ from tests.test_action_composite import ROOT, SHA, TOKEN, CompositeRunner
 from tests.workflow_runner import StepResult, WorkflowRun, WorkflowRunner
 
 # A bound for a hang only: the first deployer step pip-installs deployer into a fresh venv.
-# One pytest-xdist worker runs the modules that run the action's steps: they share its install step's venv
-# (conftest's action_runner_temp), made once per worker.
-pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600), pytest.mark.xdist_group("action_venv")]
+pytestmark = [pytest.mark.kubectl, pytest.mark.timeout(600)]
 
 WORKFLOW = ROOT / "workflows-examples" / "reusable-deploy.yml"
 
