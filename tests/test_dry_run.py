@@ -117,7 +117,18 @@ def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path)
 
 
 def test_a_canary_dry_run_without_a_cluster_names_the_canary_each_changed_deployment_would_get() -> None:
-    args = ["run", "--dry-run", "--no-build", "-f", str(HELLO_MANIFESTS), "--image", "ghcr.io/acme/hello-app"]
+    # --tag: the tests also run in a copy of the repository that is no git work tree (.ci/run), with no GITHUB_SHA.
+    args = [
+        "run",
+        "--dry-run",
+        "--no-build",
+        "-f",
+        str(HELLO_MANIFESTS),
+        "--image",
+        "ghcr.io/acme/hello-app",
+        "--tag",
+        "t1",
+    ]
 
     result = _deployer(*args, "--strategy", "canary", "--canary-replicas", "2", "--canary-hold", "90s")
 
