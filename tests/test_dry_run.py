@@ -9,13 +9,10 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.controlplane import ControlPlane
 from tests.controlplane.fixtures import WebImages
 from tests.deploy_scenarios import Kubectl
 
@@ -23,17 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 HELLO_MANIFESTS = REPO / "workflows-examples" / "hello-app" / "k8s"
 
 
-@pytest.fixture
-def judge(control_plane: ControlPlane, kubectl: str, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
-def namespace(judge: Kubectl) -> Iterator[str]:
-    """A namespace of the test's own on the session's real cluster (deployer creates it), deleted afterwards."""
-    name = f"dry-run-{uuid.uuid4().hex[:6]}"
-    yield name
-    judge.run("delete", "namespace", name, "--wait=false", check=False)
+# The bundled example app's dry run without a cluster; each test adds its tag and what it checks.
+HELLO_DRY_RUN = ["run", "--dry-run", "--no-build", "-f", str(HELLO_MANIFESTS), "--image", "ghcr.io/acme/hello-app"]
 
 
 def _deployer(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -98,13 +86,7 @@ def test_dry_run_against_a_cluster_plans_creates_then_unchanged_then_update(
 def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path) -> None:
     summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
     result = _deployer(
-        "run",
-        "--dry-run",
-        "--no-build",
-        "-f",
-        str(HELLO_MANIFESTS),
-        "--image",
-        "ghcr.io/acme/hello-app",
+        *HELLO_DRY_RUN,
         "--tag",
         "abc1234",
         env={"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)},
@@ -118,17 +100,7 @@ def test_dry_run_writes_the_plan_to_the_step_summary_and_outputs(tmp_path: Path)
 
 def test_a_canary_dry_run_without_a_cluster_names_the_canary_each_changed_deployment_would_get() -> None:
     # --tag: the tests also run in a copy of the repository that is no git work tree (.ci/run), with no GITHUB_SHA.
-    args = [
-        "run",
-        "--dry-run",
-        "--no-build",
-        "-f",
-        str(HELLO_MANIFESTS),
-        "--image",
-        "ghcr.io/acme/hello-app",
-        "--tag",
-        "t1",
-    ]
+    args = [*HELLO_DRY_RUN, "--tag", "t1"]
 
     result = _deployer(*args, "--strategy", "canary", "--canary-replicas", "2", "--canary-hold", "90s")
 

@@ -29,11 +29,6 @@ ABSENT = "sha256:" + "0" * 64
 
 
 @pytest.fixture
-def judge(kubectl: str, control_plane: ControlPlane, tmp_path: Path) -> Kubectl:
-    return Kubectl.under(tmp_path, kubectl, control_plane.kubeconfig_path)
-
-
-@pytest.fixture
 def deployer(control_plane: ControlPlane, web_images: WebImages, registry: TestRegistry, tmp_path: Path) -> Deployer:
     deployer = Deployer.under(tmp_path, control_plane.kubeconfig_path)
     deployer.repository = web_images.repository
